@@ -1,0 +1,3 @@
+from trtci.cli import main
+
+main()

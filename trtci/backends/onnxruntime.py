@@ -1,0 +1,81 @@
+"""The embedded default backend: ONNX Runtime on the CPU. A real backend, measured like any other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtci.backends.base import Feeds, LoadRequest, Progress
+from trtci.bench import measure_host
+from trtci.config import BenchSettings
+from trtci.errors import BackendError
+from trtci.host import cpu_info
+from trtci.results import BenchResult, DeviceInfo
+
+PROVIDER = "CPUExecutionProvider"
+
+
+class OnnxRuntimeBackend:
+    name = "onnxruntime"
+    int8_scheme = "onnxruntime"
+    can_run = True
+
+    def __init__(self, threads: int = 0) -> None:
+        self.threads = threads
+        self._sessions: dict[tuple[Path, int], OnnxRuntimeSession] = {}
+
+    def device(self) -> DeviceInfo:
+        import onnxruntime as ort
+
+        cpu = cpu_info()
+        details = {key: value for key, value in cpu.items() if key != "name"}
+        details.update(onnxruntime=ort.__version__, provider=PROVIDER, threads=self.threads or "default")
+        return DeviceInfo(kind="cpu", name=str(cpu["name"]), details=details)
+
+    def load(self, request: LoadRequest) -> OnnxRuntimeSession:
+        """One session per prepared file and thread count: every batch size reuses it (shapes are dynamic)."""
+        threads = int(request.options.get("threads", self.threads))
+        key = (request.model_path, threads)
+        if key not in self._sessions:
+            self._sessions[key] = OnnxRuntimeSession(request.model_path, threads)
+        return self._sessions[key]
+
+
+class OnnxRuntimeSession:
+    build: dict[str, Any] | None = None
+
+    def __init__(self, path: Path, threads: int) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=[PROVIDER])
+        except Exception as e:  # ORT raises its own Fail/InvalidGraph/NotImplemented types from C++
+            raise BackendError(f"onnxruntime cannot load {path.name}: {_first_line(e)}") from e
+        self.output_names = [o.name for o in self._session.get_outputs()]
+
+    def run(self, feeds: Feeds) -> dict[str, np.ndarray]:
+        try:
+            outputs = self._session.run(None, feeds)
+        except Exception as e:
+            raise BackendError(f"onnxruntime failed to run: {_first_line(e)}") from e
+        return dict(zip(self.output_names, outputs))
+
+    def benchmark(
+        self, feeds: Feeds, settings: BenchSettings, batch: int, progress: Progress | None = None
+    ) -> BenchResult:
+        self.run(feeds)  # surface a bad feed as a BackendError before timing starts
+        run = self._session.run
+        return measure_host(lambda: run(None, feeds), settings, batch, progress)
+
+    def close(self) -> None:
+        """Sessions are shared across batch sizes and freed with the backend."""
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

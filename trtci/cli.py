@@ -1,0 +1,229 @@
+"""The `trtci` command. It parses flags, calls the library, and turns typed errors into one line and an exit code.
+
+Exit codes: 0 ok, 1 gate failed, 2 usage or input error, 3 environment (backend, GPU or package missing),
+4 internal error, 5 publishing failed. See docs/exit-codes.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+
+from trtci import __version__
+from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, ConfigError, TrtciError
+
+FAIL_ON = ("both", "accuracy", "performance", "none")
+
+
+def _csv(kind: type) -> Callable[[click.Context, click.Parameter, str | None], list | None]:
+    def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> list | None:
+        if value is None:
+            return None
+        try:
+            return [kind(part.strip()) for part in value.split(",") if part.strip()]
+        except ValueError:
+            raise click.BadParameter(f"expected a comma-separated list like 1,8, got {value!r}") from None
+
+    return parse
+
+
+class _Progress:
+    """Progress bars on a terminal; one line per finished step in CI logs, where bars would be noise."""
+
+    def __init__(self, console) -> None:
+        self.console = console
+
+    @contextlib.contextmanager
+    def task(self, description: str) -> Iterator[Callable[[float], None]]:
+        start = time.perf_counter()
+        if self.console.is_terminal:
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=self.console, transient=True) as bar:
+                task = bar.add_task(description, total=1.0)
+                yield lambda fraction: bar.update(task, completed=fraction)
+        else:
+            yield lambda fraction: None
+        self.console.print(f"[green]✓[/] {description} [dim]({time.perf_counter() - start:.1f} s)[/]", highlight=False)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="trtci")
+@click.option("--debug", is_flag=True, help="Show tracebacks for expected errors too.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Track TensorRT and ONNX Runtime inference: prepare models, validate INT8/FP16 accuracy against FP32,
+    benchmark, compare with the base branch and gate pull requests."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), help="trtci.yml to run.")
+@click.option("--model", type=click.Path(path_type=Path), help="One ONNX model to run without a config.")
+@click.option("--precision", callback=_csv(str), help="Comma-separated precisions: fp32,fp16,int8.")
+@click.option("--batch-size", callback=_csv(int), help="Comma-separated batch sizes, e.g. 1,8.")
+@click.option("--calibration-data", help="INT8 calibration data: .npz, a folder of .npy, or module:function.")
+@click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile", "distribution"]))
+@click.option("--validation-data", help="Validation data (.npz with optional 'labels'), against FP32.")
+@click.option("--label-output", help="Output holding class scores, for labels (default: the first [N, C] one).")
+@click.option("--backend", callback=_csv(str), help="Comma-separated backends: onnxruntime, tensorrt, tensorrt-rtx.")
+@click.option("--db", type=click.Path(path_type=Path), help="SQLite results database.")
+@click.option("--report", type=click.Path(path_type=Path), help="Markdown report to write.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="JSON summary to write.")
+@click.option("--template-dir", type=click.Path(path_type=Path, file_okay=False), help="Templates that override ours.")
+@click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Prepared-model and engine cache.")
+@click.option("--threshold", type=float, help="Relative latency change that counts as a regression (0.1 = 10%).")
+@click.option("--duration", type=float, help="Seconds to benchmark each series (default 3, as trtexec).")
+@click.option("--warmup", type=float, help="Warm-up milliseconds before timing (default 200).")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="both", show_default=True, help="What fails the gate.")
+@click.option("--branch", help="Branch of this run (default: from GitHub Actions or git).")
+@click.option("--base-branch", help="Branch whose history is the baseline (default: the PR's base, or --branch).")
+@click.option("--commit", help="Commit of this run (default: from GitHub Actions or git).")
+@click.option("--pr", "pr_number", type=int, help="Pull request number.")
+@click.pass_context
+def run(ctx: click.Context, **options) -> None:
+    """Prepare, validate, benchmark, compare and record; write the report. Exit 1 when the gate fails."""
+    from rich.console import Console
+
+    from trtci import pipeline, report, summary
+    from trtci.context import run_context
+
+    config = _config_from_options(options)
+    console = Console(stderr=True)
+    context = run_context(
+        overrides={
+            "commit": options["commit"],
+            "branch": options["branch"],
+            "base_branch": options["base_branch"],
+            "pr_number": options["pr_number"],
+        }
+    )
+    result = pipeline.run(config, context, _Progress(console))
+    if config.report is not None:
+        _write(config.report, report.render(result, "comment.md.j2", config.template_dir))
+    if config.summary_json is not None:
+        summary.write_summary(result, config.summary_json)
+    report.print_table(result, Console())
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    failed = _gate(result, options["fail_on"])
+    console.print(
+        f"[bold {'red' if failed else 'green'}]{failed or 'gate passed'}[/] · results in {config.database}"
+        + (f" · report {config.report}" if config.report else ""),
+        highlight=False,
+    )
+    ctx.exit(EXIT_GATE_FAILED if failed else EXIT_OK)
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(path_type=Path), required=True, help="trtci.yml to check.")
+def config(config_path: Path) -> None:
+    """Check a trtci.yml and print it with every default filled in."""
+    import yaml
+
+    from trtci.config import load_config
+
+    loaded = load_config(config_path)
+    click.echo(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False), nl=False)
+
+
+def _gate(result, fail_on: str) -> str:
+    """Why the gate fails under --fail-on, or '' when it passes."""
+    reasons = []
+    if fail_on in ("both", "accuracy") and result.accuracy_failures:
+        reasons.append(f"{len(result.accuracy_failures)} series failed accuracy or did not run")
+    if fail_on in ("both", "performance") and result.regressions:
+        reasons.append(f"{len(result.regressions)} performance regressions")
+    return "gate failed: " + ", ".join(reasons) if reasons else ""
+
+
+def _config_from_options(options: dict):
+    """A Config from --config, or from --model flags; command-line values override the file's."""
+    from trtci.config import load_config, parse_config
+
+    one_model_flags = ("model", "precision", "batch_size", "calibration_data", "validation_data", "label_output")
+    if options["config_path"] is not None:
+        given = [f"--{name.replace('_', '-')}" for name in one_model_flags if options[name] is not None]
+        if given:
+            raise ConfigError(f"{', '.join(given)} describe one model; put it in the config or drop --config")
+        config = load_config(options["config_path"])
+    elif options["model"] is not None:
+        model: dict = {"path": str(options["model"])}
+        if options["precision"]:
+            model["precisions"] = options["precision"]
+        if options["batch_size"]:
+            model["batch_sizes"] = options["batch_size"]
+        if options["calibration_data"]:
+            model["calibration"] = {"data": options["calibration_data"]}
+        if options["validation_data"]:
+            model["validation"] = {"data": options["validation_data"], "label_output": options["label_output"]}
+        data: dict = {"models": [model], "summary_json": None}
+        config = parse_config(data, "command line", Path.cwd())
+    else:
+        raise ConfigError("give --config trtci.yml, or --model model.onnx (see trtci run --help)")
+    return _apply_overrides(config, options)
+
+
+def _apply_overrides(config, options: dict):
+    from trtci.config import parse_config
+
+    data = config.model_dump(mode="json")
+    for flag, key in (("db", "database"), ("report", "report"), ("json_path", "summary_json")):
+        if options[flag] is not None:
+            data[key] = str(options[flag])
+    for flag, key in (("template_dir", "template_dir"), ("cache_dir", "cache_dir")):
+        if options[flag] is not None:
+            data[key] = str(options[flag])
+    if options["backend"]:
+        data["backends"] = options["backend"]
+    if options["threshold"] is not None:
+        data["compare"]["threshold"] = options["threshold"]
+    if options["duration"] is not None:
+        data["bench"]["duration_s"] = options["duration"]
+    if options["warmup"] is not None:
+        data["bench"]["warmup_ms"] = options["warmup"]
+    if options["calibration_method"]:
+        for model in data["models"]:
+            if model.get("calibration"):
+                model["calibration"]["method"] = options["calibration_method"]
+    return parse_config(data, "command line", Path.cwd())
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot write the report ({e.strerror}); choose a writable --report path") from e
+
+
+def main() -> None:
+    """Entry point: run the CLI, map errors to one line and an exit code."""
+    debug = "--debug" in sys.argv[1:]
+    try:
+        code = cli.main(standalone_mode=False)
+    except click.exceptions.Exit as e:
+        code = e.exit_code
+    except click.ClickException as e:
+        e.show()
+        code = EXIT_INPUT
+    except click.exceptions.Abort:
+        click.echo("trtci: aborted", err=True)
+        code = 130
+    except TrtciError as e:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"trtci: error: {e}", err=True)
+        code = e.exit_code
+    except Exception:
+        traceback.print_exc()
+        click.echo("trtci: internal error (a bug in trtci): please report it with the traceback above", err=True)
+        code = EXIT_INTERNAL
+    sys.exit(code or 0)

@@ -1,0 +1,249 @@
+"""The trtci.yml configuration, validated strictly: an unknown key or a wrong type names its key path.
+
+Documented in docs/config.md. Every model is pydantic with extra="forbid", so a typo is an error, not a
+silent default.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from trtci.errors import ConfigError
+
+Precision = Literal["fp32", "fp16", "int8"]
+BackendName = Literal["onnxruntime", "tensorrt", "tensorrt-rtx"]
+CalibrationMethod = Literal["minmax", "entropy", "percentile", "distribution"]
+_FUNCTION_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BenchSettings(Strict):
+    """How to measure latency, the trtexec way."""
+
+    warmup_ms: Annotated[float, Field(ge=0)] = 200.0
+    duration_s: Annotated[float, Field(gt=0)] = 3.0
+    min_iterations: Annotated[int, Field(ge=1)] = 10
+    max_cv: Annotated[float, Field(gt=0)] = (
+        0.025  # above this the result is flagged "unstable", as trtexec does
+    )
+    threads: Annotated[int, Field(ge=0)] = 0  # ONNX Runtime intra-op threads; 0 lets ORT choose
+
+
+class AccuracyThresholds(Strict):
+    """When a lower precision passes against FP32. With labels the ratio gates; without, agreement does."""
+
+    min_ratio: Annotated[float, Field(gt=0, le=1.5)] = 0.99  # top-1(precision) / top-1(fp32), as MLPerf
+    min_top1_agreement: Annotated[float, Field(ge=0, le=1)] = 0.99
+    min_cosine: Annotated[float, Field(ge=-1, le=1)] = 0.99
+    min_sqnr_db: float = 20.0
+
+
+class CompareSettings(Strict):
+    """When a latency change against the base branch counts."""
+
+    threshold: Annotated[float, Field(gt=0, lt=10)] = 0.10  # relative change of the median latency
+
+
+class InputSpec(Strict):
+    """An input's shape where the model leaves dims open. The first dim is the batch and comes from batch_sizes."""
+
+    name: str
+    shape: list[int | str] | None = (
+        None  # concrete dims for benchmarking; symbolic names are taken from the model
+    )
+    min: list[int] | None = None  # TensorRT optimization-profile range for dynamic dims other than the batch
+    opt: list[int] | None = None
+    max: list[int] | None = None
+
+    @model_validator(mode="after")
+    def _ranges_complete(self) -> InputSpec:
+        given = [r is not None for r in (self.min, self.opt, self.max)]
+        if any(given) and not all(given):
+            raise ValueError("give all of min, opt and max, or none")
+        if all(given):
+            lengths = {len(self.min or []), len(self.opt or []), len(self.max or [])}
+            if len(lengths) != 1:
+                raise ValueError("min, opt and max must have the same rank")
+            for lo, mid, hi in zip(self.min or [], self.opt or [], self.max or []):
+                if not lo <= mid <= hi:
+                    raise ValueError(f"need min <= opt <= max in every dim, got {lo}, {mid}, {hi}")
+        return self
+
+
+class DataSpec(Strict):
+    data: str  # a .npz file, a directory of .npy files, or module:function yielding feed dicts
+    max_samples: Annotated[int, Field(ge=1)] | None = None
+
+
+class CalibrationSpec(DataSpec):
+    method: CalibrationMethod = "minmax"
+    batch_size: Annotated[int, Field(ge=1)] = 8
+
+
+class ValidationSpec(DataSpec):
+    label_output: str | None = (
+        None  # which output holds class scores for labels; default: the first [N, C] one
+    )
+
+
+class ModelConfig(Strict):
+    path: Path
+    name: str | None = None  # defaults to the file's stem
+    precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], min_length=1)
+    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1)
+    inputs: list[InputSpec] = Field(default_factory=list)
+    calibration: CalibrationSpec | None = None
+    validation: ValidationSpec | None = None
+    accuracy: AccuracyThresholds = AccuracyThresholds()
+    bench: BenchSettings | None = None  # overrides the global bench settings for this model
+
+    @property
+    def display_name(self) -> str:
+        return self.name or self.path.stem
+
+    @field_validator("precisions", "batch_sizes")
+    @classmethod
+    def _unique(cls, value: list) -> list:
+        if len(set(value)) != len(value):
+            raise ValueError("list has duplicates")
+        return value
+
+    @model_validator(mode="after")
+    def _int8_needs_calibration(self) -> ModelConfig:
+        if "int8" in self.precisions and self.calibration is None:
+            raise ValueError("int8 needs calibration data: add calibration: {data: calib.npz} or drop int8")
+        return self
+
+
+class TensorRTOptions(Strict):
+    """Builder options for the tensorrt and tensorrt-rtx backends (docs/tensorrt.md)."""
+
+    workspace_mb: Annotated[int, Field(ge=1)] | None = None
+    optimization_level: Annotated[int, Field(ge=0, le=5)] = 3
+    hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
+    version_compatible: bool = False
+    profiling_verbosity: Literal["layer_names_only", "detailed", "none"] = "detailed"
+    compute_capabilities: list[str] = Field(
+        default_factory=lambda: ["SM86"]
+    )  # TensorRT for RTX build targets
+    cuda_graphs: bool = True
+    include_data_transfers: bool = False
+    device: int | None = None  # CUDA device index; default: CUDA_VISIBLE_DEVICES' first
+
+
+class Config(Strict):
+    models: list[ModelConfig] = Field(min_length=1)
+    backends: list[BackendName] = Field(default_factory=lambda: ["onnxruntime"], min_length=1)
+    database: Path = Path("trtci.db")
+    report: Path | None = Path("trtci-report.md")
+    summary_json: Path | None = None
+    template_dir: Path | None = None
+    cache_dir: Path = Path(".trtci-cache")
+    bench: BenchSettings = BenchSettings()
+    compare: CompareSettings = CompareSettings()
+    tensorrt: TensorRTOptions = TensorRTOptions()
+
+    @model_validator(mode="after")
+    def _unique_model_names(self) -> Config:
+        names = [m.display_name for m in self.models]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"model names must be unique, repeated: {', '.join(duplicates)} (set name:)")
+        return self
+
+    def bench_for(self, model: ModelConfig) -> BenchSettings:
+        return model.bench or self.bench
+
+
+def _resolve(path: Path | None, base: Path) -> Path | None:
+    if path is None:
+        return None
+    return path if path.is_absolute() else base / path
+
+
+def is_function_ref(source: str) -> bool:
+    """True for 'package.module:function' data sources (a file of that name must exist to win)."""
+    return bool(_FUNCTION_REF.match(source)) and not Path(source).exists()
+
+
+def _resolve_data(spec: DataSpec | None, base: Path) -> DataSpec | None:
+    if spec is None or is_function_ref(spec.data):
+        return spec  # module:function sources are imported, not resolved
+    return spec.model_copy(update={"data": str(_resolve(Path(spec.data), base))})
+
+
+def resolve_paths(config: Config, base: Path) -> Config:
+    """Return a copy whose relative paths are taken from `base` (the config file's directory)."""
+    models = [
+        m.model_copy(
+            update={
+                "path": _resolve(m.path, base),
+                "calibration": _resolve_data(m.calibration, base),
+                "validation": _resolve_data(m.validation, base),
+            }
+        )
+        for m in config.models
+    ]
+    return config.model_copy(
+        update={
+            "models": models,
+            "database": _resolve(config.database, base),
+            "report": _resolve(config.report, base),
+            "summary_json": _resolve(config.summary_json, base),
+            "template_dir": _resolve(config.template_dir, base),
+            "cache_dir": _resolve(config.cache_dir, base),
+        }
+    )
+
+
+def parse_config(data: dict, source: str, base: Path) -> Config:
+    """Validate a config mapping; relative paths are taken from `base`."""
+    try:
+        config = Config.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(source, e)) from e
+    return resolve_paths(config, base)
+
+
+def load_config(path: Path) -> Config:
+    """Read and validate trtci.yml. Relative paths in it are relative to the file's directory."""
+    return parse_config(load_yaml(path), str(path), path.parent)
+
+
+def load_yaml(path: Path) -> dict:
+    import yaml
+
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config ({e.strerror}); pass an existing trtci.yml") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(e, 'problem', e)}") from e
+    if data is None:
+        raise ConfigError(f"{path}: the config is empty; it needs at least models: [{{path: model.onnx}}]")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (models:, backends:, ...)")
+    return data
+
+
+def format_validation_error(source: str, error: ValidationError) -> str:
+    """One line naming each problem's key path, e.g. 'trtci.yml: models.0.precisions.1: Input should be ...'."""
+    problems = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling against docs/config.md)"
+        problems.append(f"{source}: {where}: {message}")
+    return "; ".join(problems)

@@ -1,0 +1,447 @@
+"""One run, end to end: check inputs -> prepare -> load/build -> validate -> bench -> compare -> store.
+
+Everything the user gave is checked before any work, so bad input costs seconds, not a calibration. A series
+that fails on a backend (an op it cannot run, a failed build) records its reason and the others go on. The run is
+written to the database in one transaction at the end: an interrupted run leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from trtci.accuracy import validate
+from trtci.backends import get_backend
+from trtci.backends.base import Backend, LoadRequest, Session
+from trtci.compare import compare
+from trtci.config import Config, ModelConfig
+from trtci.data import Dataset, check_against_model, load_dataset
+from trtci.errors import BackendError, ConfigError, DataError, ModelError, StoreError
+from trtci.model import ModelInfo, inspect_model
+from trtci.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
+from trtci.results import AccuracyResult, RunContext, RunResult, SeriesKey, SeriesResult, stable_hash
+from trtci.store import Store
+
+Shapes = dict[str, tuple[int, ...]]
+ShapeRanges = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
+
+
+class Progress(Protocol):
+    """Where the pipeline reports long work. The CLI shows rich progress bars; tests pass nothing."""
+
+    def task(self, description: str) -> contextlib.AbstractContextManager[Callable[[float], None]]: ...
+
+
+class _Silent:
+    @contextlib.contextmanager
+    def task(self, description: str) -> Iterator[Callable[[float], None]]:
+        yield lambda fraction: None
+
+
+@dataclass
+class ModelPlan:
+    """A model with its data loaded and its shapes worked out: everything checked, nothing computed yet."""
+
+    config: ModelConfig
+    info: ModelInfo
+    calibration: Dataset | None
+    validation: Dataset | None
+    shapes: dict[int, Shapes]  # batch -> concrete input shapes
+    shape_ranges: dict[int, ShapeRanges]  # batch -> TensorRT profile (min, opt, max) per input
+
+    @property
+    def name(self) -> str:
+        return self.config.display_name
+
+
+@dataclass
+class Variant:
+    """One prepared model a backend runs: a precision, and for int8 its Q/DQ scheme."""
+
+    precision: str
+    quantization: str = ""
+    prepared: PreparedModel | None = None
+    error: str | None = None
+
+
+@dataclass
+class _RunState:
+    series: list[SeriesResult] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def plan_model(model: ModelConfig) -> ModelPlan:
+    """Load and check one model and its data. Raises ModelError, DataError or ConfigError naming the problem."""
+    info = inspect_model(model.path)
+    calibration = validation = None
+    if model.calibration is not None and "int8" in model.precisions:
+        calibration = load_dataset(model.calibration.data, model.calibration.max_samples)
+        check_against_model(calibration, info, "calibration")
+    if model.validation is not None:
+        validation = load_dataset(model.validation.data, model.validation.max_samples)
+        check_against_model(validation, info, "validation")
+        if validation.labels is not None and model.validation.label_output is not None:
+            names = [o.name for o in info.outputs]
+            if model.validation.label_output not in names:
+                raise ConfigError(
+                    f"{model.display_name}: validation.label_output '{model.validation.label_output}' is not an "
+                    f"output of the model; outputs: {', '.join(names)}"
+                )
+    sample = validation or calibration
+    shapes = {b: input_shapes(model, info, b, sample) for b in model.batch_sizes}
+    ranges = {b: shape_ranges(model, shapes[b]) for b in model.batch_sizes}
+    return ModelPlan(model, info, calibration, validation, shapes, ranges)
+
+
+def input_shapes(model: ModelConfig, info: ModelInfo, batch: int, sample: Dataset | None) -> Shapes:
+    """Concrete shapes for one batch size: the batch dim from `batch`, other open dims from config or data."""
+    overrides = {spec.name: spec for spec in model.inputs}
+    unknown = sorted(set(overrides) - {i.name for i in info.inputs})
+    if unknown:
+        names = ", ".join(i.name for i in info.inputs)
+        raise ConfigError(
+            f"{model.display_name}: inputs lists {', '.join(unknown)}, not inputs of the model ({names})"
+        )
+    shapes: Shapes = {}
+    for spec in info.inputs:
+        override = overrides.get(spec.name)
+        given = override.shape or override.opt if override else None
+        if given is not None and len(given) != len(spec.shape):
+            raise ConfigError(
+                f"{model.display_name}: inputs.{spec.name} has rank {len(given)}, the model's input has rank "
+                f"{len(spec.shape)}"
+            )
+        dims: list[int] = []
+        for axis, dim in enumerate(spec.shape):
+            if axis == 0:
+                if isinstance(dim, int) and dim != batch:
+                    raise ConfigError(
+                        f"{model.display_name}: input '{spec.name}' has a fixed batch of {dim}, so batch size "
+                        f"{batch} cannot run; use batch_sizes: [{dim}] or export the model with a dynamic batch"
+                    )
+                dims.append(batch)
+            elif isinstance(dim, int):
+                dims.append(dim)
+            elif given is not None and isinstance(given[axis], int):
+                dims.append(int(given[axis]))
+            elif sample is not None:
+                dims.append(int(sample.arrays[spec.name].shape[axis]))
+            else:
+                raise ConfigError(
+                    f"{model.display_name}: input '{spec.name}' dim {axis} ('{dim}') is dynamic; set its size "
+                    f"with inputs: [{{name: {spec.name}, shape: [...]}}] or give validation data"
+                )
+        shapes[spec.name] = tuple(dims)
+    return shapes
+
+
+def shape_ranges(model: ModelConfig, shapes: Shapes) -> ShapeRanges:
+    """TensorRT profiles: the batch is fixed per engine; other dims use the config's min/opt/max when given."""
+    overrides = {spec.name: spec for spec in model.inputs}
+    ranges: ShapeRanges = {}
+    for name, shape in shapes.items():
+        spec = overrides.get(name)
+        if spec is not None and spec.min is not None and spec.opt is not None and spec.max is not None:
+            batch = shape[0]
+            low = (batch, *spec.min[1:])
+            mid = (batch, *spec.opt[1:])
+            high = (batch, *spec.max[1:])
+            ranges[name] = (low, mid, high)
+        else:
+            ranges[name] = (shape, shape, shape)
+    return ranges
+
+
+def run(config: Config, context: RunContext, progress: Progress | None = None) -> RunResult:
+    """Run every model on every backend, compare with the baseline and record the run."""
+    progress = progress or _Silent()
+    plans = [plan_model(model) for model in config.models]
+    store = _open_store(config.database)  # before any work: an unwritable path fails in a second
+    try:
+        backends = [get_backend(name, config) for name in config.backends]
+        reference_backend = _reference_backend(backends, config)
+        state = _RunState()
+        for plan in plans:
+            _run_model(plan, config, backends, reference_backend, state, progress)
+        devices = {backend.device().id: backend.device() for backend in backends}
+        result = RunResult(
+            context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
+        )
+        result.warnings.extend(_slower_than_fp32(result))
+        result.comparisons = compare(result, store, config.compare)
+        store.record_run(result)
+    finally:
+        store.close()
+    return result
+
+
+def _open_store(path: Path) -> Store:
+    if str(path) != ":memory:":
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"{path}: cannot create its directory ({e.strerror}); choose a writable --db path") from e
+    return Store(path)
+
+
+def _reference_backend(backends: list[Backend], config: Config) -> Backend:
+    """FP32 reference outputs always come from ONNX Runtime on the CPU, the embedded default."""
+    for backend in backends:
+        if backend.name == "onnxruntime":
+            return backend
+    return get_backend("onnxruntime", config)
+
+
+def _variants(plan: ModelPlan, backend: Backend) -> list[tuple[str, str]]:
+    variants = []
+    for precision in plan.config.precisions:
+        if precision != "int8":
+            variants.append((precision, ""))
+            continue
+        schemes = [backend.int8_scheme]
+        if backend.name == "onnxruntime":
+            schemes.append("tensorrt")  # validate the Q/DQ model TensorRT would be given, on the CPU
+        variants.extend(("int8", scheme) for scheme in schemes)
+    return variants
+
+
+def _prepare(
+    plan: ModelPlan, config: Config, precision: str, quantization: str, progress: Progress
+) -> Variant:
+    variant = Variant(precision, quantization)
+    cache = config.cache_dir / "prepared"
+    try:
+        if precision == "fp32":
+            variant.prepared = prepare_fp32(plan.info, cache)
+        elif precision == "fp16":
+            with progress.task(f"{plan.name}: converting to FP16"):
+                variant.prepared = prepare_fp16(plan.info, cache)
+        else:
+            assert (
+                plan.calibration is not None and plan.config.calibration is not None
+            )  # checked by the config
+            spec = plan.config.calibration
+            feeds = list(plan.calibration.batches(spec.batch_size))
+            with progress.task(
+                f"{plan.name}: calibrating INT8 ({quantization} scheme, {spec.method})"
+            ) as update:
+                variant.prepared = prepare_int8(
+                    plan.info,
+                    feeds,
+                    scheme=quantization,
+                    method=spec.method,
+                    data_hash=plan.calibration.sha256,
+                    cache_dir=cache,
+                    progress=lambda done, total: update(done / max(total, 1)),
+                )
+    except (ModelError, BackendError) as e:
+        variant.error = str(e)
+    return variant
+
+
+def _run_model(
+    plan: ModelPlan,
+    config: Config,
+    backends: list[Backend],
+    reference_backend: Backend,
+    state: _RunState,
+    progress: Progress,
+) -> None:
+    prepared: dict[tuple[str, str], Variant] = {}
+    for backend in backends:
+        for precision, quantization in _variants(plan, backend):
+            if (precision, quantization) not in prepared:
+                prepared[(precision, quantization)] = _prepare(
+                    plan, config, precision, quantization, progress
+                )
+    for variant in prepared.values():
+        if variant.prepared is not None:
+            state.warnings.extend(
+                f"{plan.name} {variant.precision}: {note}" for note in variant.prepared.notes
+            )
+
+    reference = None
+    if plan.validation is not None:
+        fp32 = prepared.get(("fp32", "")) or _prepare(plan, config, "fp32", "", progress)
+        if fp32.prepared is None:
+            raise ModelError(f"{plan.name}: cannot prepare the FP32 reference: {fp32.error}")
+        with progress.task(f"{plan.name}: FP32 reference outputs on onnxruntime") as update:
+            reference = _outputs(reference_backend, plan, config, fp32.prepared, update)
+
+    for backend in backends:
+        device_id = backend.device().id
+        for precision, quantization in _variants(plan, backend):
+            variant = prepared[(precision, quantization)]
+            accuracy, failure = None, variant.error
+            if failure is None and backend.can_run and reference is not None:
+                try:
+                    accuracy = _validate(plan, backend, config, variant, reference, progress)
+                except BackendError as e:
+                    failure = str(e)
+            for batch in plan.config.batch_sizes:
+                key = SeriesKey(
+                    model=plan.name,
+                    model_hash=plan.info.sha256,
+                    precision=precision,
+                    batch=batch,
+                    backend=backend.name,
+                    device_id=device_id,
+                    quantization=quantization,
+                    options_hash=_options_hash(plan, config, precision, backend),
+                )
+                series = SeriesResult(key=key, accuracy=accuracy, error=failure)
+                state.series.append(series)
+                if failure is None:
+                    _measure(series, plan, config, backend, variant, state, progress)
+
+
+def _measure(
+    series: SeriesResult,
+    plan: ModelPlan,
+    config: Config,
+    backend: Backend,
+    variant: Variant,
+    state: _RunState,
+    progress: Progress,
+) -> None:
+    """Load or build one series and benchmark it where the backend can run; a backend failure is recorded."""
+    assert variant.prepared is not None
+    batch = series.key.batch
+    settings = config.bench_for(plan.config)
+    try:
+        session = backend.load(_request(plan, config, variant.prepared, batch, backend))
+        series.build = session.build
+        if not backend.can_run:
+            return
+        with progress.task(f"{series.key.label}: benchmarking") as update:
+            series.bench = session.benchmark(_bench_feeds(plan, batch), settings, batch, update)
+    except BackendError as e:
+        series.error = str(e)
+        return
+    if series.bench.stats.unstable:
+        state.warnings.append(
+            f"{series.key.label}: unstable, CV {series.bench.stats.cv:.1%} above {settings.max_cv:.1%}; "
+            "results on a busy machine are noisy"
+        )
+
+
+def _request(
+    plan: ModelPlan, config: Config, prepared: PreparedModel, batch: int, backend: Backend
+) -> LoadRequest:
+    options: dict[str, object] = {"threads": config.bench_for(plan.config).threads}
+    if backend.name != "onnxruntime":
+        options.update(config.tensorrt.model_dump())
+    return LoadRequest(
+        model_path=prepared.path,
+        precision=prepared.precision,
+        batch=batch,
+        shapes=plan.shapes[batch],
+        shape_ranges=plan.shape_ranges[batch],
+        cache_dir=config.cache_dir / "engines",
+        options=options,
+    )
+
+
+def _options_hash(plan: ModelPlan, config: Config, precision: str, backend: Backend) -> str:
+    """What else changes the numbers of a series: calibration data and method, session or build options."""
+    options: dict[str, object] = {"threads": config.bench_for(plan.config).threads}
+    if precision == "int8" and plan.calibration is not None and plan.config.calibration is not None:
+        options["calibration"] = [plan.calibration.sha256, plan.config.calibration.method]
+    if backend.name != "onnxruntime":
+        options["tensorrt"] = config.tensorrt.model_dump(mode="json")
+    return stable_hash(options)
+
+
+def _validation_batch(plan: ModelPlan) -> int:
+    return max(plan.config.batch_sizes)
+
+
+def _outputs(
+    backend: Backend,
+    plan: ModelPlan,
+    config: Config,
+    prepared: PreparedModel,
+    update: Callable[[float], None],
+) -> dict[str, np.ndarray]:
+    """Run the validation set through one prepared model; outputs stacked along axis 0."""
+    assert plan.validation is not None
+    batch = _validation_batch(plan)
+    session: Session = backend.load(_request(plan, config, prepared, batch, backend))
+    chunks: dict[str, list[np.ndarray]] = {}
+    total = plan.validation.size
+    for done, feeds in enumerate(_full_batches(plan.validation, batch, plan)):
+        for name, value in session.run(feeds).items():
+            chunks.setdefault(name, []).append(value)
+        update(min(1.0, (done + 1) * batch / total))
+    return {name: np.concatenate(parts) for name, parts in chunks.items()}
+
+
+def _full_batches(dataset: Dataset, batch: int, plan: ModelPlan) -> Iterator[dict[str, np.ndarray]]:
+    """Batches the model accepts: with a fixed batch dim, only whole batches (the remainder is left out)."""
+    fixed = any(isinstance(spec.shape[0], int) for spec in plan.info.inputs)
+    for feeds in dataset.batches(batch):
+        if fixed and len(next(iter(feeds.values()))) != batch:
+            return
+        yield feeds
+
+
+def _validate(
+    plan: ModelPlan,
+    backend: Backend,
+    config: Config,
+    variant: Variant,
+    reference: dict[str, np.ndarray],
+    progress: Progress,
+) -> AccuracyResult:
+    assert plan.validation is not None and variant.prepared is not None
+    scheme = f"({variant.quantization})" if variant.quantization else ""
+    with progress.task(f"{plan.name} {variant.precision}{scheme}: validating on {backend.name}") as update:
+        candidate = _outputs(backend, plan, config, variant.prepared, update)
+    labels = plan.validation.labels
+    if labels is not None:
+        labels = labels[: len(next(iter(reference.values())))]
+    label_output = plan.config.validation.label_output if plan.config.validation else None
+    try:
+        return validate(reference, candidate, plan.config.accuracy, labels=labels, label_output=label_output)
+    except DataError as e:
+        raise DataError(f"{plan.name}: {e}") from e
+
+
+def _bench_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:
+    """Real samples when there are any (validation, else calibration); else seeded random data of the right type."""
+    data = plan.validation or plan.calibration
+    if data is not None:
+        return data.feeds_for_batch(batch)
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for spec in plan.info.inputs:
+        shape = plan.shapes[batch][spec.name]
+        dtype = np.dtype(spec.dtype)
+        if np.issubdtype(dtype, np.floating):
+            feeds[spec.name] = rng.standard_normal(shape).astype(dtype)
+        else:
+            feeds[spec.name] = np.zeros(shape, dtype=dtype)  # zeros are valid indices for embedding inputs
+    return feeds
+
+
+def _slower_than_fp32(run: RunResult) -> list[str]:
+    """A lower precision that is slower than FP32 at the same batch, backend and device is said so, plainly."""
+    fp32 = {
+        (s.key.model, s.key.batch, s.key.backend, s.key.device_id): s.bench.stats.median
+        for s in run.series
+        if s.key.precision == "fp32" and s.bench is not None
+    }
+    warnings = []
+    for s in run.series:
+        base = fp32.get((s.key.model, s.key.batch, s.key.backend, s.key.device_id))
+        if s.key.precision == "fp32" or s.bench is None or base is None:
+            continue
+        speedup = base / s.bench.stats.median
+        if speedup < 1.0:
+            warnings.append(f"{s.key.label}: {speedup:.2f}x the speed of fp32 — slower, not a win")
+    return warnings

@@ -1,0 +1,201 @@
+"""Plain result objects passed between stages: bench -> validate -> store -> compare -> render.
+
+Every object here is a dataclass of plain values (str, int, float, bool, list, dict), so it serializes to JSON
+with `dataclasses.asdict` and can be rebuilt from a database row. Verdict objects answer pass/fail through
+`__bool__` and carry the numbers that led to the verdict, so a report never recomputes a decision.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def stable_hash(value: Any, length: int = 16) -> str:
+    """Hex digest of a JSON-able value, independent of dict order."""
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@dataclass(frozen=True)
+class DeviceInfo:
+    """What a result was measured on. `id` is a hash of the fields that change performance."""
+
+    kind: str  # "cpu" or "gpu"
+    name: str  # CPU model name or GPU name, e.g. "AMD EPYC" or "NVIDIA H100 80GB HBM3"
+    details: dict[str, Any] = field(default_factory=dict)  # ISA flags, cores, driver, CUDA, ORT version...
+
+    @property
+    def id(self) -> str:
+        return stable_hash({"kind": self.kind, "name": self.name, "details": self.details})
+
+
+@dataclass(frozen=True)
+class SeriesKey:
+    """Identity of one measured series: results with equal keys are comparable across runs."""
+
+    model: str  # the model's name in the config (file stem without a config)
+    model_hash: str  # sha256 of the FP32 ONNX file
+    precision: str  # fp32 | fp16 | int8
+    batch: int
+    backend: str  # "onnxruntime", "tensorrt", "tensorrt-rtx"
+    device_id: str  # DeviceInfo.id
+    quantization: str = ""  # for int8: the Q/DQ scheme, "onnxruntime" (U8S8) or "tensorrt" (S8S8 symmetric)
+    options_hash: str = (
+        ""  # hash of what else changes the numbers: calibration data, build and session options
+    )
+
+    @property
+    def id(self) -> str:
+        return stable_hash(asdict(self))
+
+    @property
+    def label(self) -> str:
+        """Short human name, e.g. 'digits int8(tensorrt) b8 onnxruntime'."""
+        precision = f"{self.precision}({self.quantization})" if self.quantization else self.precision
+        return f"{self.model} {precision} b{self.batch} {self.backend}"
+
+
+@dataclass
+class LatencyStats:
+    """trtexec-style latency statistics in milliseconds over the timed iterations."""
+
+    min: float
+    mean: float
+    median: float
+    p90: float
+    p95: float
+    p99: float
+    max: float
+    std: float
+    cv: float  # coefficient of variation, std / mean
+    iterations: int
+    throughput: float  # inferences per second: batch * iterations / timed wall seconds
+    unstable: bool  # cv above the configured limit (trtexec warns above 2.5%)
+
+
+@dataclass
+class BenchResult:
+    stats: LatencyStats
+    samples_ms: list[float]  # raw per-iteration latencies, in the order measured
+    warmup_ms: float  # warm-up time actually spent
+    duration_s: float  # timed wall time actually spent
+    timer: str  # "host" (perf_counter around each call) or "cuda-event"
+    extra: dict[str, Any] = field(default_factory=dict)  # GPU compute/H2D/D2H/enqueue stats, telemetry...
+
+
+@dataclass
+class OutputMetrics:
+    """Agreement of one output tensor with the FP32 reference over the validation set."""
+
+    name: str
+    cosine: float  # mean over samples of the cosine similarity of flattened outputs
+    sqnr_db: float  # 10*log10(|ref|^2 / |ref - out|^2), over the whole set; inf when identical
+    max_abs_err: float
+    max_rel_err: float
+    top1_agreement: float | None  # for class-score outputs ([N, C], C > 1): argmax agreement, else None
+    nonfinite: int  # count of NaN/Inf values in the output
+
+
+@dataclass
+class AccuracyResult:
+    """Accuracy of one precision against the FP32 baseline. `bool(result)` is the verdict."""
+
+    passed: bool
+    reasons: list[str]  # why it failed, one line each; empty when passed
+    samples: int
+    outputs: list[OutputMetrics] = field(default_factory=list)
+    top1: float | None = None  # with labels: this precision's top-1 accuracy
+    top5: float | None = None
+    reference_top1: float | None = None  # with labels: FP32's top-1 accuracy
+    reference_top5: float | None = None
+    ratio: float | None = None  # top1 / reference_top1
+    thresholds: dict[str, float] = field(default_factory=dict)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+@dataclass
+class SeriesResult:
+    """Everything measured for one series in one run. `error` is set when the series failed and others went on."""
+
+    key: SeriesKey
+    bench: BenchResult | None = None
+    accuracy: AccuracyResult | None = None
+    build: dict[str, Any] | None = None  # build facts: build time, engine size, layer and Q/DQ counts...
+    error: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None and (self.accuracy is None or self.accuracy.passed)
+
+
+VERDICTS = ("regression", "improvement", "unchanged", "new", "inconclusive", "missing")
+
+
+@dataclass
+class Comparison:
+    """A series of this run against its baseline. `bool(comparison)` is False for a regression."""
+
+    series_id: str
+    label: str
+    verdict: str  # one of VERDICTS
+    metric: str  # "latency_median_ms"
+    current: float | None
+    baseline: float | None
+    ratio: float | None  # current / baseline; > 1 is slower for latency
+    threshold: float  # relative change that counts, e.g. 0.10
+    baseline_run: str | None = None  # run id of the baseline
+    baseline_commit: str | None = None
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.verdict != "regression"
+
+
+@dataclass
+class RunContext:
+    """Where and why a run happened: from GITHUB_* variables in Actions, else from git."""
+
+    run_id: str
+    started_at: str  # ISO 8601 UTC
+    commit: str | None = None
+    branch: str | None = None
+    base_branch: str | None = None
+    pr_number: int | None = None
+    event: str | None = None
+    repository: str | None = None
+    run_url: str | None = None
+    merge_base: str | None = None
+    finished_at: str | None = None
+
+
+@dataclass
+class RunResult:
+    """One whole run: what was measured, how it compares, and the gate's verdict (`bool(run)`)."""
+
+    context: RunContext
+    devices: list[DeviceInfo]
+    series: list[SeriesResult]
+    comparisons: list[Comparison] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def accuracy_failures(self) -> list[SeriesResult]:
+        return [s for s in self.series if not s.passed]
+
+    @property
+    def regressions(self) -> list[Comparison]:
+        return [c for c in self.comparisons if not c]
+
+    @property
+    def passed(self) -> bool:
+        return not self.accuracy_failures and not self.regressions
+
+    def __bool__(self) -> bool:
+        return self.passed
