@@ -1,0 +1,100 @@
+"""trtci.yml validation: unknown keys and wrong types name their key path; paths resolve from the file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from trtci.config import load_config, parse_config
+from trtci.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "trtci.yml"
+    path.write_text(text)
+    return path
+
+
+def test_minimal_config_fills_defaults_and_resolves_paths_from_the_file(tmp_path):
+    config = load_config(write(tmp_path, "models:\n  - path: m.onnx\n    precisions: [fp32, fp16]\n"))
+    model = config.models[0]
+    assert model.path == tmp_path / "m.onnx"
+    assert config.database == tmp_path / "trtci.db"
+
+
+def test_int8_without_calibration_is_an_error_that_says_what_to_add(tmp_path):
+    with pytest.raises(ConfigError, match=r"models\.0: int8 needs calibration data"):
+        load_config(write(tmp_path, "models:\n  - path: m.onnx\n    precisions: [int8]\n"))
+
+
+def test_default_precisions_need_calibration_too(tmp_path):
+    with pytest.raises(ConfigError, match="int8 needs calibration"):
+        load_config(write(tmp_path, "models:\n  - path: m.onnx\n"))
+
+
+def test_unknown_key_names_its_path(tmp_path):
+    text = "models:\n  - path: m.onnx\n    precisions: [fp32]\n    bench:\n      duraton_s: 2\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert "models.0.bench.duraton_s: unknown key" in str(info.value)
+
+
+def test_wrong_type_and_bad_enum_name_their_paths(tmp_path):
+    text = "models:\n  - path: m.onnx\n    precisions: [fp32, fp8]\n    batch_sizes: [1, many]\n"
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    message = str(info.value)
+    assert "models.0.precisions.1" in message
+    assert "models.0.batch_sizes.1" in message
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    with pytest.raises(ConfigError, match=r"trtci.yml: line \d+ is not valid YAML"):
+        load_config(write(tmp_path, "models:\n  - path: [unclosed\n"))
+
+
+def test_missing_and_empty_config_files(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "nope.yml")
+    with pytest.raises(ConfigError, match="empty"):
+        load_config(write(tmp_path, "# nothing\n"))
+
+
+def test_duplicate_model_names_and_batch_sizes_are_refused():
+    with pytest.raises(ConfigError, match="model names must be unique"):
+        parse_config(
+            {"models": [{"path": "a/m.onnx", "precisions": ["fp32"]}, {"path": "b/m.onnx", "precisions": ["fp32"]}]},
+            "x",
+            Path("."),
+        )
+    with pytest.raises(ConfigError, match="duplicates"):
+        parse_config({"models": [{"path": "m.onnx", "precisions": ["fp32"], "batch_sizes": [1, 1]}]}, "x", Path("."))
+
+
+def test_profile_ranges_must_be_ordered_and_complete():
+    base = {"path": "m.onnx", "precisions": ["fp32"]}
+    with pytest.raises(ConfigError, match="min <= opt <= max"):
+        parse_config(
+            {"models": [{**base, "inputs": [{"name": "x", "min": [1, 8], "opt": [1, 4], "max": [1, 16]}]}]},
+            "x",
+            Path("."),
+        )
+    with pytest.raises(ConfigError, match="min, opt and max"):
+        parse_config({"models": [{**base, "inputs": [{"name": "x", "min": [1, 8]}]}]}, "x", Path("."))
+
+
+def test_function_data_sources_are_not_taken_as_paths(tmp_path):
+    text = (
+        "models:\n  - path: m.onnx\n    precisions: [int8]\n"
+        "    calibration: {data: mypkg.data:calibration_feeds}\n    validation: {data: val.npz}\n"
+    )
+    model = load_config(write(tmp_path, text)).models[0]
+    assert model.calibration.data == "mypkg.data:calibration_feeds"
+    assert model.validation.data == str(tmp_path / "val.npz")
+
+
+def test_the_example_config_is_valid():
+    example = Path(__file__).parent.parent / "examples" / "digits" / "trtci.yml"
+    config = load_config(example)
+    assert config.models[0].path.is_file()

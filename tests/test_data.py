@@ -1,0 +1,114 @@
+"""Data sources (.npz, folder of .npy, module:function) and their checks against a real model."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from tests.models import mlp_classifier
+from trtci.data import check_against_model, load_dataset
+from trtci.errors import DataError
+from trtci.model import inspect_model
+
+
+@pytest.fixture
+def model(tmp_path):
+    return inspect_model(mlp_classifier(tmp_path / "mlp.onnx"))
+
+
+def samples(n: int = 10, features: int = 16, dtype=np.float32) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((n, features)).astype(dtype)
+
+
+def test_npz_with_labels(tmp_path, model):
+    np.savez(tmp_path / "v.npz", input=samples(), labels=np.arange(10) % 3)
+    data = load_dataset(str(tmp_path / "v.npz"))
+    check_against_model(data, model, "validation")
+    assert data.size == 10
+    assert list(data.labels) == list(np.arange(10) % 3)
+    assert set(data.arrays) == {"input"}
+
+
+def test_npy_folder_matches_npz_content_hash(tmp_path):
+    x = samples()
+    np.savez(tmp_path / "v.npz", input=x)
+    (tmp_path / "dir").mkdir()
+    np.save(tmp_path / "dir" / "input.npy", x)
+    assert load_dataset(str(tmp_path / "dir")).sha256 == load_dataset(str(tmp_path / "v.npz")).sha256
+
+
+def test_hash_changes_when_one_value_changes(tmp_path):
+    x = samples()
+    np.savez(tmp_path / "a.npz", input=x)
+    x[3, 4] += 1e-3
+    np.savez(tmp_path / "b.npz", input=x)
+    assert load_dataset(str(tmp_path / "a.npz")).sha256 != load_dataset(str(tmp_path / "b.npz")).sha256
+
+
+def test_function_source_concatenates_feeds(tmp_path, monkeypatch, model):
+    (tmp_path / "userdata.py").write_text(
+        textwrap.dedent(
+            """
+            import numpy as np
+            def feeds():
+                for i in range(3):
+                    yield {"input": np.full((4, 16), i, dtype=np.float32)}
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        data = load_dataset("userdata:feeds")
+        check_against_model(data, model, "calibration")
+        assert data.size == 12
+        assert [float(data.arrays["input"][i, 0]) for i in (0, 4, 8)] == [0.0, 1.0, 2.0]
+    finally:
+        sys.modules.pop("userdata", None)
+
+
+def test_batches_and_tiling(tmp_path):
+    np.savez(tmp_path / "v.npz", input=samples(5))
+    data = load_dataset(str(tmp_path / "v.npz"))
+    assert [len(b["input"]) for b in data.batches(2)] == [2, 2, 1]
+    feeds = data.feeds_for_batch(8)["input"]
+    assert feeds.shape == (8, 16)
+    np.testing.assert_array_equal(feeds[5], data.arrays["input"][0])
+
+
+def test_max_samples_truncates_inputs_and_labels(tmp_path):
+    np.savez(tmp_path / "v.npz", input=samples(10), labels=np.arange(10))
+    data = load_dataset(str(tmp_path / "v.npz"), max_samples=4)
+    assert data.size == 4 and len(data.labels) == 4
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"inptu": samples()}, "missing input; unknown inptu"),
+        ({"input": samples(dtype=np.float64)}, "is float64 but the model wants float32"),
+        ({"input": samples(features=15)}, r"samples have shape \[15\] but the model wants \[16\]"),
+    ],
+)
+def test_mismatches_name_the_input_and_the_fix(tmp_path, model, arrays, message):
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(DataError, match=message):
+        check_against_model(load_dataset(str(tmp_path / "bad.npz")), model, "validation")
+
+
+def test_bad_sources(tmp_path):
+    with pytest.raises(DataError, match="no such file"):
+        load_dataset(str(tmp_path / "missing.npz"))
+    np.savez(tmp_path / "empty.npz", input=np.zeros((0, 16), np.float32))
+    with pytest.raises(DataError, match="empty"):
+        load_dataset(str(tmp_path / "empty.npz"))
+    np.savez(tmp_path / "labels.npz", input=samples(10), labels=np.arange(9))
+    with pytest.raises(DataError, match="9 labels for 10 samples"):
+        load_dataset(str(tmp_path / "labels.npz"))
+    (tmp_path / "corrupt.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="cannot read as .npz"):
+        load_dataset(str(tmp_path / "corrupt.npz"))
+    with pytest.raises(DataError, match="cannot import"):
+        load_dataset("no_such_module_here:feeds")
