@@ -111,8 +111,6 @@ def run(ctx: click.Context, **options) -> None:
     if config.summary_json is not None:
         summary.write_summary(result, config.summary_json)
     report.print_table(result, Console())
-    for warning in result.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     failed = _gate(result, options["fail_on"])
     console.print(
         f"[bold {'red' if failed else 'green'}]{failed or 'gate passed'}[/] · results in {config.database}"

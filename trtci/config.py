@@ -17,6 +17,8 @@ from trtci.errors import ConfigError
 Precision = Literal["fp32", "fp16", "int8"]
 BackendName = Literal["onnxruntime", "tensorrt", "tensorrt-rtx"]
 CalibrationMethod = Literal["minmax", "entropy", "percentile", "distribution"]
+ALL_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
+DEFAULT_BACKENDS: tuple[BackendName, ...] = ("onnxruntime",)
 _FUNCTION_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
@@ -96,7 +98,7 @@ class ValidationSpec(DataSpec):
 class ModelConfig(Strict):
     path: Path
     name: str | None = None  # defaults to the file's stem
-    precisions: list[Precision] = Field(default_factory=lambda: ["fp32", "fp16", "int8"], min_length=1)
+    precisions: list[Precision] = Field(default_factory=lambda: list(ALL_PRECISIONS), min_length=1)
     batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1)
     inputs: list[InputSpec] = Field(default_factory=list)
     calibration: CalibrationSpec | None = None
@@ -140,7 +142,7 @@ class TensorRTOptions(Strict):
 
 class Config(Strict):
     models: list[ModelConfig] = Field(min_length=1)
-    backends: list[BackendName] = Field(default_factory=lambda: ["onnxruntime"], min_length=1)
+    backends: list[BackendName] = Field(default_factory=lambda: list(DEFAULT_BACKENDS), min_length=1)
     database: Path = Path("trtci.db")
     report: Path | None = Path("trtci-report.md")
     summary_json: Path | None = None

@@ -1,6 +1,6 @@
 """Typed errors. The library raises these; the CLI prints one line and exits with the error's code.
 
-Exit codes (documented in docs/exit-codes.md):
+Exit codes (documented in README.md, "Exit codes"):
   0  everything ran and the gate passed
   1  the gate failed: an accuracy or performance regression
   2  usage or input error (bad flag, config, model, data, path): fix the input and run again

@@ -45,7 +45,8 @@ def _from_proc_cpuinfo(path: Path) -> tuple[str | None, set[str]]:
         text = path.read_text()
     except OSError:
         return None, set()
-    name, flags = None, set()
+    name: str | None = None
+    flags: set[str] = set()
     for line in text.splitlines():
         key, _, value = line.partition(":")
         key = key.strip()

@@ -172,7 +172,6 @@ def run(config: Config, context: RunContext, progress: Progress | None = None) -
         result = RunResult(
             context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
         )
-        result.warnings.extend(_slower_than_fp32(result))
         result.comparisons = compare(result, store, config.compare)
         store.record_run(result)
     finally:
@@ -198,7 +197,7 @@ def _reference_backend(backends: list[Backend], config: Config) -> Backend:
 
 
 def _variants(plan: ModelPlan, backend: Backend) -> list[tuple[str, str]]:
-    variants = []
+    variants: list[tuple[str, str]] = []
     for precision in plan.config.precisions:
         if precision != "int8":
             variants.append((precision, ""))
@@ -427,21 +426,3 @@ def _bench_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:
         else:
             feeds[spec.name] = np.zeros(shape, dtype=dtype)  # zeros are valid indices for embedding inputs
     return feeds
-
-
-def _slower_than_fp32(run: RunResult) -> list[str]:
-    """A lower precision that is slower than FP32 at the same batch, backend and device is said so, plainly."""
-    fp32 = {
-        (s.key.model, s.key.batch, s.key.backend, s.key.device_id): s.bench.stats.median
-        for s in run.series
-        if s.key.precision == "fp32" and s.bench is not None
-    }
-    warnings = []
-    for s in run.series:
-        base = fp32.get((s.key.model, s.key.batch, s.key.backend, s.key.device_id))
-        if s.key.precision == "fp32" or s.bench is None or base is None:
-            continue
-        speedup = base / s.bench.stats.median
-        if speedup < 1.0:
-            warnings.append(f"{s.key.label}: {speedup:.2f}x the speed of fp32 — slower, not a win")
-    return warnings

@@ -1,0 +1,134 @@
+"""The trtci command as users run it: flags, exit codes, one-line errors, files written."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.models import mlp_classifier
+from trtci.cli import cli, main
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = ["--duration", "0.02", "--warmup", "0"]
+
+
+def trtci(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run `trtci ARGS` in-process through the real entry point; return exit code, stdout, stderr."""
+    monkeypatch.setattr(sys, "argv", ["trtci", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    captured = capsys.readouterr()
+    return exit_info.value.code, captured.out, captured.err
+
+
+@pytest.fixture
+def model_dir(tmp_path, monkeypatch):
+    mlp_classifier(tmp_path / "m.onnx")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "c.npz", input=rng.standard_normal((16, 16)).astype(np.float32))
+    np.savez(tmp_path / "v.npz", input=rng.standard_normal((20, 16)).astype(np.float32))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    return tmp_path
+
+
+def test_one_model_run_with_the_documented_flags_writes_db_report_and_json(model_dir, monkeypatch, capsys):
+    code, out, err = trtci(
+        monkeypatch, capsys, "run", "--model", "m.onnx", "--precision", "fp32,fp16,int8", "--batch-size", "1,8",
+        "--calibration-data", "c.npz", "--validation-data", "v.npz", "--backend", "onnxruntime",
+        "--db", "results.db", "--report", "report.md", "--json", "summary.json", *FAST,
+    )  # fmt: skip
+    summary = json.loads((model_dir / "summary.json").read_text())
+    results = summary["results"]
+    assert len(results) == 8  # 3 precisions (int8 in two Q/DQ schemes) x 2 batch sizes
+    first = results[0]
+    for key in ("model", "precision", "batch", "backend", "device", "latency_ms", "throughput", "cv", "accuracy",
+                "verdict"):  # fmt: skip
+        assert key in first
+    assert set(first["latency_ms"]) >= {"min", "mean", "median", "p90", "p95", "p99", "max"}
+    assert {r["batch"] for r in results} == {1, 8}
+    assert (model_dir / "report.md").read_text().startswith("<!-- trtci:report -->")
+    assert (model_dir / "results.db").stat().st_size > 0
+    assert code in (0, 1)  # random weights: the gate may pass or fail, but the run must complete
+    assert "fp32" in out and "gate" in err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ([], "give --config trtci.yml, or --model model.onnx"),
+        (["--model", "missing.onnx", "--precision", "fp32"], "missing.onnx"),
+        (["--model", "m.onnx", "--precision", "fp64"], "models.0.precisions.0"),
+        (["--model", "m.onnx", "--precision", "int8"], "int8 needs calibration data"),
+        (["--model", "m.onnx", "--precision", "fp32", "--validation-data", "nope.npz"], "nope.npz: no such file"),
+        (["--model", "m.onnx", "--batch-size", "one"], "expected a comma-separated list"),
+        (["--model", "m.onnx", "--precision", "fp32", "--backend", "onnxruntim"], "backends.0"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(model_dir, monkeypatch, capsys, args, message):
+    code, out, err = trtci(monkeypatch, capsys, "run", *args, *FAST)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+    assert not (model_dir / "trtci.db").exists()
+
+
+def test_corrupt_model_is_exit_2_and_keeps_the_database(model_dir, monkeypatch, capsys):
+    args = ["run", "--model", "m.onnx", "--precision", "fp32", "--db", "r.db", *FAST]
+    assert trtci(monkeypatch, capsys, *args)[0] in (0, 1)
+    before = (model_dir / "r.db").read_bytes()
+    (model_dir / "bad.onnx").write_bytes(b"\x08\x07garbage")
+    code, _, err = trtci(monkeypatch, capsys, "run", "--model", "bad.onnx", "--precision", "fp32", "--db", "r.db")
+    assert code == 2 and "bad.onnx" in err and "Traceback" not in err
+    assert (model_dir / "r.db").read_bytes() == before
+
+
+def test_unwritable_database_is_exit_2(model_dir, monkeypatch, capsys):
+    (model_dir / "file").write_text("not a directory")
+    code, _, err = trtci(monkeypatch, capsys, "run", "--model", "m.onnx", "--precision", "fp32", "--db", "file/r.db")
+    assert code == 2 and "file/r.db" in err
+
+
+def test_config_command_prints_defaults_and_rejects_typos(model_dir, monkeypatch, capsys):
+    (model_dir / "trtci.yml").write_text("models:\n  - path: m.onnx\n    precisions: [fp32]\n")
+    code, out, _ = trtci(monkeypatch, capsys, "config", "--config", "trtci.yml")
+    assert code == 0 and "duration_s: 3.0" in out
+    (model_dir / "trtci.yml").write_text("models:\n  - path: m.onnx\n    precisions: [fp32]\nbenchmark: {}\n")
+    code, _, err = trtci(monkeypatch, capsys, "config", "--config", "trtci.yml")
+    assert code == 2 and "benchmark: unknown key" in err
+
+
+def test_every_command_has_help_and_version(monkeypatch, capsys):
+    code, out, _ = trtci(monkeypatch, capsys, "--version")
+    assert code == 0 and "trtci, version" in out
+    for name, command in cli.commands.items():
+        code, out, _ = trtci(monkeypatch, capsys, name, "--help")
+        assert code == 0 and "Usage:" in out, name
+        assert command.help, f"trtci {name} has no help text"
+
+
+def test_imports_and_help_work_without_gpu_packages(tmp_path):
+    """Every module imports, and `trtci --help` runs, when tensorrt, CUDA and NVML are absent."""
+    script = (
+        "import sys\n"
+        "for name in ('tensorrt', 'tensorrt_rtx_bindings', 'tensorrt_bindings', 'cuda', 'pynvml', 'torch'):\n"
+        "    sys.modules[name] = None  # makes `import name` raise ImportError\n"
+        "import pkgutil, importlib, trtci\n"
+        "names = [m.name for m in pkgutil.walk_packages(trtci.__path__, 'trtci.') if m.name != 'trtci.__main__']\n"
+        "for name in names:\n"
+        "    importlib.import_module(name)\n"
+        "print(len(names))\n"
+        "sys.argv = ['trtci', '--help']\n"
+        "from trtci.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    count, _, help_text = done.stdout.partition("\n")
+    assert int(count) >= 10
+    assert "Usage: trtci" in help_text
