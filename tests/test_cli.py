@@ -132,3 +132,13 @@ def test_imports_and_help_work_without_gpu_packages(tmp_path):
     count, _, help_text = done.stdout.partition("\n")
     assert int(count) >= 10
     assert "Usage: trtci" in help_text
+
+
+def test_run_writes_step_outputs_for_the_action(model_dir, monkeypatch, capsys):
+    outputs = model_dir / "github_output"
+    outputs.write_text("")
+    monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
+    code, _, _ = trtci(monkeypatch, capsys, "run", "--model", "m.onnx", "--precision", "fp32", *FAST)
+    lines = outputs.read_text().splitlines()
+    assert "regressions=0" in lines and "accuracy-failures=0" in lines
+    assert code == 0

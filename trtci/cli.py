@@ -16,6 +16,7 @@ from pathlib import Path
 import click
 
 from trtci import __version__
+from trtci.cli_github import register as register_github_commands
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, ConfigError, TrtciError
 
 FAIL_ON = ("both", "accuracy", "performance", "none")
@@ -94,6 +95,7 @@ def run(ctx: click.Context, **options) -> None:
 
     from trtci import pipeline, report, summary
     from trtci.context import run_context
+    from trtci.github import actions
 
     config = _config_from_options(options)
     console = Console(stderr=True)
@@ -112,6 +114,8 @@ def run(ctx: click.Context, **options) -> None:
         summary.write_summary(result, config.summary_json)
     report.print_table(result, Console())
     failed = _gate(result, options["fail_on"])
+    actions.set_output("regressions", str(len(result.regressions)))
+    actions.set_output("accuracy-failures", str(len(result.accuracy_failures)))
     console.print(
         f"[bold {'red' if failed else 'green'}]{failed or 'gate passed'}[/] · results in {config.database}"
         + (f" · report {config.report}" if config.report else ""),
@@ -130,6 +134,9 @@ def config(config_path: Path) -> None:
 
     loaded = load_config(config_path)
     click.echo(yaml.safe_dump(loaded.model_dump(mode="json"), sort_keys=False), nl=False)
+
+
+register_github_commands(cli)
 
 
 def _gate(result, fail_on: str) -> str:

@@ -1,0 +1,351 @@
+"""A real local HTTP server that plays the GitHub REST API for issue comments, for tests.
+
+It keeps state (comments per issue, ids, authors), paginates with a Link header as GitHub does, and can be told
+to fail: `server.inject(Fault(...))`. Every request it receives is validated against GitHub's published OpenAPI
+description (github.com or GHES 3.19, copied into tests/data/github/), and so is every comment response it
+sends; a mismatch is answered with 400 and recorded in `server.violations`, which the `github` fixture asserts
+is empty after each test.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import pytest
+from openapi_core import OpenAPI
+from openapi_core.datatypes import RequestParameters
+from werkzeug.datastructures import Headers, ImmutableMultiDict
+
+DATA = Path(__file__).parent / "data" / "github"
+SPECS = {
+    "github.com": DATA / "rest-api.github.com.subset.json",
+    "ghes": DATA / "rest-api.ghes-3.19.subset.json",
+}
+GITHUB_COM_HOST = "https://api.github.com"
+TOO_LONG = "Body is too long (maximum is 65536 characters)"
+
+_COMMENTS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/issues/(?P<number>\d+)/comments$")
+_COMMENT = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/issues/comments/(?P<id>\d+)$")
+_COMMIT_PULLS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/commits/(?P<sha>[0-9a-f]+)/pulls$")
+
+
+@cache
+def openapi(flavor: str) -> OpenAPI:
+    """GitHub's REST description for `flavor` ("github.com" or "ghes"), parsed once per test session."""
+    return OpenAPI.from_dict(json.loads(SPECS[flavor].read_text()))
+
+
+@dataclass
+class Fault:
+    """Answer the next `times` matching requests with `status` (after `delay_s`) instead of serving them.
+
+    With `apply=True` the request is carried out first and only the answer is delayed or replaced (a POST
+    that lands although the client gave up).
+    """
+
+    status: int | None = None
+    message: str = "injected fault"
+    method: str | None = None
+    path: str | None = None  # a regex matched against the API path
+    times: int = 1
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0
+    apply: bool = False
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and (
+            self.path is None or re.search(self.path, path) is not None
+        )
+
+
+@dataclass
+class Seen:
+    """One request as the server received it."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    body: Any
+
+
+class _Request:
+    """openapi-core's Request protocol over what the handler read."""
+
+    def __init__(self, host_url: str, path: str, method: str, query: list, headers: Headers, body: bytes | None):
+        self.host_url = host_url
+        self.path = path
+        self.method = method.lower()
+        self.body = body
+        self.content_type = headers.get("Content-Type", "")
+        self.parameters = RequestParameters(
+            query=ImmutableMultiDict(query), header=headers, cookie=ImmutableMultiDict()
+        )
+
+
+class _Response:
+    def __init__(self, status: int, data: bytes, headers: dict[str, str]):
+        self.status_code = status
+        self.data = data
+        self.content_type = "application/json"
+        self.headers = Headers(headers)
+
+
+class GitHubServer:
+    """A GitHub API double on 127.0.0.1 that validates against the real API description."""
+
+    def __init__(self, flavor: str = "github.com", token: str = "ghs_test-token", login: str = "github-actions[bot]"):
+        self.flavor = flavor
+        self.token = token
+        self.login = login
+        self.prefix = "/api/v3" if flavor == "ghes" else ""
+        self.comments: dict[int, dict[str, Any]] = {}
+        self.pulls_by_sha: dict[str, list[int]] = {}
+        self.faults: list[Fault] = []
+        self.seen: list[Seen] = []
+        self.violations: list[str] = []
+        self._next_id = 1000
+        self._lock = threading.Lock()
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
+
+    @property
+    def host(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_port}"
+
+    @property
+    def url(self) -> str:
+        """The value GITHUB_API_URL takes for this server."""
+        return self.host + self.prefix
+
+    def __enter__(self) -> GitHubServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def inject(self, fault: Fault) -> None:
+        with self._lock:
+            self.faults.append(fault)
+
+    def add_comment(self, repo: str, number: int, body: str, login: str | None = None) -> dict[str, Any]:
+        """Seed a comment as if someone had posted it (no request, no validation)."""
+        with self._lock:
+            return self._create(repo, number, body, login or self.login)
+
+    def issue_comments(self, repo: str, number: int) -> list[dict[str, Any]]:
+        return [c for c in self.comments.values() if c["issue_url"].endswith(f"/repos/{repo}/issues/{number}")]
+
+    def requests(self, method: str | None = None) -> list[Seen]:
+        return [s for s in self.seen if method is None or s.method == method]
+
+    def _create(self, repo: str, number: int, body: str, login: str) -> dict[str, Any]:
+        self._next_id += 1
+        cid = self._next_id
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        comment = {
+            "id": cid,
+            "node_id": f"IC_{cid}",
+            "url": f"{self.url}/repos/{repo}/issues/comments/{cid}",
+            "html_url": f"https://github.com/{repo}/pull/{number}#issuecomment-{cid}",
+            "issue_url": f"{self.url}/repos/{repo}/issues/{number}",
+            "body": body,
+            "user": _user(login),
+            "created_at": now,
+            "updated_at": now,
+            "author_association": "NONE",
+        }
+        self.comments[cid] = comment
+        return comment
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self.faults:
+                if fault.times > 0 and fault.matches(method, path):
+                    fault.times -= 1
+                    return fault
+        return None
+
+    def _violate(self, text: str) -> None:
+        with self._lock:
+            self.violations.append(text)
+
+    def handle(self, method: str, raw_path: str, headers: Headers, raw_body: bytes | None):
+        """Serve one request: (status, JSON-able body, extra headers)."""
+        parts = urlsplit(raw_path)
+        query = parse_qsl(parts.query, keep_blank_values=True)
+        body = json.loads(raw_body) if raw_body else None
+        self.seen.append(Seen(method, parts.path, dict(query), dict(headers), body))
+        problem = self._validate_request(method, parts.path, query, headers, raw_body)
+        if problem:
+            self._violate(f"{method} {raw_path}: {problem}")
+            return 400, {"message": f"request does not match GitHub's API description: {problem}"}, {}
+        if headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, {"message": "Bad credentials", "status": "401"}, {}
+        path = parts.path[len(self.prefix) :]
+        fault = self._take_fault(method, path)
+        if fault is not None and not fault.apply:
+            time.sleep(fault.delay_s)
+            return fault.status, {"message": fault.message, "status": str(fault.status)}, fault.headers
+        with self._lock:
+            result = self._route(method, path, dict(query), body)
+        if fault is not None:
+            # The change has landed; only the answer is slow or lost, as when GitHub times out mid-request.
+            time.sleep(fault.delay_s)
+            if fault.status is not None:
+                return fault.status, {"message": fault.message, "status": str(fault.status)}, fault.headers
+        return result
+
+    def _validate_request(self, method: str, path: str, query: list, headers: Headers, raw: bytes | None) -> str:
+        if not path.startswith(self.prefix + "/"):
+            return f"path {path} lacks the API prefix {self.prefix!r}"
+        if headers.get("Accept") != "application/vnd.github+json":
+            return f"Accept is {headers.get('Accept')!r}, GitHub asks for application/vnd.github+json"
+        if headers.get("X-GitHub-Api-Version") != "2022-11-28":
+            return f"X-GitHub-Api-Version is {headers.get('X-GitHub-Api-Version')!r}"
+        if not headers.get("User-Agent"):
+            return "no User-Agent: GitHub rejects such requests"
+        host = GITHUB_COM_HOST if self.flavor == "github.com" else self.host
+        try:
+            openapi(self.flavor).validate_request(_Request(host, path, method, query, headers, raw))
+        except Exception as exc:  # openapi-core raises a family of errors; every one is a violation
+            return f"{type(exc).__name__}: {exc}"
+        return ""
+
+    def validate_response(self, method: str, path: str, status: int, data: Any, headers: dict[str, str]) -> None:
+        """Check a 2xx comment response against the description, so the double answers as GitHub does."""
+        api_path = path[len(self.prefix) :]
+        if status >= 300 or not (_COMMENTS.match(api_path) or _COMMENT.match(api_path)):
+            return
+        host = GITHUB_COM_HOST if self.flavor == "github.com" else self.host
+        request = _Request(host, path, method, [], Headers({"Content-Type": "application/json"}), None)
+        response = _Response(status, json.dumps(data).encode() if data is not None else b"", headers)
+        try:
+            openapi(self.flavor).validate_response(request, response)
+        except Exception as exc:
+            self._violate(f"response to {method} {path}: {type(exc).__name__}: {exc}")
+
+    def _route(self, method: str, path: str, query: dict[str, str], body: Any):
+        if m := _COMMENTS.match(path):
+            repo, number = m["repo"], int(m["number"])
+            if method == "GET":
+                return self._page(path, self.issue_comments(repo, number), query)
+            if method == "POST":
+                if len(body["body"]) > 65_536:
+                    return 422, _validation_failed(TOO_LONG), {}
+                comment = self._create(repo, number, body["body"], self.login)
+                return 201, comment, {"Location": comment["url"]}
+        if m := _COMMENT.match(path):
+            comment = self.comments.get(int(m["id"]))
+            if comment is None:
+                return 404, {"message": "Not Found", "status": "404"}, {}
+            if method == "GET":
+                return 200, comment, {}
+            if method == "PATCH":
+                if len(body["body"]) > 65_536:
+                    return 422, _validation_failed(TOO_LONG), {}
+                if comment["user"]["login"] != self.login:
+                    return 403, {"message": "Must have admin rights to Repository.", "status": "403"}, {}
+                comment["body"] = body["body"]
+                comment["updated_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+                return 200, comment, {}
+            if method == "DELETE":
+                del self.comments[comment["id"]]
+                return 204, None, {}
+        if m := _COMMIT_PULLS.match(path):
+            numbers = self.pulls_by_sha.get(m["sha"], [])
+            return 200, [{"number": n, "state": "open", "head": {"sha": m["sha"]}} for n in numbers], {}
+        return 404, {"message": "Not Found", "status": "404"}, {}
+
+    def _page(self, path: str, items: list, query: dict[str, str]):
+        per_page = min(int(query.get("per_page", 30)), 100)
+        page = int(query.get("page", 1))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        headers = {}
+        if page * per_page < len(items):
+            nxt = urlencode({"per_page": per_page, "page": page + 1})
+            headers["Link"] = f'<{self.url}{path}?{nxt}>; rel="next"'
+        return 200, chunk, headers
+
+
+def _handler(server: GitHubServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _serve(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else None
+            headers = Headers(list(self.headers.items()))
+            status, data, extra = server.handle(self.command, self.path, headers, raw)
+            server.validate_response(self.command, urlsplit(self.path).path, status, data, extra)
+            payload = json.dumps(data).encode() if data is not None else b""
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(payload)))
+                for key, value in extra.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(payload)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # the client gave up (a timeout test); the state change, if any, stands
+
+        do_GET = do_POST = do_PATCH = do_DELETE = _serve
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass  # keep pytest output clean; requests are recorded in server.seen
+
+    return Handler
+
+
+def _user(login: str) -> dict[str, Any]:
+    base = f"https://api.github.com/users/{login}"
+    return {
+        "login": login,
+        "id": abs(hash(login)) % 10**8,
+        "node_id": f"U_{login}",
+        "avatar_url": "https://avatars.githubusercontent.com/u/1",
+        "gravatar_id": "",
+        "url": base,
+        "html_url": f"https://github.com/{login}",
+        "followers_url": f"{base}/followers",
+        "following_url": f"{base}/following{{/other_user}}",
+        "gists_url": f"{base}/gists{{/gist_id}}",
+        "starred_url": f"{base}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{base}/subscriptions",
+        "organizations_url": f"{base}/orgs",
+        "repos_url": f"{base}/repos",
+        "events_url": f"{base}/events{{/privacy}}",
+        "received_events_url": f"{base}/received_events",
+        "type": "Bot" if login.endswith("[bot]") else "User",
+        "site_admin": False,
+    }
+
+
+def _validation_failed(message: str) -> dict[str, Any]:
+    return {
+        "message": "Validation Failed",
+        "errors": [{"resource": "IssueComment", "code": "custom", "field": "body", "message": message}],
+        "documentation_url": "https://docs.github.com/rest/issues/comments#create-an-issue-comment",
+        "status": "422",
+    }
+
+
+@pytest.fixture(name="github", params=["github.com", "ghes"])
+def github_fixture(request: pytest.FixtureRequest):
+    """A running GitHub double, once per API flavour; fails the test if any request broke the description."""
+    with GitHubServer(request.param) as server:
+        yield server
+    assert server.violations == [], "requests or responses that do not match GitHub's API description"

@@ -1,0 +1,269 @@
+"""action.yml and the workflows: injection-safe by construction, valid by SchemaStore, clean by zizmor, and the
+composite's steps run in order with bash as the runner would run them."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from github_server import github_fixture  # noqa: F401  (the `github` fixture)
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTION = ROOT / "action.yml"
+WORKFLOWS = sorted([*(ROOT / ".github" / "workflows").glob("*.yml"), *(ROOT / "examples" / "workflows").glob("*.yml")])
+EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
+PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
+
+
+def load(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+def action() -> dict:
+    return load(ACTION)
+
+
+def all_steps(doc: dict) -> list[dict]:
+    if "runs" in doc:
+        return doc["runs"]["steps"]
+    return [step for job in doc["jobs"].values() for step in job.get("steps", [])]
+
+
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=lambda p: str(p.relative_to(ROOT)))
+def test_no_expression_inside_any_run_script(path):
+    for step in all_steps(load(path)):
+        if "run" in step:
+            assert "${{" not in step["run"], f"{step.get('id') or step.get('name')}: use env:, not ${{{{ }}}}"
+            assert step.get("shell"), f"{step.get('id') or step.get('name')} has no shell:"
+
+
+@pytest.mark.parametrize("path", [ACTION, *WORKFLOWS], ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_action_is_pinned_to_a_commit(path):
+    for step in all_steps(load(path)):
+        uses = step.get("uses")
+        if uses and not uses.startswith("./"):
+            assert PINNED.match(uses), f"{uses} is not pinned to a full commit SHA"
+
+
+def test_every_input_reaches_scripts_only_through_env():
+    doc = action()
+    used = set()
+    for step in doc["runs"]["steps"]:
+        for value in (step.get("env") or {}).values():
+            used.update(re.findall(r"inputs\.([\w-]+)", str(value)))
+    assert used == set(doc["inputs"]), f"inputs never passed through env: {set(doc['inputs']) - used}"
+    assert "github-token" in used and all(k in doc["inputs"] for k in ("config", "fail-on", "comment-mode"))
+
+
+def test_outputs_map_to_step_outputs_that_exist():
+    doc = action()
+    steps = {s["id"]: s for s in doc["runs"]["steps"] if "id" in s}
+    assert set(doc["outputs"]) == {"verdict", "regressions", "report", "database"}
+    for name, output in doc["outputs"].items():
+        m = re.fullmatch(r"\$\{\{ steps\.([\w-]+)\.outputs\.([\w-]+) \}\}", output["value"])
+        assert m, f"output {name}: {output['value']}"
+        assert m[1] in steps and m[2] == name
+        if name != "regressions":  # written by `trtci run` itself
+            assert f"{name}=" in steps[m[1]]["run"]
+
+
+def test_workflows_have_top_level_least_privilege_permissions():
+    for path in WORKFLOWS:
+        doc = load(path)
+        assert "permissions" in doc, f"{path.name} lacks top-level permissions"
+        assert doc["permissions"] in ({}, {"contents": "read"}), f"{path.name}: {doc['permissions']}"
+
+
+def test_matrix_example_fans_in_safely():
+    doc = load(ROOT / "examples" / "workflows" / "gpu-matrix.yml")
+    bench, report = doc["jobs"]["bench"], doc["jobs"]["report"]
+    assert bench["strategy"]["fail-fast"] is False
+    assert "self-hosted" in bench["runs-on"]
+    upload = next(s for s in bench["steps"] if "upload-artifact" in s.get("uses", ""))
+    assert "matrix.gpu" in upload["with"]["name"]
+    assert report["needs"] == "bench" and report["if"] == "${{ !cancelled() }}"
+
+
+def tool(name: str) -> list[str]:
+    """The command of a checker from the test extra; CI must install it, so its absence fails the test."""
+    found = shutil.which(name, path=os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    assert found, f"{name} is missing: pip install check-jsonschema zizmor (the project's test extra)"
+    return [found]
+
+
+def test_action_matches_schemastore():
+    run = subprocess.run(
+        [*tool("check-jsonschema"), "--builtin-schema", "vendor.github-actions", str(ACTION)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_workflows_match_schemastore():
+    run = subprocess.run(
+        [*tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *map(str, WORKFLOWS)],
+        capture_output=True,
+        text=True,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_zizmor_finds_nothing():
+    run = subprocess.run(
+        [*tool("zizmor"), "--offline", "--no-progress", str(ACTION), *map(str, WORKFLOWS)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+# Running the composite's steps with bash, as the runner does: env from expressions, one GITHUB_OUTPUT per step.
+
+
+def evaluate(value: str, context: dict) -> str:
+    def one(match: re.Match) -> str:
+        expr = match[1]
+        if m := re.fullmatch(r"inputs\.([\w-]+)", expr):
+            return context["inputs"].get(m[1], "")
+        if m := re.fullmatch(r"steps\.([\w-]+)\.outputs\.([\w-]+)", expr):
+            return context["steps"].get(m[1], {}).get(m[2], "")
+        return {"runner.temp": context["temp"], "github.token": context["token"]}[expr]
+
+    return EXPR.sub(one, str(value))
+
+
+def read_outputs(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        name, _, value = line.partition("=")
+        values[name] = value
+    return values
+
+
+def run_step(step_id: str, context: dict, base_env: dict[str, str], tmp: Path) -> int:
+    step = next(s for s in action()["runs"]["steps"] if s.get("id") == step_id)
+    assert step["shell"] == "bash"
+    out = tmp / f"output-{step_id}"
+    out.touch()
+    env = {**base_env, "GITHUB_OUTPUT": str(out), "GITHUB_ACTION_PATH": str(ROOT)}
+    env.update({k: evaluate(v, context) for k, v in (step.get("env") or {}).items()})
+    script = tmp / f"step-{step_id}.sh"
+    script.write_text(step["run"])
+    # How the runner starts `shell: bash` steps.
+    proc = subprocess.run(
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env, capture_output=True, text=True
+    )
+    context["steps"][step_id] = read_outputs(out)
+    context["log"] += proc.stdout + proc.stderr
+    return proc.returncode
+
+
+def executable(path: Path, text: str) -> str:
+    path.write_text(text)
+    path.chmod(path.stat().st_mode | stat.S_IEXEC)
+    return str(path)
+
+
+@pytest.fixture
+def runner(tmp_path: Path, github):
+    """A runner's view: temp dir, GITHUB_* variables for a pull_request event, and `trtci` on a path.
+
+    `trtci run` is the lead's pipeline; here a stand-in writes the report and exits with the scripted code, so
+    the steps' own shell logic (exit codes, outputs, summary, gating) is what is tested. `trtci comment` is real.
+    """
+    event = ROOT / "tests" / "data" / "events-gh" / "pull_request.opened.json"
+    temp = tmp_path / "runner-temp"
+    temp.mkdir()
+    fake = executable(
+        tmp_path / "trtci",
+        "#!/bin/bash\n"
+        'if [ "$1" = run ]; then\n'
+        '  while [ $# -gt 0 ]; do [ "$1" = --report ] && printf "## trtci report\\n" > "$2"; shift; done\n'
+        '  echo "regressions=${FAKE_REGRESSIONS:-0}" >> "$GITHUB_OUTPUT"; exit "${FAKE_EXIT:-0}"\n'
+        "fi\n"
+        f'exec "{sys.executable}" -c "import click; from trtci.cli_github import register; '
+        "g = click.Group('trtci'); register(g); g(prog_name='trtci')\" \"$@\"\n",
+    )
+    base_env = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": str(ROOT),
+        "GITHUB_ACTIONS": "true",
+        "GITHUB_EVENT_NAME": "pull_request",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_REPOSITORY": json.loads(event.read_text())["repository"]["full_name"],
+        "GITHUB_API_URL": github.url,
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "summary.md"),
+    }
+    context = {"inputs": {}, "steps": {"install": {"trtci": fake}}, "temp": str(temp), "token": github.token, "log": ""}
+    for name, spec in action()["inputs"].items():
+        default = str(spec.get("default", ""))
+        context["inputs"][name] = evaluate(default, context)
+    return context, base_env, tmp_path
+
+
+def test_steps_pass_post_one_comment_and_gate_green(runner, github):
+    context, env, tmp = runner
+    for step in ("preflight", "run", "comment", "gate"):
+        assert run_step(step, context, env, tmp) == 0, context["log"]
+    run = context["steps"]["run"]
+    assert run["verdict"] == "pass" and run["exit-code"] == "0" and run["regressions"] == "0"
+    assert Path(run["report"]).read_text() == "## trtci report\n"
+    assert Path(env["GITHUB_STEP_SUMMARY"]).read_text() == "## trtci report\n"
+    assert len(github.issue_comments("Codertocat/Hello-World", 2)) == 1
+    assert run_step("comment", context, env, tmp) == 0
+    assert len(github.issue_comments("Codertocat/Hello-World", 2)) == 1  # on-change: still one comment
+
+
+def test_regression_still_comments_then_gate_fails_with_1(runner, github):
+    context, env, tmp = runner
+    env = {**env, "FAKE_EXIT": "1", "FAKE_REGRESSIONS": "2"}
+    assert run_step("run", context, env, tmp) == 0  # the run step records the code; the gate step fails
+    assert context["steps"]["run"]["verdict"] == "fail"
+    assert run_step("comment", context, env, tmp) == 0
+    assert run_step("gate", context, env, tmp) == 1
+    assert "::error title=trtci::trtci run exited with 1" in context["log"]
+    assert len(github.issue_comments("Codertocat/Hello-World", 2)) == 1
+
+
+def test_publish_failure_fails_the_gate_with_5(runner, github):
+    context, env, tmp = runner
+    context["inputs"]["github-token"] = "wrong-token"
+    assert run_step("run", context, env, tmp) == 0
+    assert run_step("comment", context, env, tmp) == 0
+    assert context["steps"]["comment"]["exit-code"] == "5"
+    assert run_step("gate", context, env, tmp) == 5
+    assert github.issue_comments("Codertocat/Hello-World", 2) == []
+    assert "wrong-token" not in context["log"].replace("::add-mask::wrong-token", "")
+
+
+def test_hostile_inputs_stay_data(runner, github):
+    context, env, tmp = runner
+    context["inputs"]["marker-id"] = '$(touch pwned)"; touch pwned2 #'
+    context["inputs"]["threshold"] = "`touch pwned3`"
+    run_step("run", context, {**env}, tmp)
+    run_step("comment", context, env, tmp)
+    assert not any((Path.cwd() / n).exists() or (tmp / n).exists() for n in ("pwned", "pwned2", "pwned3"))
+    assert context["steps"]["comment"]["exit-code"] == "2"  # the marker id is rejected as input
+
+
+def test_fork_code_under_pull_request_target_is_refused_by_preflight(runner, tmp_path):
+    context, env, tmp = runner
+    data = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())
+    data["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+    forked = tmp_path / "fork-event.json"
+    forked.write_text(json.dumps(data))
+    env = {**env, "GITHUB_EVENT_NAME": "pull_request_target", "GITHUB_EVENT_PATH": str(forked)}
+    assert run_step("preflight", context, env, tmp) == 2
+    assert "::error title=trtci::refusing to benchmark code from the fork" in context["log"]
+    context["inputs"]["allow-fork-code"] = "true"
+    assert run_step("preflight", context, env, tmp) == 0

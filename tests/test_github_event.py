@@ -1,0 +1,135 @@
+"""Event context from real webhook payloads (tests/data/events-gh/) and the fork/self-hosted safety policy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from trtci.errors import ConfigError
+from trtci.github.event import check_safety, load_event, parse_event
+
+EVENTS = Path(__file__).parent / "data" / "events-gh"
+
+
+def payload(name: str) -> dict:
+    return json.loads((EVENTS / name).read_text())
+
+
+def env_for(tmp_path: Path, event_name: str, data: dict, **extra: str) -> dict[str, str]:
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(data))
+    return {"GITHUB_EVENT_NAME": event_name, "GITHUB_EVENT_PATH": str(path), **extra}
+
+
+def as_fork(data: dict, owner: str = "mallory/Hello-World") -> dict:
+    data["pull_request"]["head"]["repo"]["full_name"] = owner
+    return data
+
+
+@pytest.mark.parametrize(
+    "name", ["pull_request.opened.json", "pull_request.synchronize.json", "pull_request.reopened.2.json"]
+)
+def test_pull_request_payloads(tmp_path, name):
+    data = payload(name)
+    event = load_event(env_for(tmp_path, "pull_request", data, GITHUB_REPOSITORY="Codertocat/Hello-World"))
+    pr = data["pull_request"]
+    assert event.pr_number == data["number"]
+    assert (event.base_sha, event.head_sha) == (pr["base"]["sha"], pr["head"]["sha"])
+    assert event.base_ref == pr["base"]["ref"] and event.head_ref == pr["head"]["ref"]
+    assert event.public is (not data["repository"]["private"])
+    assert not event.is_fork and not event.privileged
+
+
+def test_fork_is_detected_by_the_head_repository(tmp_path):
+    event = load_event(env_for(tmp_path, "pull_request", as_fork(payload("pull_request.opened.json"))))
+    assert event.is_fork and event.head_repository == "mallory/Hello-World"
+    assert event.repository == "Codertocat/Hello-World"
+
+
+def test_deleted_fork_counts_as_a_fork(tmp_path):
+    data = payload("pull_request.opened.json")
+    data["pull_request"]["head"]["repo"] = None
+    assert load_event(env_for(tmp_path, "pull_request_target", data)).is_fork
+
+
+def test_workflow_run_uses_the_triggering_runs_repository_and_sha():
+    data = payload("workflow_run.completed.2.json")
+    event = parse_event("workflow_run", data)
+    run = data["workflow_run"]
+    assert event.head_sha == run["head_sha"] and event.head_ref == run["head_branch"]
+    assert event.repository == run["repository"]["full_name"]
+    assert event.triggered_by == run["event"]
+    assert event.pr_number is None and not event.is_fork and event.privileged
+
+
+def test_workflow_run_from_a_fork_pull_request():
+    data = payload("workflow_run.completed.json")
+    data["workflow_run"]["head_repository"]["full_name"] = "mallory/octo-repo"
+    data["workflow_run"]["pull_requests"] = [
+        {"number": 17, "base": {"ref": "main", "sha": "b" * 40}, "head": {"ref": "x", "sha": "a" * 40}}
+    ]
+    event = parse_event("workflow_run", data)
+    assert event.is_fork and event.pr_number == 17 and event.base_ref == "main"
+
+
+def test_push_payload():
+    data = payload("push.json")
+    event = parse_event("push", data)
+    assert event.head_sha == data["after"] and event.base_sha == data["before"]
+    assert data["ref"].startswith("refs/tags/") and event.head_ref is None  # a tag is not a branch
+    assert event.pr_number is None
+    data["ref"] = "refs/heads/feature/x"
+    assert parse_event("push", data).head_ref == "feature/x"
+
+
+def test_outside_actions_there_is_no_payload():
+    event = load_event({"GITHUB_REPOSITORY": "o/r"})
+    assert event.name is None and event.repository == "o/r" and event.pr_number is None
+
+
+def test_unreadable_payload_is_an_input_error(tmp_path):
+    bad = tmp_path / "event.json"
+    bad.write_text("{not json")
+    with pytest.raises(ConfigError, match="GITHUB_EVENT_PATH"):
+        load_event({"GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(bad)})
+    with pytest.raises(ConfigError, match="GITHUB_EVENT_PATH"):
+        load_event({"GITHUB_EVENT_NAME": "push", "GITHUB_EVENT_PATH": str(tmp_path / "missing.json")})
+
+
+@pytest.mark.parametrize("trigger", ["pull_request_target", "workflow_run"])
+def test_fork_code_under_a_privileged_trigger_is_refused(trigger):
+    if trigger == "workflow_run":
+        data = payload("workflow_run.completed.json")
+        data["workflow_run"]["head_repository"]["full_name"] = "mallory/octo-repo"
+    else:
+        data = as_fork(payload("pull_request.opened.json"))
+    event = parse_event(trigger, data)
+    with pytest.raises(ConfigError, match="allow-fork-code"):
+        check_safety(event, {})
+    warnings = check_safety(event, {}, allow_fork_code=True)
+    assert len(warnings) == 1 and "secrets" in warnings[0]
+
+
+def test_fork_under_plain_pull_request_is_fine():
+    event = parse_event("pull_request", as_fork(payload("pull_request.opened.json")))
+    assert check_safety(event, {}) == []
+
+
+def test_same_repository_pull_request_target_is_fine():
+    assert check_safety(parse_event("pull_request_target", payload("pull_request.opened.json")), {}) == []
+
+
+def test_self_hosted_runner_in_a_public_repository_warns():
+    event = parse_event("pull_request", payload("pull_request.opened.json"))
+    assert event.public is True
+    warnings = check_safety(event, {"RUNNER_ENVIRONMENT": "self-hosted"})
+    assert len(warnings) == 1 and "self-hosted" in warnings[0]
+    assert check_safety(event, {"RUNNER_ENVIRONMENT": "github-hosted"}) == []
+
+
+def test_self_hosted_runner_in_a_private_repository_is_quiet():
+    data = payload("pull_request.opened.json")
+    data["repository"]["private"] = True
+    assert check_safety(parse_event("pull_request", data), {"RUNNER_ENVIRONMENT": "self-hosted"}) == []

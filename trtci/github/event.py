@@ -1,0 +1,150 @@
+"""The event a workflow run answers, from GITHUB_EVENT_NAME and the payload at GITHUB_EVENT_PATH, and the
+safety policy that follows from it.
+
+Privileged triggers (`pull_request_target`, `workflow_run`) run with secrets and a write token; running a
+fork's code there is a "pwn request". trtci refuses that unless the workflow opts in, and warns when a public
+repository's pull requests reach a self-hosted runner.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trtci.errors import ConfigError
+
+PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment")
+PRIVILEGED_EVENTS = ("pull_request_target", "workflow_run")
+
+
+@dataclass(frozen=True)
+class EventContext:
+    """What the triggering event says about the code under test. Fields are None when the event lacks them."""
+
+    name: str | None  # GITHUB_EVENT_NAME
+    repository: str | None  # owner/name of the repository the workflow runs in
+    pr_number: int | None = None
+    base_sha: str | None = None
+    head_sha: str | None = None
+    base_ref: str | None = None  # the PR's base branch, e.g. "main"
+    head_ref: str | None = None
+    head_repository: str | None = None  # owner/name the head commit comes from
+    public: bool | None = None
+    triggered_by: str | None = None  # for workflow_run: the event of the run that triggered this one
+
+    @property
+    def is_fork(self) -> bool:
+        """True when the head commit comes from another repository than the one the workflow runs in."""
+        return bool(self.head_repository and self.repository and self.head_repository != self.repository)
+
+    @property
+    def privileged(self) -> bool:
+        return self.name in PRIVILEGED_EVENTS
+
+
+def load_event(environ: Mapping[str, str] | None = None) -> EventContext:
+    """The event context of this run; outside Actions (no GITHUB_EVENT_PATH) only the names from the env."""
+    env = os.environ if environ is None else environ
+    name = env.get("GITHUB_EVENT_NAME") or None
+    repository = env.get("GITHUB_REPOSITORY") or None
+    path = env.get("GITHUB_EVENT_PATH")
+    if not path:
+        return EventContext(name, repository)
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read the event payload GITHUB_EVENT_PATH={path}: {exc}") from None
+    if not isinstance(payload, dict):
+        raise ConfigError(f"the event payload {path} is not a JSON object")
+    return parse_event(name, payload, repository)
+
+
+def parse_event(name: str | None, payload: dict[str, Any], repository: str | None = None) -> EventContext:
+    """The context from a webhook payload as GitHub writes it to GITHUB_EVENT_PATH."""
+    repo = payload.get("repository") or {}
+    repository = repository or repo.get("full_name")
+    public = _public(repo)
+    if name in PULL_REQUEST_EVENTS and isinstance(payload.get("pull_request"), dict):
+        pr = payload["pull_request"]
+        base, head = pr.get("base") or {}, pr.get("head") or {}
+        return EventContext(
+            name,
+            repository,
+            pr_number=_int(pr.get("number", payload.get("number"))),
+            base_sha=base.get("sha"),
+            head_sha=head.get("sha"),
+            base_ref=base.get("ref"),
+            head_ref=head.get("ref"),
+            # A fork that was deleted leaves head.repo null: treat it as foreign.
+            head_repository=(head.get("repo") or {}).get("full_name") or "(deleted fork)",
+            public=public,
+        )
+    if name == "workflow_run" and isinstance(payload.get("workflow_run"), dict):
+        run = payload["workflow_run"]
+        # workflow_run.repository, not the top-level one, is where the triggering run ran.
+        repository = (run.get("repository") or {}).get("full_name") or repository
+        pulls = run.get("pull_requests") or []
+        pr = pulls[0] if pulls else {}
+        return EventContext(
+            name,
+            repository,
+            pr_number=_int(pr.get("number")),
+            base_sha=(pr.get("base") or {}).get("sha"),
+            head_sha=run.get("head_sha"),
+            base_ref=(pr.get("base") or {}).get("ref"),
+            head_ref=run.get("head_branch"),
+            head_repository=(run.get("head_repository") or {}).get("full_name"),
+            public=public,
+            triggered_by=run.get("event"),
+        )
+    if name == "push":
+        ref = payload.get("ref") or ""
+        return EventContext(
+            name,
+            repository,
+            base_sha=payload.get("before"),
+            head_sha=payload.get("after"),
+            head_ref=ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None,
+            public=public,
+        )
+    return EventContext(name, repository, public=public)
+
+
+def check_safety(
+    event: EventContext, environ: Mapping[str, str] | None = None, *, allow_fork_code: bool = False
+) -> list[str]:
+    """Raise ConfigError when fork code would run under a privileged trigger; return warnings to show."""
+    env = os.environ if environ is None else environ
+    warnings = []
+    if event.privileged and event.is_fork:
+        if not allow_fork_code:
+            raise ConfigError(
+                f"refusing to benchmark code from the fork {event.head_repository} under {event.name}: that "
+                "trigger has secrets and a write token. Benchmark in a pull_request workflow and comment from "
+                "workflow_run (docs/action.md), or set allow-fork-code: true if you accept the risk"
+            )
+        warnings.append(
+            f"running code from the fork {event.head_repository} under {event.name} because allow-fork-code "
+            "is set: that code can read this job's secrets and token"
+        )
+    if env.get("RUNNER_ENVIRONMENT") == "self-hosted" and event.public:
+        warnings.append(
+            "this public repository runs trtci on a self-hosted runner: anyone who opens a pull request may run "
+            "code on it. Require approval for outside contributors and use ephemeral runners (docs/action.md)"
+        )
+    return warnings
+
+
+def _public(repo: dict[str, Any]) -> bool | None:
+    if isinstance(repo.get("private"), bool):
+        return not repo["private"]
+    visibility = repo.get("visibility")
+    return visibility == "public" if isinstance(visibility, str) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
