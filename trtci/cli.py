@@ -88,6 +88,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--base-branch", help="Branch whose history is the baseline (default: the PR's base, or --branch).")
 @click.option("--commit", help="Commit of this run (default: from GitHub Actions or git).")
 @click.option("--pr", "pr_number", type=int, help="Pull request number.")
+@click.option("--device", type=int, help="CUDA device index for TensorRT backends (default: the first visible).")
 @click.pass_context
 def run(ctx: click.Context, **options) -> None:
     """Prepare, validate, benchmark, compare and record; write the report. Exit 1 when the gate fails."""
@@ -122,6 +123,17 @@ def run(ctx: click.Context, **options) -> None:
         highlight=False,
     )
     ctx.exit(EXIT_GATE_FAILED if failed else EXIT_OK)
+
+
+@cli.command()
+def doctor() -> None:
+    """Show what this machine offers (GPUs, driver, CUDA, TensorRT, ONNX Runtime, NVML) and what each backend
+    can do here: build, run, or why not, with the install hint."""
+    from rich.console import Console
+
+    from trtci.doctor import diagnose, print_doctor
+
+    print_doctor(diagnose(), Console())
 
 
 @cli.command()
@@ -194,6 +206,8 @@ def _apply_overrides(config, options: dict):
         data["bench"]["duration_s"] = options["duration"]
     if options["warmup"] is not None:
         data["bench"]["warmup_ms"] = options["warmup"]
+    if options["device"] is not None:
+        data["tensorrt"]["device"] = options["device"]
     if options["calibration_method"]:
         for model in data["models"]:
             if model.get("calibration"):
