@@ -32,9 +32,7 @@ class BenchSettings(Strict):
     warmup_ms: Annotated[float, Field(ge=0)] = 200.0
     duration_s: Annotated[float, Field(gt=0)] = 3.0
     min_iterations: Annotated[int, Field(ge=1)] = 10
-    max_cv: Annotated[float, Field(gt=0)] = (
-        0.025  # above this the result is flagged "unstable", as trtexec does
-    )
+    max_cv: Annotated[float, Field(gt=0)] = 0.025  # above this the result is flagged "unstable", as trtexec does
     threads: Annotated[int, Field(ge=0)] = 0  # ONNX Runtime intra-op threads; 0 lets ORT choose
 
 
@@ -57,9 +55,7 @@ class InputSpec(Strict):
     """An input's shape where the model leaves dims open. The first dim is the batch and comes from batch_sizes."""
 
     name: str
-    shape: list[int | str] | None = (
-        None  # concrete dims for benchmarking; symbolic names are taken from the model
-    )
+    shape: list[int | str] | None = None  # concrete dims for benchmarking; symbolic names are taken from the model
     min: list[int] | None = None  # TensorRT optimization-profile range for dynamic dims other than the batch
     opt: list[int] | None = None
     max: list[int] | None = None
@@ -90,9 +86,7 @@ class CalibrationSpec(DataSpec):
 
 
 class ValidationSpec(DataSpec):
-    label_output: str | None = (
-        None  # which output holds class scores for labels; default: the first [N, C] one
-    )
+    label_output: str | None = None  # which output holds class scores for labels; default: the first [N, C] one
 
 
 class ModelConfig(Strict):
@@ -132,9 +126,7 @@ class TensorRTOptions(Strict):
     hardware_compatibility: Literal["none", "ampere_plus", "same_compute_capability"] = "none"
     version_compatible: bool = False
     profiling_verbosity: Literal["layer_names_only", "detailed", "none"] = "detailed"
-    compute_capabilities: list[str] = Field(
-        default_factory=lambda: ["SM86"]
-    )  # TensorRT for RTX build targets
+    compute_capabilities: list[str] = Field(default_factory=lambda: ["SM86"])  # TensorRT for RTX build targets
     cuda_graphs: bool = True
     include_data_transfers: bool = False
     device: int | None = None  # CUDA device index; default: CUDA_VISIBLE_DEVICES' first

@@ -104,9 +104,7 @@ def input_shapes(model: ModelConfig, info: ModelInfo, batch: int, sample: Datase
     unknown = sorted(set(overrides) - {i.name for i in info.inputs})
     if unknown:
         names = ", ".join(i.name for i in info.inputs)
-        raise ConfigError(
-            f"{model.display_name}: inputs lists {', '.join(unknown)}, not inputs of the model ({names})"
-        )
+        raise ConfigError(f"{model.display_name}: inputs lists {', '.join(unknown)}, not inputs of the model ({names})")
     shapes: Shapes = {}
     for spec in info.inputs:
         override = overrides.get(spec.name)
@@ -209,9 +207,7 @@ def _variants(plan: ModelPlan, backend: Backend) -> list[tuple[str, str]]:
     return variants
 
 
-def _prepare(
-    plan: ModelPlan, config: Config, precision: str, quantization: str, progress: Progress
-) -> Variant:
+def _prepare(plan: ModelPlan, config: Config, precision: str, quantization: str, progress: Progress) -> Variant:
     variant = Variant(precision, quantization)
     cache = config.cache_dir / "prepared"
     try:
@@ -221,14 +217,10 @@ def _prepare(
             with progress.task(f"{plan.name}: converting to FP16"):
                 variant.prepared = prepare_fp16(plan.info, cache)
         else:
-            assert (
-                plan.calibration is not None and plan.config.calibration is not None
-            )  # checked by the config
+            assert plan.calibration is not None and plan.config.calibration is not None  # checked by the config
             spec = plan.config.calibration
             feeds = list(plan.calibration.batches(spec.batch_size))
-            with progress.task(
-                f"{plan.name}: calibrating INT8 ({quantization} scheme, {spec.method})"
-            ) as update:
+            with progress.task(f"{plan.name}: calibrating INT8 ({quantization} scheme, {spec.method})") as update:
                 variant.prepared = prepare_int8(
                     plan.info,
                     feeds,
@@ -255,14 +247,10 @@ def _run_model(
     for backend in backends:
         for precision, quantization in _variants(plan, backend):
             if (precision, quantization) not in prepared:
-                prepared[(precision, quantization)] = _prepare(
-                    plan, config, precision, quantization, progress
-                )
+                prepared[(precision, quantization)] = _prepare(plan, config, precision, quantization, progress)
     for variant in prepared.values():
         if variant.prepared is not None:
-            state.warnings.extend(
-                f"{plan.name} {variant.precision}: {note}" for note in variant.prepared.notes
-            )
+            state.warnings.extend(f"{plan.name} {variant.precision}: {note}" for note in variant.prepared.notes)
 
     reference = None
     if plan.validation is not None:
@@ -329,9 +317,7 @@ def _measure(
         )
 
 
-def _request(
-    plan: ModelPlan, config: Config, prepared: PreparedModel, batch: int, backend: Backend
-) -> LoadRequest:
+def _request(plan: ModelPlan, config: Config, prepared: PreparedModel, batch: int, backend: Backend) -> LoadRequest:
     options: dict[str, object] = {"threads": config.bench_for(plan.config).threads}
     if backend.name != "onnxruntime":
         options.update(config.tensorrt.model_dump())

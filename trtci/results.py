@@ -45,9 +45,7 @@ class SeriesKey:
     backend: str  # "onnxruntime", "tensorrt", "tensorrt-rtx"
     device_id: str  # DeviceInfo.id
     quantization: str = ""  # for int8: the Q/DQ scheme, "onnxruntime" (U8S8) or "tensorrt" (S8S8 symmetric)
-    options_hash: str = (
-        ""  # hash of what else changes the numbers: calibration data, build and session options
-    )
+    options_hash: str = ""  # hash of what else changes the numbers: calibration data, build and session options
 
     @property
     def id(self) -> str:

@@ -28,9 +28,7 @@ class LoadRequest:
     precision: str  # fp32 | fp16 | int8
     batch: int
     shapes: dict[str, tuple[int, ...]]  # concrete input shapes for this batch (the "opt" shape)
-    shape_ranges: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = field(
-        default_factory=dict
-    )
+    shape_ranges: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     cache_dir: Path | None = None  # where a backend may keep engines, timing caches, optimized graphs
     options: dict[str, Any] = field(default_factory=dict)  # backend-specific options from the config
 
@@ -38,9 +36,7 @@ class LoadRequest:
 class Session(Protocol):
     """A loaded model, ready to run and to be measured."""
 
-    build: (
-        dict[str, Any] | None
-    )  # build facts (engine size, build time, layers...), None where nothing is built
+    build: dict[str, Any] | None  # build facts (engine size, build time, layers...), None where nothing is built
 
     def run(self, feeds: Feeds) -> dict[str, np.ndarray]:
         """Run once and return every output by name, as host numpy arrays."""

@@ -1,0 +1,143 @@
+"""Where and why a run happened: the commit, branch, pull request and workflow run behind its numbers.
+
+In GitHub Actions the facts come from the GITHUB_* variables and the event payload; elsewhere from git in the
+working directory. Nothing here fails a run: a fact that cannot be found is None.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from trtci.results import RunContext
+
+OVERRIDABLE = ("commit", "branch", "base_branch", "pr_number")
+PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
+
+
+def utc_now() -> str:
+    """The current UTC time as ISO 8601 with seconds, e.g. '2026-11-27T08:00:00Z'."""
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run_context(
+    env: Mapping[str, str] | None = None, cwd: Path | None = None, *, overrides: dict[str, Any] | None = None
+) -> RunContext:
+    """A new run's context with a fresh run id and start time.
+
+    Facts come from GitHub Actions when GITHUB_ACTIONS=true, else from git in `cwd`; non-None `overrides`
+    (commit, branch, base_branch, pr_number, from command-line flags) win over both.
+    """
+    env = os.environ if env is None else env
+    cwd = Path.cwd() if cwd is None else cwd
+    facts = _from_github(env) if env.get("GITHUB_ACTIONS") == "true" else _from_git(cwd)
+    unknown = set(overrides or {}) - set(OVERRIDABLE)
+    if unknown:
+        raise ValueError(f"run_context overrides accept {', '.join(OVERRIDABLE)}, not {', '.join(sorted(unknown))}")
+    facts.update({key: value for key, value in (overrides or {}).items() if value is not None})
+    if facts.get("pr_number") is not None:
+        facts["pr_number"] = int(facts["pr_number"])
+    if facts.get("base_branch"):
+        facts["merge_base"] = _merge_base(cwd, facts.get("commit"), facts["base_branch"])
+    return RunContext(run_id=uuid.uuid4().hex, started_at=utc_now(), **facts)
+
+
+def _from_github(env: Mapping[str, str]) -> dict[str, Any]:
+    """Facts of a GitHub Actions run. For a pull request the commit is the PR head, not the merge commit."""
+    event_name = env.get("GITHUB_EVENT_NAME") or None
+    payload = _read_event(env.get("GITHUB_EVENT_PATH"))
+    commit = env.get("GITHUB_SHA") or None
+    head_ref = env.get("GITHUB_HEAD_REF") or None
+    base_branch = env.get("GITHUB_BASE_REF") or None
+    pr_number = None
+    pull_request = payload.get("pull_request")
+    if event_name in PULL_REQUEST_EVENTS and isinstance(pull_request, dict):
+        commit = _get(pull_request, "head", "sha") or commit
+        head_ref = head_ref or _get(pull_request, "head", "ref")
+        base_branch = base_branch or _get(pull_request, "base", "ref")
+        pr_number = pull_request.get("number")
+    branch = head_ref or env.get("GITHUB_REF_NAME") or None
+    workflow_run = payload.get("workflow_run")
+    if event_name == "workflow_run" and isinstance(workflow_run, dict):
+        # GITHUB_SHA and GITHUB_REF_NAME name the default branch here; the run being reported is the trigger's.
+        commit = workflow_run.get("head_sha") or commit
+        branch = workflow_run.get("head_branch") or branch
+        pull_requests = workflow_run.get("pull_requests") or []
+        if pull_requests and isinstance(pull_requests[0], dict):
+            pr_number = pull_requests[0].get("number")
+            base_branch = base_branch or _get(pull_requests[0], "base", "ref")
+    if pr_number is None:
+        match = re.fullmatch(r"refs/pull/(\d+)/(?:merge|head)", env.get("GITHUB_REF", ""))
+        pr_number = int(match.group(1)) if match else None
+    return {
+        "commit": commit,
+        "branch": branch,
+        "base_branch": base_branch,
+        "pr_number": pr_number,
+        "event": event_name,
+        "repository": env.get("GITHUB_REPOSITORY") or None,
+        "run_url": _run_url(env),
+    }
+
+
+def _run_url(env: Mapping[str, str]) -> str | None:
+    server, repository, run_id = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
+    if not (server and repository and run_id):
+        return None
+    url = f"{server.rstrip('/')}/{repository}/actions/runs/{run_id}"
+    attempt = env.get("GITHUB_RUN_ATTEMPT", "")
+    if attempt.isdigit() and int(attempt) > 1:
+        url += f"/attempts/{attempt}"
+    return url
+
+
+def _read_event(path: str | None) -> dict[str, Any]:
+    """The webhook payload, or {} when the file is missing, unreadable or not a JSON object."""
+    if not path:
+        return {}
+    try:
+        payload = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def _get(value: Any, *keys: str) -> Any:
+    """value[k1][k2]..., or None where a level is missing or not a mapping."""
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _from_git(cwd: Path) -> dict[str, Any]:
+    """Commit and branch of the checkout in `cwd`; None for what git cannot say (no git, no repo, detached)."""
+    branch = _git(cwd, "rev-parse", "--abbrev-ref", "HEAD")
+    return {
+        "commit": _git(cwd, "rev-parse", "--verify", "--quiet", "HEAD^{commit}"),
+        "branch": None if branch == "HEAD" else branch,
+    }
+
+
+def _merge_base(cwd: Path, commit: str | None, base_branch: str) -> str | None:
+    """Where this commit forked from the base branch, trying the local branch and then origin's."""
+    for ref in (base_branch, f"origin/{base_branch}"):
+        if _git(cwd, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"):
+            return _git(cwd, "merge-base", commit or "HEAD", ref)
+    return None
+
+
+def _git(cwd: Path, *args: str) -> str | None:
+    """Stripped stdout of a git command, or None if git is missing, fails or says nothing."""
+    try:
+        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    output = result.stdout.strip()
+    return output if result.returncode == 0 and output else None

@@ -1,0 +1,99 @@
+"""Inspect an ONNX model: its identity (content hash), opset, and the inputs and outputs a run must feed."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import onnx
+from google.protobuf.message import DecodeError
+
+from trtci.errors import ModelError
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One graph input or output."""
+
+    name: str
+    dtype: str  # numpy dtype name: "float32", "float16", "int64", ...
+    shape: tuple[int | str | None, ...]  # int for fixed dims, str for symbolic dims ("N", "batch"), None unknown
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What trtci knows about an ONNX file after checking it."""
+
+    path: Path
+    sha256: str
+    size_bytes: int
+    opset: int
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of the file's bytes, read in chunks so large models do not fill memory."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _tensor_spec(value: onnx.ValueInfoProto) -> TensorSpec:
+    tensor_type = value.type.tensor_type
+    if not value.type.HasField("tensor_type"):
+        return TensorSpec(value.name, value.type.WhichOneof("value") or "unknown", ())
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name if tensor_type.elem_type else "unknown"
+    dims: list[int | str | None] = []
+    for dim in tensor_type.shape.dim:
+        if dim.HasField("dim_value"):
+            dims.append(dim.dim_value)
+        elif dim.HasField("dim_param"):
+            dims.append(dim.dim_param)
+        else:
+            dims.append(None)
+    return TensorSpec(value.name, dtype, tuple(dims))
+
+
+def _default_opset(model: onnx.ModelProto) -> int:
+    for opset in model.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            return opset.version
+    return 0
+
+
+def inspect_model(path: Path) -> ModelInfo:
+    """Check the model with onnx.checker and describe it. Raises ModelError naming the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"{path}: model file not found; check the path in the config or on the command line")
+    try:
+        # External data stays on disk: only the graph is needed here, and >2 GB models must not be loaded whole.
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, ValueError, RuntimeError) as e:
+        raise ModelError(f"{path}: not a readable ONNX protobuf ({e}); re-export the model to ONNX") from e
+    if not model.HasField("graph"):
+        raise ModelError(f"{path}: not an ONNX model (no graph found); re-export the model to ONNX")
+    try:
+        onnx.checker.check_model(str(path))
+    except (onnx.checker.ValidationError, ValueError, RuntimeError) as e:
+        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ModelError(f"{path}: fails onnx.checker ({first_line}); fix or re-export the model") from e
+    initializers = {tensor.name for tensor in model.graph.initializer}
+    return ModelInfo(
+        path=path,
+        sha256=file_sha256(path),
+        size_bytes=path.stat().st_size,
+        opset=_default_opset(model),
+        inputs=tuple(_tensor_spec(v) for v in model.graph.input if v.name not in initializers),
+        outputs=tuple(_tensor_spec(v) for v in model.graph.output),
+    )
