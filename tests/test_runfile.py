@@ -1,0 +1,76 @@
+"""Run files: one run per uniquely named file, read back exactly; damaged, foreign or newer files refused."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+
+import pytest
+from test_report import passing_run, sample_run
+
+from trtci.errors import DataError
+from trtci.runfile import FORMAT, file_name, read_runfile, run_to_dict, write_runfile
+
+
+def test_round_trip_keeps_every_field_and_the_raw_samples(tmp_path):
+    run = sample_run()
+    path = write_runfile(run, tmp_path / "bundle")
+    back = read_runfile(path)
+    assert path.name == file_name(run) and path.name.endswith(".trtci.json.gz")
+    assert back.context == run.context and back.devices == run.devices
+    assert [s.key for s in back.series] == [s.key for s in run.series]
+    assert back.comparisons == run.comparisons and back.warnings == run.warnings
+    for before, after in zip(run.series, back.series):
+        assert after.error == before.error and after.build == before.build
+        if before.bench is not None:
+            assert after.bench.stats == before.bench.stats
+            # float32 on disk: ~7 significant digits
+            assert after.bench.samples_ms == pytest.approx(before.bench.samples_ms, rel=1e-6)
+        if before.accuracy is not None:
+            assert bool(after.accuracy) == bool(before.accuracy)
+            for a, b in zip(after.accuracy.outputs, before.accuracy.outputs):
+                assert a.sqnr_db == b.sqnr_db or (math.isinf(a.sqnr_db) and math.isinf(b.sqnr_db))
+    assert bool(back) == bool(run)
+
+
+def test_two_runs_never_share_a_file_name(tmp_path):
+    first, second = sample_run(), sample_run()
+    second.context.run_id = "another-run"  # same start second, different run: a matrix of legs
+    assert file_name(first) != file_name(second)
+    assert len({write_runfile(first, tmp_path), write_runfile(second, tmp_path)}) == 2
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_newer_format_is_refused_with_the_version(tmp_path):
+    data = run_to_dict(passing_run())
+    data["format"] = FORMAT + 1
+    data["trtci_version"] = "9.0.0"
+    path = tmp_path / "new.trtci.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(data).encode()))
+    with pytest.raises(DataError, match="written by trtci 9.0.0 .* upgrade trtci"):
+        read_runfile(path)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"plain text, not gzip", "cannot read as a trtci run file"),
+        (gzip.compress(b"{not json"), "not JSON"),
+        (gzip.compress(b'{"kind": "something-else"}'), "not a trtci run file"),
+        (gzip.compress(json.dumps({"kind": "trtci-run", "format": 1, "run": {"series": []}}).encode()), "damaged"),
+    ],
+)
+def test_damaged_or_foreign_files_are_refused_with_their_path(tmp_path, content, message):
+    path = tmp_path / "x.trtci.json.gz"
+    path.write_bytes(content)
+    with pytest.raises(DataError, match=message) as info:
+        read_runfile(path)
+    assert str(path) in str(info.value)
+
+
+def test_truncated_file_is_refused(tmp_path):
+    path = write_runfile(sample_run(), tmp_path)
+    path.write_bytes(path.read_bytes()[:-20])
+    with pytest.raises(DataError, match="damaged|cannot read"):
+        read_runfile(path)

@@ -1,0 +1,144 @@
+"""One run as one self-contained file: what a matrix leg hands to the aggregate job, and what history keeps.
+
+A run file is gzip-compressed JSON holding the whole RunResult, raw latency samples included (as base64 of
+float32 little-endian, like the database); an infinite SQNR is written as JSON's common `Infinity` extension.
+Its name is unique per run (`<started_at>-<run_id>.trtci.json.gz`), so concurrent jobs never write the same file. A file written by a newer trtci (a higher `format`) is refused with
+the version it needs; a file that is not a trtci run file, or is damaged, is refused with its path. The content is
+untrusted data: it is validated field by field and never executed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import json
+import os
+import re
+import tempfile
+import zlib
+from dataclasses import asdict, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from trtci import __version__
+from trtci.errors import DataError
+from trtci.results import (
+    AccuracyResult,
+    BenchResult,
+    Comparison,
+    DeviceInfo,
+    LatencyStats,
+    OutputMetrics,
+    RunContext,
+    RunResult,
+    SeriesKey,
+    SeriesResult,
+)
+from trtci.store import decode_samples, encode_samples
+
+FORMAT = 1
+KIND = "trtci-run"
+SUFFIX = ".trtci.json.gz"
+MAX_BYTES = 64 * 1024 * 1024  # a run file is untrusted input: refuse anything absurdly large before reading it
+
+T = TypeVar("T")
+
+
+def file_name(run: RunResult) -> str:
+    """A name no other run can have: start time for sorting, then the run id."""
+    stamp = re.sub(r"[^0-9A-Za-z]", "", run.context.started_at)
+    run_id = re.sub(r"[^0-9A-Za-z_-]", "", run.context.run_id)
+    return f"{stamp}-{run_id}{SUFFIX}"
+
+
+def run_to_dict(run: RunResult) -> dict[str, Any]:
+    """The run as JSON-able data (an identical output's SQNR is inf: Python's json writes it as Infinity)."""
+    data = asdict(run)
+    for series in data["series"]:
+        bench = series.get("bench")
+        if bench is not None:
+            bench["samples_ms"] = base64.b64encode(encode_samples(bench["samples_ms"])).decode("ascii")
+    return {"kind": KIND, "format": FORMAT, "trtci_version": __version__, "run": data}
+
+
+def run_from_dict(data: Any, source: str) -> RunResult:
+    """Rebuild a RunResult. Raises DataError naming `source` when the data is not a run this trtci can read."""
+    if not isinstance(data, dict) or data.get("kind") != KIND:
+        raise DataError(f"{source}: not a trtci run file")
+    version = data.get("format")
+    if not isinstance(version, int):
+        raise DataError(f"{source}: trtci run file without a format version")
+    if version > FORMAT:
+        raise DataError(
+            f"{source}: written by trtci {data.get('trtci_version', '?')} in run-file format {version}; "
+            f"this trtci {__version__} reads format {FORMAT}: upgrade trtci"
+        )
+    try:
+        raw = data["run"]
+        series = []
+        for item in raw["series"]:
+            bench = item.get("bench")
+            if bench is not None:
+                bench["samples_ms"] = decode_samples(base64.b64decode(bench["samples_ms"], validate=True))
+                bench = _build(BenchResult, {**bench, "stats": _build(LatencyStats, bench["stats"])})
+            accuracy = item.get("accuracy")
+            if accuracy is not None:
+                outputs = [_build(OutputMetrics, o) for o in accuracy.get("outputs", [])]
+                accuracy = _build(AccuracyResult, {**accuracy, "outputs": outputs})
+            series.append(
+                _build(
+                    SeriesResult, {**item, "key": _build(SeriesKey, item["key"]), "bench": bench, "accuracy": accuracy}
+                )
+            )
+        return RunResult(
+            context=_build(RunContext, raw["context"]),
+            devices=[_build(DeviceInfo, d) for d in raw["devices"]],
+            series=series,
+            comparisons=[_build(Comparison, c) for c in raw.get("comparisons", [])],
+            warnings=[str(w) for w in raw.get("warnings", [])],
+        )
+    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+        raise DataError(f"{source}: damaged trtci run file ({type(e).__name__}: {e})") from e
+
+
+def write_runfile(run: RunResult, directory: Path) -> Path:
+    """Write the run into `directory` under its unique name, atomically. Returns the path."""
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / file_name(run)
+    payload = gzip.compress(json.dumps(run_to_dict(run), separators=(",", ":")).encode(), mtime=0)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=SUFFIX)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(payload)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_runfile(path: Path) -> RunResult:
+    """Read a run file. Raises DataError naming the file when it is missing, too large, damaged or too new."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise DataError(f"{path}: {size} bytes is larger than a trtci run file can be ({MAX_BYTES} bytes)")
+        with gzip.open(path, "rb") as stream:
+            text = stream.read(MAX_BYTES * 8 + 1)
+    except OSError as e:  # also gzip.BadGzipFile
+        raise DataError(f"{path}: cannot read as a trtci run file ({e})") from e
+    except (EOFError, zlib.error) as e:
+        raise DataError(f"{path}: damaged trtci run file ({e})") from e
+    try:
+        data = json.loads(text)
+    except ValueError as e:
+        raise DataError(f"{path}: damaged trtci run file (not JSON: {e})") from e
+    return run_from_dict(data, str(path))
+
+
+def _build(cls: type[T], values: dict[str, Any]) -> T:
+    """A dataclass from a dict, ignoring keys it does not know (files from an older trtci may carry fewer)."""
+    assert is_dataclass(cls)
+    known = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in values.items() if k in known})
