@@ -2,9 +2,10 @@
 
 A run file is gzip-compressed JSON holding the whole RunResult, raw latency samples included (as base64 of
 float32 little-endian, like the database); an infinite SQNR is written as JSON's common `Infinity` extension.
-Its name is unique per run (`<started_at>-<run_id>.trtci.json.gz`), so concurrent jobs never write the same file. A file written by a newer trtci (a higher `format`) is refused with
-the version it needs; a file that is not a trtci run file, or is damaged, is refused with its path. The content is
-untrusted data: it is validated field by field and never executed.
+Its name is unique per run (`<started_at>-<run_id>.trtci.json.gz`), so concurrent jobs never write the same file.
+A file written by a newer trtci (a higher `format`) is refused with the version it needs; a file that is not a
+trtci run file, or is damaged, is refused with its path. The content is untrusted data: it is validated field by
+field and never executed.
 """
 
 from __future__ import annotations
