@@ -134,6 +134,18 @@ def test_imports_and_help_work_without_gpu_packages(tmp_path):
     assert "Usage: trtci" in help_text
 
 
+def test_bundle_dir_gets_a_run_file_that_reads_back(model_dir, monkeypatch, capsys):
+    from trtci.runfile import read_runfile
+
+    code, _, _ = trtci(
+        monkeypatch, capsys, "run", "--model", "m.onnx", "--precision", "fp32", "--bundle-dir", "legs", *FAST
+    )
+    (path,) = (model_dir / "legs").iterdir()
+    run = read_runfile(path)
+    assert code == 0 and [s.key.precision for s in run.series] == ["fp32"]
+    assert run.series[0].bench.stats.iterations == len(run.series[0].bench.samples_ms)
+
+
 def test_run_writes_step_outputs_for_the_action(model_dir, monkeypatch, capsys):
     outputs = model_dir / "github_output"
     outputs.write_text("")

@@ -78,6 +78,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--db", type=click.Path(path_type=Path), help="SQLite results database.")
 @click.option("--report", type=click.Path(path_type=Path), help="Markdown report to write.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="JSON summary to write.")
+@click.option(
+    "--bundle-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also write this run as a uniquely named run file here (matrix legs, history).",
+)
 @click.option("--template-dir", type=click.Path(path_type=Path, file_okay=False), help="Templates that override ours.")
 @click.option("--cache-dir", type=click.Path(path_type=Path, file_okay=False), help="Prepared-model and engine cache.")
 @click.option("--threshold", type=float, help="Relative latency change that counts as a regression (0.1 = 10%).")
@@ -97,6 +102,7 @@ def run(ctx: click.Context, **options) -> None:
     from trtci import pipeline, report, summary
     from trtci.context import run_context
     from trtci.github import actions
+    from trtci.runfile import write_runfile
 
     config = _config_from_options(options)
     console = Console(stderr=True)
@@ -113,6 +119,8 @@ def run(ctx: click.Context, **options) -> None:
         _write(config.report, report.render(result, "comment.md.j2", config.template_dir))
     if config.summary_json is not None:
         summary.write_summary(result, config.summary_json)
+    if options["bundle_dir"] is not None:
+        console.print(f"run file {write_runfile(result, options['bundle_dir'])}", highlight=False)
     report.print_table(result, Console())
     failed = _gate(result, options["fail_on"])
     actions.set_output("regressions", str(len(result.regressions)))
