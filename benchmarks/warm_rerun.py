@@ -12,9 +12,9 @@ Run from the repository root: python -m benchmarks.warm_rerun
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -42,10 +42,11 @@ def run_once(workdir: Path) -> tuple[float, float]:
     wall = time.perf_counter() - start
     if done.returncode not in (0, 1):
         raise SystemExit(f"trtci run failed ({done.returncode}):\n{done.stderr}")
-    summary = json.loads((workdir / "results" / "summary.json").read_text())
-    measured = sum(
-        (r.get("bench_duration_s") or 0.0) + (r.get("bench_warmup_ms") or 0.0) / 1000 for r in summary["results"]
-    )
+    with sqlite3.connect(workdir / "results" / "trtci.db") as db:
+        (measured,) = db.execute(
+            "select sum(duration_s + warmup_ms / 1000.0) from benchmarks"
+            " where run_id = (select id from runs order by rowid desc limit 1)"
+        ).fetchone()
     return wall, measured
 
 

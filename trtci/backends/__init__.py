@@ -4,13 +4,27 @@ from __future__ import annotations
 
 from trtci.backends.base import Backend
 from trtci.config import Config
-from trtci.errors import ConfigError
+from trtci.errors import BackendUnavailable, ConfigError
 
-BACKENDS = ("onnxruntime", "tensorrt", "tensorrt-rtx")
+BACKENDS = ("onnxruntime", "tensorrt", "tensorrt-rtx", "auto")
 
 
 def get_backend(name: str, config: Config) -> Backend:
-    """The backend called `name`, set up from the config. Raises BackendUnavailable when it cannot work here."""
+    """The backend called `name`, set up from the config. Raises BackendUnavailable when it cannot work here.
+
+    "auto" is the first TensorRT flavor that can run engines on this machine, else ONNX Runtime on the CPU.
+    """
+    if name == "auto":
+        from trtci.backends.tensorrt import create_backend
+
+        for flavor in ("tensorrt", "tensorrt-rtx"):
+            try:
+                backend = create_backend(flavor, config.tensorrt)
+            except BackendUnavailable:
+                continue
+            if backend.can_run:
+                return backend
+        name = "onnxruntime"
     if name == "onnxruntime":
         from trtci.backends.onnxruntime import OnnxRuntimeBackend
 

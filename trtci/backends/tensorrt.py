@@ -14,7 +14,6 @@ Typing: the code is checked against TensorRT's stubs. Functions that touch Tenso
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import time
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from trtci.backends.base import Feeds, LoadRequest, Progress
 from trtci.config import BenchSettings, TensorRTOptions, format_validation_error
 from trtci.engine_cache import CacheDecision, EngineCache, EngineMetadata, Target, engine_key
 from trtci.errors import BackendError, BackendUnavailable, ConfigError
+from trtci.model import file_sha256
 from trtci.results import BenchResult, DeviceInfo, stable_hash
 
 if TYPE_CHECKING:
@@ -280,14 +280,6 @@ def build_plan(
     return BuildOutput(plan=data, facts=facts, timing_cache=new_cache)
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 class TensorRTBackend:
     """The `tensorrt` or `tensorrt-rtx` backend on one CUDA device (or none, in build-only mode)."""
 
@@ -355,7 +347,7 @@ class TensorRTBackend:
     def load(self, request: LoadRequest) -> TensorRTSession | BuildOnlySession:
         """Reuse a cached engine built for this exact target, or build one; then open it where it can run."""
         options = options_from(request)
-        model_hash = _file_sha256(request.model_path)
+        model_hash = file_sha256(request.model_path)
         build_options = {name: getattr(options, name) for name in BUILD_OPTIONS}
         build_options.update(
             profiling_verbosity=options.profiling_verbosity,
@@ -613,25 +605,3 @@ class TensorRTSession:
 def create_backend(name: str, options: TensorRTOptions | None = None) -> TensorRTBackend:
     """The `tensorrt` or `tensorrt-rtx` backend; BackendUnavailable with the install hint when it cannot work."""
     return TensorRTBackend(name, options)
-
-
-def choose_flavor() -> str:
-    """The TensorRT flavor for this machine: TensorRT where it imports and a GPU is present, else TensorRT for
-    RTX where it imports (it builds without a GPU); BackendUnavailable when neither imports."""
-    from trtci.cuda_timing import gpu_count
-
-    reasons = []
-    for flavor in ("tensorrt", "tensorrt-rtx"):
-        try:
-            import_tensorrt(flavor)
-        except BackendUnavailable as e:
-            reasons.append(str(e))
-            continue
-        if flavor == "tensorrt-rtx":
-            return flavor
-        try:
-            if gpu_count() > 0:
-                return flavor
-        except BackendUnavailable as e:
-            reasons.append(f"tensorrt: {e}")
-    raise BackendUnavailable("no TensorRT flavor works here: " + "; ".join(reasons))
