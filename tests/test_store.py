@@ -1,12 +1,16 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime
 import sqlite3
 
+import numpy as np
+import pydantic
 import pytest
 import sqlite_utils
 
 import trtci.store
+from trtci.config import HistorySettings
 from trtci.errors import StoreError
 from trtci.results import (
     AccuracyResult,
@@ -20,7 +24,17 @@ from trtci.results import (
     SeriesKey,
     SeriesResult,
 )
-from trtci.store import LATENCY_COLUMNS, MIGRATIONS_TABLE, Store, decode_samples
+from trtci.retention import apply_retention
+from trtci.store import (
+    LATENCY_COLUMNS,
+    MIGRATIONS,
+    MIGRATIONS_TABLE,
+    Store,
+    decode_samples_ticks,
+    decode_stored_samples,
+    encode_samples,
+    encode_samples_ticks,
+)
 
 RUN_TABLES = ("benchmarks", "accuracy", "accuracy_outputs", "builds", "series_errors", "comparisons")
 CPU = DeviceInfo(kind="cpu", name="Test CPU", details={"cores": 2, "isa": ["avx2"]})
@@ -103,7 +117,7 @@ def test_fresh_file_is_migrated_with_foreign_keys_on(tmp_path):
     with Store(path) as store:
         tables = set(store.db.table_names())
         assert {"runs", "devices", "series", *RUN_TABLES, MIGRATIONS_TABLE} <= tables
-        assert [row["name"] for row in store.db[MIGRATIONS_TABLE].rows] == ["m001_initial"]
+        assert [row["name"] for row in store.db[MIGRATIONS_TABLE].rows] == [fn.__name__ for fn in MIGRATIONS]
         assert store.db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
         with pytest.raises(sqlite3.IntegrityError):
             store.db.conn.execute("INSERT INTO builds (run_id, series_id, facts) VALUES ('nope', 'nope', '{}')")
@@ -114,7 +128,7 @@ def test_reopening_is_idempotent_and_keeps_runs(tmp_path):
     with Store(path) as store:
         store.record_run(make_run("r1", full_series()))
     with Store(path) as store:
-        assert store.db.execute(f"SELECT count(*) FROM {MIGRATIONS_TABLE}").fetchone()[0] == 1
+        assert store.db.execute(f"SELECT count(*) FROM {MIGRATIONS_TABLE}").fetchone()[0] == len(MIGRATIONS)
         assert [run["id"] for run in store.runs()] == ["r1"]
 
 
@@ -123,15 +137,18 @@ def test_a_later_migration_is_applied_once(tmp_path, monkeypatch):
     Store(path).close()
     calls = []
 
-    def m002_add_note(db):
+    def m999_add_note(db):
         calls.append(1)
         db.execute("ALTER TABLE runs ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(trtci.store, "MIGRATIONS", [*trtci.store.MIGRATIONS, m002_add_note])
+    monkeypatch.setattr(trtci.store, "MIGRATIONS", [*trtci.store.MIGRATIONS, m999_add_note])
     Store(path).close()
     with Store(path) as store:
         assert "note" in store.db["runs"].columns_dict
-        assert [row["name"] for row in store.db[MIGRATIONS_TABLE].rows] == ["m001_initial", "m002_add_note"]
+        assert [row["name"] for row in store.db[MIGRATIONS_TABLE].rows] == [
+            *(fn.__name__ for fn in MIGRATIONS),
+            "m999_add_note",
+        ]
     assert calls == [1]
 
 
@@ -243,8 +260,8 @@ def test_benchmark_columns_hold_every_latency_field_and_samples(tmp_path):
         row = next(store.db["benchmarks"].rows)
     for field, column in LATENCY_COLUMNS.items():
         assert row[column] == getattr(original.stats, field), column
-    assert len(row["samples_ms"]) == 4 * len(original.samples_ms)
-    assert decode_samples(row["samples_ms"]) == pytest.approx(original.samples_ms, rel=1e-6)
+    assert row["samples_encoding"] == "ticks1" and row["samples_count"] == len(original.samples_ms)
+    assert decode_stored_samples(row["samples_ms"], "ticks1") == pytest.approx(original.samples_ms, abs=0.5e-4)
     assert row["timer"] == "host" and row["warmup_ms"] == 200.0
 
 
@@ -349,3 +366,192 @@ def test_runs_are_listed_newest_first(tmp_path):
             store.record_run(make_run(f"r{hour}", [], started_at=f"2026-11-27T{hour:02d}:00:00Z"))
         assert [run["id"] for run in store.runs()] == ["r10", "r9", "r8"]
         assert [run["id"] for run in store.runs(limit=2)] == ["r10", "r9"]
+
+
+def noisy_samples(count: int, median: float, cv: float, seed: int = 0) -> list[float]:
+    rng = np.random.default_rng(seed)
+    return (median * (1 + cv * rng.standard_normal(count))).clip(median * 0.5).tolist()
+
+
+def test_ticks_encoding_keeps_order_and_values_to_the_tick():
+    samples = noisy_samples(10_000, 1.0, 0.02)
+    blob = encode_samples_ticks(samples)
+    decoded = decode_samples_ticks(blob)
+    assert len(decoded) == len(samples)
+    # 1 ms median: the tick is 0.1 us = 1e-4 ms, so every value is within half a tick, order kept.
+    assert max(abs(a - b) for a, b in zip(decoded, samples)) <= 0.5e-4 + 1e-12
+    assert len(blob) < 20_000 < 4 * len(samples)
+
+
+def test_ticks_encoding_scales_its_tick_with_the_latency():
+    samples = noisy_samples(2_000, 250.0, 0.03, seed=1)
+    decoded = decode_samples_ticks(encode_samples_ticks(samples))
+    assert max(abs(a - b) / b for a, b in zip(decoded, samples)) < 1e-4
+    assert decode_samples_ticks(encode_samples_ticks([])) == []
+
+
+def test_non_finite_samples_are_stored_exactly_as_float32(tmp_path):
+    run = make_run("r1", [SeriesResult(key=key(), bench=bench(1.0))])
+    run.series[0].bench.samples_ms = [1.0, float("inf"), 2.0]
+    with Store(tmp_path / "results.db") as store:
+        store.record_run(run)
+        row = next(store.db["benchmarks"].rows)
+        assert row["samples_encoding"] == "float32"
+        assert store.load_run("r1").series[0].bench.samples_ms == [1.0, float("inf"), 2.0]
+
+
+def full_run(run_id: str = "r1") -> RunResult:
+    second = DeviceInfo(kind="gpu", name="Test GPU", details={"driver": "575"})
+    series = [
+        *full_series(),
+        SeriesResult(key=key(model="other", device=second), bench=bench(3.0, iterations=500), build={"layers": 3}),
+    ]
+    series[0].bench.extra = {"gpu_compute_ms": {"median": 1.2}}
+    run = make_run(run_id, series, devices=[CPU, second])
+    run.context.pr_number, run.context.finished_at, run.context.base_branch = 7, "2026-11-27T08:01:00Z", "main"
+    run.warnings = ["cv above 2.5%"]
+    run.comparisons = [
+        Comparison(
+            series[0].key.id,
+            series[0].key.label,
+            "regression",
+            "latency_median_ms",
+            1.5,
+            1.2,
+            1.25,
+            0.1,
+            reason="slower",
+        ),
+        Comparison(series[1].key.id, series[1].key.label, "missing", "latency_median_ms", None, None, None, 0.1),
+    ]
+    return run
+
+
+def test_load_run_rebuilds_what_record_run_wrote(tmp_path):
+    run = full_run()
+    with Store(tmp_path / "results.db") as store:
+        store.record_run(run)
+    with Store(tmp_path / "results.db") as store:
+        loaded = store.load_run("r1")
+    for original, again in zip(run.series, loaded.series):
+        if original.bench is not None:
+            assert again.bench.samples_ms == pytest.approx(original.bench.samples_ms, abs=0.5e-4)
+            again.bench.samples_ms = original.bench.samples_ms
+    # The one lossy field is handled above; JSON turns the infinite threshold into None.
+    run.series[0].accuracy.thresholds["min_sqnr_db"] = None
+    assert loaded == run
+
+
+def test_load_run_of_an_unknown_id_says_how_to_list_runs(tmp_path):
+    with Store(tmp_path / "results.db") as store, pytest.raises(StoreError, match="trtci db runs"):
+        store.load_run("nope")
+
+
+def test_import_run_records_once(tmp_path):
+    with Store(tmp_path / "results.db") as store:
+        assert store.import_run(full_run()) is True
+        assert store.import_run(full_run()) is False
+        assert len(store.runs()) == 1
+
+
+def test_a_database_written_before_m002_reads_its_float32_samples(tmp_path, monkeypatch):
+    path = tmp_path / "old.db"
+    run = full_run()
+    monkeypatch.setattr(trtci.store, "MIGRATIONS", trtci.store.MIGRATIONS[:1])
+    old = sqlite_utils.Database(path)
+    trtci.store._migrate(old, str(path))
+    old.conn.execute("PRAGMA foreign_keys = ON")
+    for statement, values in (
+        ("INSERT INTO runs (id, started_at, trtci_version, passed) VALUES (?, ?, '0.1', 1)", ["old", "2026-01-01"]),
+        ("INSERT INTO devices VALUES (?, 'cpu', 'Test CPU', '{}')", [CPU.id]),
+        (
+            "INSERT INTO series VALUES (?, 'digits', 'h', 'fp32', '', 1, 'onnxruntime', ?, '')",
+            ["s1", CPU.id],
+        ),
+        (
+            "INSERT INTO benchmarks (run_id, series_id, iterations, unstable, timer, samples_ms, extra) "
+            "VALUES ('old', 's1', 3, 0, 'host', ?, '{}')",
+            [encode_samples([1.25, 1.5, 1.75])],
+        ),
+    ):
+        old.conn.execute(statement, values)
+    old.conn.commit()
+    old.close()
+    monkeypatch.undo()
+    with Store(path) as store:
+        assert store.load_run("old").series[0].bench.samples_ms == [1.25, 1.5, 1.75]
+        store.record_run(run)
+        assert len(store.load_run("r1").series) == len(run.series)
+
+
+def history_store(tmp_path, runs: int = 6) -> Store:
+    store = Store(tmp_path / "results.db")
+    for i in range(runs):
+        branch = "main" if i % 2 == 0 else "pr"
+        run = make_run(
+            f"r{i}",
+            [SeriesResult(key=key(), bench=bench(1.0 + i))],
+            branch=branch,
+            started_at=f"2026-11-{10 + i:02d}T08:00:00Z",
+        )
+        run.comparisons = [
+            Comparison(
+                key().id,
+                key().label,
+                "regression" if i == 4 else "unchanged",
+                "latency_median_ms",
+                1.0 + i,
+                1.0,
+                1.0 + i,
+                0.1,
+            )
+        ]
+        store.record_run(run)
+    return store
+
+
+def test_series_history_is_oldest_first_with_verdicts(tmp_path):
+    with history_store(tmp_path) as store:
+        points = store.series_history(key().id)
+        assert [p["run_id"] for p in points] == [f"r{i}" for i in range(6)]
+        assert [p["latency_median_ms"] for p in points] == [1.0 + i for i in range(6)]
+        assert points[4]["verdict"] == "regression" and points[0]["commit"] == "r0c0ffee"
+        assert [p["run_id"] for p in store.series_history(key().id, branch="main")] == ["r0", "r2", "r4"]
+        assert [p["run_id"] for p in store.series_history(key().id, limit=2)] == ["r4", "r5"]
+        assert store.series_history("unknown") == []
+
+
+def test_retention_keeps_the_newest_runs_and_thins_older_samples(tmp_path):
+    with history_store(tmp_path) as store:
+        for i in range(6):
+            store.db.execute(
+                "UPDATE benchmarks SET samples_ms = ?, samples_encoding = 'ticks1' WHERE run_id = ?",
+                [encode_samples_ticks(noisy_samples(1000, 1.0, 0.02, seed=i)), f"r{i}"],
+            )
+        store.db.conn.commit()
+        settings = HistorySettings(keep_runs=4, full_samples_runs=2, sketch_points=11)
+        report = apply_retention(store, settings)
+        assert (report.results_deleted, report.runs_deleted, report.results_thinned) == (2, 2, 2)
+        assert [p["run_id"] for p in store.series_history(key().id)] == ["r2", "r3", "r4", "r5"]
+        kept = {r["run_id"]: r for r in store.db.query("SELECT run_id, samples_kept FROM benchmarks")}
+        assert [kept[r]["samples_kept"] for r in ("r2", "r3", "r4", "r5")] == ["quantiles"] * 2 + ["all"] * 2
+        sketch = store.load_run("r2").series[0].bench.samples_ms
+        original = noisy_samples(1000, 1.0, 0.02, seed=2)
+        assert len(sketch) == 11
+        assert sketch[0] == pytest.approx(min(original), abs=1e-4)
+        assert sketch[5] == pytest.approx(float(np.median(original)), abs=1e-4)
+        assert report.bytes_after < report.bytes_before
+        assert store.db.execute("PRAGMA foreign_key_check").fetchall() == []
+
+
+def test_retention_keeps_young_runs_beyond_the_count(tmp_path):
+    with history_store(tmp_path) as store:
+        now = datetime.datetime(2026, 11, 16, 12, tzinfo=datetime.timezone.utc)
+        report = apply_retention(store, HistorySettings(keep_runs=1, keep_days=3.0), now=now, vacuum=False)
+        assert [p["run_id"] for p in store.series_history(key().id)] == ["r4", "r5"]
+        assert report.runs_deleted == 4
+
+
+def test_retention_settings_refuse_unknown_keys():
+    with pytest.raises(pydantic.ValidationError):
+        HistorySettings.model_validate({"keep_run": 3})

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from test_store import bench, full_run, key, make_run
+
+from trtci.errors import DataError, PublishError
+from trtci.history import GitError, branch_path, pull_runs, push_from_store, push_run
+from trtci.results import SeriesResult
+from trtci.runfile import FORMAT, run_to_dict, write_runfile
+from trtci.store import Store
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def origin(tmp_path) -> Path:
+    """A bare repository with one commit on main, like a project's GitHub remote."""
+    bare = tmp_path / "origin.git"
+    subprocess.run(["git", "init", "--bare", "-q", "-b", "main", str(bare)], check=True)
+    seed = tmp_path / "seed"
+    subprocess.run(["git", "clone", "-q", str(bare), str(seed)], check=True, capture_output=True)
+    (seed / "README.md").write_text("project\n")
+    git(seed, "add", "README.md")
+    git(seed, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "init")
+    git(seed, "push", "-q", "origin", "main")
+    return bare
+
+
+def clone(origin: Path, where: Path) -> Path:
+    subprocess.run(["git", "clone", "-q", str(origin), str(where)], check=True, capture_output=True)
+    return where
+
+
+def data_files(origin: Path, branch: str = "trtci-data") -> list[str]:
+    return git(origin, "ls-tree", "-r", "--name-only", branch).splitlines()
+
+
+def run_file(tmp_path: Path, run_id: str, day: int = 1) -> Path:
+    run = make_run(
+        run_id, [SeriesResult(key=key(), bench=bench(1.0 + day / 10))], started_at=f"2026-11-{day:02d}T08:00:00Z"
+    )
+    return write_runfile(run, tmp_path / f"out-{run_id}")
+
+
+def test_first_push_creates_the_data_branch_without_touching_the_checkout(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    (work / "local.txt").write_text("uncommitted\n")
+    before = (git(work, "rev-parse", "HEAD"), git(work, "status", "--porcelain"), git(work, "branch", "--list"))
+    result = push_run(work, run_file(tmp_path, "r1"))
+    assert data_files(origin) == [result.path] and result.path.startswith("runs/2026-11/")
+    assert git(origin, "rev-list", "--count", "trtci-data") == "1"  # an orphan branch: no project history
+    assert (git(work, "rev-parse", "HEAD"), git(work, "status", "--porcelain"), git(work, "branch", "--list")) == before
+    assert result.attempts == 1
+
+
+def test_a_rejected_push_is_retried_on_the_new_tip(origin, tmp_path):
+    first, second = clone(origin, tmp_path / "a"), clone(origin, tmp_path / "b")
+    push_run(first, run_file(tmp_path, "r0"))
+    # Between A's fetch and A's push, B pushes: A's push is rejected as non-fast-forward, for real.
+    hook = first / ".git" / "hooks" / "pre-push"
+    marker = tmp_path / "raced"
+    other = run_file(tmp_path, "r2", day=2)
+    hook.write_text(
+        f"#!{sys.executable}\n"
+        "import sys\n"
+        "from pathlib import Path\n"
+        f"sys.path.insert(0, {str(ROOT)!r})\n"
+        f"marker = Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.touch()\n"
+        "    from trtci.history import push_run\n"
+        f"    push_run(Path({str(second)!r}), Path({str(other)!r}))\n"
+    )
+    hook.chmod(0o755)
+    slept: list[float] = []
+    result = push_run(first, run_file(tmp_path, "r1"), backoff_s=0.01, sleep=slept.append)
+    assert result.attempts == 2 and slept == [0.01]
+    names = [Path(n).name for n in data_files(origin)]
+    assert sorted(n.split("-", 1)[1] for n in names) == [f"r{i}.trtci.json.gz" for i in range(3)]
+
+
+def test_concurrent_pushes_from_two_clones_all_land(origin, tmp_path):
+    clones = [clone(origin, tmp_path / f"c{i}") for i in range(2)]
+    files = [[run_file(tmp_path, f"c{i}r{j}", day=j + 1) for j in range(3)] for i in range(2)]
+    errors: list[BaseException] = []
+
+    def push_all(repo: Path, paths: list[Path]) -> None:
+        try:
+            for path in paths:
+                push_run(repo, path, backoff_s=0.01)
+        except BaseException as e:  # reported by the assertion below
+            errors.append(e)
+
+    threads = [threading.Thread(target=push_all, args=(c, f)) for c, f in zip(clones, files)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(data_files(origin)) == 6
+
+
+def test_a_push_that_keeps_failing_keeps_the_run_file(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    hook = origin / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    path = run_file(tmp_path, "r1")
+    slept: list[float] = []
+    with pytest.raises(PublishError, match=f"after 3 attempts.*kept in {path}") as info:
+        push_run(work, path, attempts=3, backoff_s=1.0, sleep=slept.append)
+    assert info.value.exit_code == 5
+    assert path.is_file() and slept == [1.0, 2.0]
+
+
+def test_pull_imports_each_run_once_into_a_new_database(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    with Store(tmp_path / "ci.db") as store:
+        store.record_run(full_run("r1"))
+        run_path, _ = push_from_store(work, store, "latest", tmp_path / "kept")
+    push_run(work, run_file(tmp_path, "r2", day=2))
+    other = clone(origin, tmp_path / "other")
+    with Store(tmp_path / "rebuilt.db") as store:
+        first = pull_runs(other, store)
+        again = pull_runs(other, store)
+        assert sorted(first.imported) == ["r1", "r2"] and (again.imported, again.known) == ([], 2)
+        assert len(store.load_run("r1").series) == len(full_run().series)
+    assert run_path.is_file()
+
+
+def test_pull_of_a_missing_branch_imports_nothing(origin, tmp_path):
+    with Store(tmp_path / "ci.db") as store:
+        result = pull_runs(clone(origin, tmp_path / "work"), store)
+        assert (result.imported, result.known, result.refused) == ([], 0, [])
+
+
+def test_pull_refuses_a_run_file_from_a_newer_trtci_and_imports_the_rest(origin, tmp_path):
+    import gzip
+    import json
+
+    work = clone(origin, tmp_path / "work")
+    push_run(work, run_file(tmp_path, "r1"))
+    newer = run_to_dict(make_run("r9", []))
+    newer["format"], newer["trtci_version"] = FORMAT + 1, "9.0.0"
+    path = tmp_path / "newer" / "20261102T080000Z-r9.trtci.json.gz"
+    path.parent.mkdir()
+    path.write_bytes(gzip.compress(json.dumps(newer).encode()))
+    with pytest.raises(DataError, match="9.0.0"):  # push reads the file it sends
+        push_run(work, path)
+    # Another tool (an older trtci would not) committed it anyway: pull refuses it with the version.
+    blob = git(work, "hash-object", "-w", str(path))
+    git(work, "fetch", "-q", "origin", "trtci-data")
+    git(work, "read-tree", "FETCH_HEAD")
+    git(work, "update-index", "--add", "--cacheinfo", f"100644,{blob},runs/2026-11/{path.name}")
+    tree = git(work, "write-tree")
+    commit = git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, "-p", "FETCH_HEAD", "-m", "x")
+    git(work, "push", "-q", "origin", f"{commit}:refs/heads/trtci-data")
+    with Store(tmp_path / "ci.db") as store:
+        result = pull_runs(clone(origin, tmp_path / "other"), store)
+        assert result.imported == ["r1"]
+        assert len(result.refused) == 1 and "9.0.0" in result.refused[0] and "upgrade trtci" in result.refused[0]
+
+
+def test_not_a_repository(tmp_path):
+    with pytest.raises(GitError, match="not a git repository"):
+        push_run(tmp_path, run_file(tmp_path, "r1"))
+
+
+def test_branch_path_groups_by_month():
+    assert branch_path(make_run("r1", [], started_at="2026-03-04T00:00:00Z"), "x.gz") == "runs/2026-03/x.gz"

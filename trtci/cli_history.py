@@ -1,0 +1,302 @@
+"""History commands for the `trtci` group: `trtci history push|pull`, `trtci db ...` and `trtci dashboard`.
+
+They parse flags, call trtci.history, trtci.store, trtci.retention and trtci.dashboard, and leave typed errors to
+the entry point (one line, the documented exit code). The lead registers them with `register(cli)`.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import sqlite3
+import sys
+from pathlib import Path
+
+import click
+
+from trtci.errors import ConfigError, StoreError
+
+DB_OPTION = click.option(
+    "--db",
+    "db_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("trtci.db"),
+    show_default=True,
+    help="SQLite results database (a persistent path on self-hosted runners works as history by itself).",
+)
+REPO_OPTIONS = (
+    click.option(
+        "--repo-dir",
+        type=click.Path(path_type=Path, file_okay=False),
+        default=Path("."),
+        show_default=True,
+        help="A clone of the repository that holds the data branch.",
+    ),
+    click.option("--branch", default="trtci-data", show_default=True, help="Data branch (created if missing)."),
+    click.option("--remote", default="origin", show_default=True, help="Git remote to fetch from and push to."),
+)
+
+
+def _repo_options(fn):
+    for option in reversed(REPO_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@click.group("history")
+def history() -> None:
+    """Keep results across CI runs as run files on a git data branch."""
+
+
+@history.command("push")
+@_repo_options
+@DB_OPTION
+@click.option("--run", "run_id", default="latest", show_default=True, help="Run id in --db to push, or 'latest'.")
+@click.option(
+    "--file",
+    "run_file",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    help="Push this run file instead of a run from --db (e.g. one a failed push kept).",
+)
+@click.option(
+    "--out-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path(".trtci-history"),
+    show_default=True,
+    help="Where the run file is written and kept if the push fails.",
+)
+@click.option(
+    "--attempts",
+    type=click.IntRange(1, 50),
+    default=10,
+    show_default=True,
+    help="Pushes to try; a rejected one is retried after fetching, with backoff.",
+)
+def history_push(
+    repo_dir: Path,
+    branch: str,
+    remote: str,
+    db_path: Path,
+    run_id: str,
+    run_file: Path | None,
+    out_dir: Path,
+    attempts: int,
+) -> None:
+    """Commit a run as a uniquely named run file to the data branch and push it. Exit 5 when every push failed;
+    the run file stays in --out-dir."""
+    from trtci.history import push_from_store, push_run
+    from trtci.store import Store
+
+    if run_file is not None:
+        result = push_run(repo_dir, run_file, branch=branch, remote=remote, attempts=attempts)
+    else:
+        with Store(_existing(db_path)) as store:
+            run_file, result = push_from_store(
+                repo_dir, store, run_id, out_dir, branch=branch, remote=remote, attempts=attempts
+            )
+    retried = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+    click.echo(f"pushed {result.path} to {remote} {branch} ({result.commit[:12]}){retried}")
+
+
+@history.command("pull")
+@_repo_options
+@DB_OPTION
+def history_pull(repo_dir: Path, branch: str, remote: str, db_path: Path) -> None:
+    """Fetch the data branch and import every run the database lacks (creates the database if needed).
+    Exit 2 when a run file could not be read; the others are imported."""
+    from trtci.history import pull_runs
+    from trtci.store import Store
+
+    with Store(db_path) as store:
+        result = pull_runs(repo_dir, store, branch=branch, remote=remote)
+    click.echo(f"imported {len(result.imported)} runs into {db_path}, {result.known} already there")
+    if result.refused:
+        for line in result.refused:
+            click.echo(f"refused: {line}", err=True)
+        raise StoreError(f"{len(result.refused)} run files on {branch} were not imported (see above)")
+
+
+@click.group("db")
+def db() -> None:
+    """Query, export and prune the results database (open it in Datasette too: docs/schema.md)."""
+
+
+@db.command("runs")
+@DB_OPTION
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+def db_runs(db_path: Path, limit: int, as_json: bool) -> None:
+    """The latest runs, newest first."""
+    rows = _query(
+        db_path,
+        'SELECT id, started_at, branch, "commit", pr_number, passed FROM runs '
+        "ORDER BY started_at DESC, rowid DESC LIMIT ?",
+        [limit],
+    )
+    _print_rows(rows, as_json)
+
+
+@db.command("series")
+@DB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
+def db_series(db_path: Path, as_json: bool) -> None:
+    """Every series: model, device, precision, batch, backend, how many results and the latest."""
+    rows = _query(
+        db_path,
+        """SELECT series.id, series.model, devices.name AS device, series.precision, series.quantization,
+                  series.batch, series.backend, count(b.run_id) AS results, max(runs.started_at) AS latest
+           FROM series JOIN devices ON devices.id = series.device_id
+           LEFT JOIN benchmarks AS b ON b.series_id = series.id LEFT JOIN runs ON runs.id = b.run_id
+           GROUP BY series.id ORDER BY series.model, devices.name, series.precision, series.batch""",
+        [],
+    )
+    _print_rows(rows, as_json)
+
+
+@db.command("export")
+@DB_OPTION
+@click.option("--format", "fmt", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+@click.option("--table", help="Table to export, e.g. benchmarks.")
+@click.option("--sql", help="A SELECT to export, e.g. \"select * from comparisons where verdict = 'regression'\".")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("-"),
+    show_default=True,
+    help="File to write; - is standard output.",
+)
+def db_export(db_path: Path, fmt: str, table: str | None, sql: str | None, output: Path) -> None:
+    """Export a table or a query as CSV or JSON. The database is opened read-only; BLOBs are written as base64."""
+    if (table is None) == (sql is None):
+        raise ConfigError("give exactly one of --table NAME or --sql 'select ...'")
+    if table is not None:
+        names = {row["name"] for row in _query(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'", [])}
+        if table not in names:
+            raise ConfigError(f"no table {table!r} in {db_path}; tables: {', '.join(sorted(names))}")
+        sql = f'SELECT * FROM "{table}"'
+    assert sql is not None
+    text = _to_csv(_query(db_path, sql, [])) if fmt == "csv" else _to_json(_query(db_path, sql, []))
+    if str(output) == "-":
+        click.echo(text, nl=False)
+    else:
+        try:
+            output.write_text(text)
+        except OSError as e:
+            raise ConfigError(f"{output}: cannot write ({e.strerror}); choose a writable -o path") from e
+
+
+@db.command("prune")
+@DB_OPTION
+@click.option("--keep-runs", type=click.IntRange(1), default=500, show_default=True, help="Results kept per series.")
+@click.option("--keep-days", type=click.FloatRange(min=0, min_open=True), help="Also keep results younger than this.")
+@click.option(
+    "--full-samples-runs",
+    type=click.IntRange(0),
+    default=20,
+    show_default=True,
+    help="Newest results per series that keep every raw sample; older ones keep a quantile sketch.",
+)
+@click.option("--sketch-points", type=click.IntRange(2, 100_000), default=201, show_default=True)
+@click.option("--vacuum/--no-vacuum", default=True, show_default=True, help="Shrink the file afterwards.")
+def db_prune(
+    db_path: Path, keep_runs: int, keep_days: float | None, full_samples_runs: int, sketch_points: int, vacuum: bool
+) -> None:
+    """Apply retention: delete results beyond --keep-runs (unless younger than --keep-days), thin old samples."""
+    from trtci.config import HistorySettings
+    from trtci.retention import apply_retention
+    from trtci.store import Store
+
+    settings = HistorySettings(
+        keep_runs=keep_runs, keep_days=keep_days, full_samples_runs=full_samples_runs, sketch_points=sketch_points
+    )
+    with Store(_existing(db_path)) as store:
+        report = apply_retention(store, settings, vacuum=vacuum)
+    click.echo(
+        f"deleted {report.results_deleted} results ({report.runs_deleted} runs), thinned {report.results_thinned}; "
+        f"{report.bytes_before / 1024:.0f} KB -> {report.bytes_after / 1024:.0f} KB"
+    )
+
+
+@click.command("dashboard")
+@DB_OPTION
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=Path("dashboard.html"),
+    show_default=True,
+    help="The HTML file to write (self-contained: publish it to GitHub Pages as is).",
+)
+@click.option("--branch", help="Only runs on this branch (default: every branch).")
+@click.option("--last", type=click.IntRange(1), default=200, show_default=True, help="Runs per series to draw.")
+@click.option("--title", default="trtci dashboard", show_default=True)
+def dashboard(db_path: Path, output: Path, branch: str | None, last: int, title: str) -> None:
+    """Write one self-contained HTML page: latency, throughput and accuracy over commits for every series,
+    regressions and change points marked, filters by model, device and precision."""
+    from trtci.dashboard import write_dashboard
+    from trtci.store import Store
+
+    with Store(_existing(db_path)) as store:
+        count = write_dashboard(store, output, branch=branch, last=last, title=title)
+    click.echo(f"dashboard of {count} series: {output}")
+
+
+def register(group: click.Group) -> None:
+    """Add `history`, `db` and `dashboard` to the main `trtci` group."""
+    group.add_command(history)
+    group.add_command(db)
+    group.add_command(dashboard)
+
+
+def _existing(path: Path) -> Path:
+    if not path.is_file():
+        raise StoreError(f"{path}: no such database; pass the --db path your runs wrote")
+    return path
+
+
+def _query(db_path: Path, sql: str, params: list) -> list[dict]:
+    from trtci.store import open_readonly
+
+    conn = open_readonly(db_path)
+    try:
+        cursor = conn.execute(sql, params)
+        names = [d[0] for d in cursor.description or []]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+    except sqlite3.Error as e:
+        raise ConfigError(f"{db_path}: query failed ({e}); the database is opened read-only, SELECT only") from e
+    finally:
+        conn.close()
+
+
+def _plain(value):
+    return base64.b64encode(value).decode("ascii") if isinstance(value, bytes) else value
+
+
+def _to_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: _plain(v) for k, v in row.items()} for row in rows)
+    return out.getvalue()
+
+
+def _to_json(rows: list[dict]) -> str:
+    return json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=1) + "\n"
+
+
+def _print_rows(rows: list[dict], as_json: bool) -> None:
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(*(rows[0] if rows else ["(empty)"]))
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row.values()))
+    Console(file=sys.stdout).print(table)
