@@ -1,9 +1,16 @@
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
-from trtci.compare import compare
-from trtci.config import CompareSettings
+from tests.models import mlp_classifier
+from trtci import pipeline
+from trtci.abtest import ABResult
+from trtci.compare import compare, decide, decide_ab
+from trtci.config import CompareSettings, parse_config
 from trtci.results import (
     AccuracyResult,
     BenchResult,
@@ -14,6 +21,7 @@ from trtci.results import (
     SeriesKey,
     SeriesResult,
 )
+from trtci.stats import normal_quantile
 from trtci.store import Store
 
 CPU = DeviceInfo(kind="cpu", name="Test CPU")
@@ -26,7 +34,8 @@ def key(model: str) -> SeriesKey:
     )
 
 
-def measured(model: str, median: float) -> SeriesResult:
+def measured(model: str, median: float, samples: list[float] | None = None, **key_fields) -> SeriesResult:
+    samples = samples if samples is not None else [median] * 3
     stats = LatencyStats(
         min=median,
         mean=median,
@@ -42,8 +51,8 @@ def measured(model: str, median: float) -> SeriesResult:
         unstable=False,
     )
     return SeriesResult(
-        key=key(model),
-        bench=BenchResult(stats=stats, samples_ms=[median] * 3, warmup_ms=1.0, duration_s=0.01, timer="host"),
+        key=replace(key(model), **key_fields),
+        bench=BenchResult(stats=stats, samples_ms=samples, warmup_ms=1.0, duration_s=0.01, timer="host"),
     )
 
 
@@ -79,7 +88,7 @@ def test_verdicts_against_the_base_branch(store):
         [
             measured("slower", 1.25),
             measured("faster", 0.8),
-            measured("same", 1.05),
+            measured("same", 1.04),  # below the 1 + threshold / 2 floor: too small to matter
             measured("fresh", 2.0),
             SeriesResult(key=key("gone"), error="BackendError: parser failed on node Conv_3"),
         ],
@@ -100,8 +109,10 @@ def test_verdicts_against_the_base_branch(store):
     slower = result["slower"]
     assert (slower.current, slower.baseline, slower.ratio, slower.threshold) == (1.25, 1.0, 1.25, 0.10)
     assert (slower.baseline_run, slower.baseline_commit, slower.metric) == ("main-1", MAIN_COMMIT, "latency_median_ms")
-    assert slower.reason == "median 1.25 ms vs 1.00 ms on main@0123456 (+25.0%, threshold 10%)"
-    assert result["faster"].reason == "median 0.800 ms vs 1.00 ms on main@0123456 (-20.0%, threshold 10%)"
+    assert slower.reason.startswith("median 1.25 ms vs 1.00 ms on main@0123456 (+25.0%, interval +25.0%..+25.0%")
+    assert "run-to-run noise unknown (1 base runs, 3 needed)" in slower.reason
+    assert result["faster"].reason.startswith("median 0.800 ms vs 1.00 ms on main@0123456 (-20.0%")
+    assert slower.method == "bootstrap" and slower.noise is None and slower.history_runs == 1
     assert "parser failed on node Conv_3" in result["gone"].reason
     assert result["gone"].current is None and result["gone"].baseline == 1.0
     assert result["fresh"].baseline is None and result["fresh"].ratio is None and "main" in result["fresh"].reason
@@ -110,18 +121,19 @@ def test_verdicts_against_the_base_branch(store):
     assert not current and current.regressions == [slower]
 
 
-def test_threshold_bounds_are_symmetric_in_ratio(store):
-    store.record_run(run("main-1", [measured("up", 1.0), measured("down", 1.0), measured("beyond", 1.0)]))
+def test_half_the_threshold_is_the_floor_of_a_flag_symmetric_in_ratio(store):
+    # Samples without spread give a zero-width interval: only the floor 1 + t / 2 decides.
+    threshold = 0.5
+    floor = 1 + threshold / 2
+    models = {"half": floor, "below": floor * 0.99, "down": 1 / floor, "less": 1 / (floor * 0.99)}
+    store.record_run(run("main-1", [measured(name, 1.0) for name in models]))
     current = run(
-        "pr-1",
-        [measured("up", 1.5), measured("down", 1.0 / 1.5), measured("beyond", 0.5)],
-        branch="feature",
-        base_branch="main",
+        "pr-1", [measured(name, ratio) for name, ratio in models.items()], branch="feature", base_branch="main"
     )
-    result = by_model(compare(current, store, CompareSettings(threshold=0.5)))
-    assert result["up"].verdict == "unchanged"  # exactly +50% is not more than the threshold
-    assert result["down"].verdict == "unchanged"  # exactly the inverse is not beyond it either
-    assert result["beyond"].verdict == "improvement"
+    result = by_model(compare(current, store, CompareSettings(threshold=threshold)))
+    assert result["half"].verdict == "regression"  # exactly t / 2 counts
+    assert result["down"].verdict == "improvement"  # and so does its inverse
+    assert result["below"].verdict == "unchanged" and result["less"].verdict == "unchanged"
 
 
 def test_latest_main_run_is_the_baseline_and_the_run_itself_never_is(store):
@@ -130,7 +142,7 @@ def test_latest_main_run_is_the_baseline_and_the_run_itself_never_is(store):
     # Recorded before comparing, on main itself: its own row must not count as its baseline.
     this = run("this", [measured("m", 1.3)], started_at="2026-11-28T08:00:00Z")
     store.record_run(this)
-    (comparison,) = compare(this, store, CompareSettings())
+    (comparison,) = compare(this, store, CompareSettings(window=1))
     assert (comparison.baseline_run, comparison.baseline, comparison.verdict) == ("new", 1.0, "regression")
     assert "on main (run new)" in comparison.reason
 
@@ -171,3 +183,183 @@ def test_comparisons_round_trip_through_the_store(store):
         "SELECT verdict, ratio, baseline_run, reason FROM comparisons WHERE run_id = 'pr-1'"
     ).fetchone()
     assert row == ("regression", pytest.approx(1.2), "main-1", current.comparisons[0].reason)
+
+
+def noisy(rng, median: float, n: int = 400, cv: float = 0.03) -> list[float]:
+    return (median * np.exp(rng.normal(0.0, cv, n))).tolist()
+
+
+def main_history(store, rng, medians: list[float], model: str = "m", **key_fields) -> None:
+    for i, median in enumerate(medians):
+        store.record_run(
+            run(
+                f"main-{i}",
+                [measured(model, median, noisy(rng, median), **key_fields)],
+                commit=f"{i:040x}",
+                started_at=f"2026-11-{i + 1:02d}T08:00:00Z",
+            )
+        )
+
+
+def pr(model_median: float, rng, *, merge_base: str | None = None, **key_fields) -> RunResult:
+    samples = noisy(rng, model_median)
+    current = run(
+        "pr", [measured("m", float(np.median(samples)), samples, **key_fields)], branch="f", base_branch="main"
+    )
+    current.context.merge_base = merge_base
+    return current
+
+
+def test_baseline_is_the_median_of_the_windows_run_medians_so_one_outlier_run_does_not_move_it(store):
+    rng = np.random.default_rng(0)
+    main_history(store, rng, [1.0, 1.01, 0.99, 3.0, 1.0, 1.02])  # run 3 hit a busy runner
+    (c,) = compare(pr(1.0, rng), store, CompareSettings(window=6))
+    assert c.baseline == pytest.approx(1.005) and c.history_runs == 6
+    assert c.verdict == "unchanged" and c.method == "bootstrap+history"
+    assert c.noise is not None and c.noise < 0.05  # successive differences: one outlier run barely counts
+
+
+def test_history_noise_widens_the_interval_into_inconclusive_with_advice(store):
+    rng = np.random.default_rng(1)
+    main_history(store, rng, (np.exp(rng.normal(0.0, 0.12, 8))).tolist())
+    (c,) = compare(pr(1.08, rng), store, CompareSettings(threshold=0.05))
+    assert c.verdict == "inconclusive" and c.noise > 0.05
+    low, high = c.interval
+    assert low < 1.05 < high and c.resolution > 0.05  # too noisy to see a change of the threshold
+    assert "noise" in c.reason and "trtci ab" in c.reason
+
+
+def test_quiet_history_lets_a_real_regression_through_and_records_its_numbers(store):
+    rng = np.random.default_rng(2)
+    main_history(store, rng, (np.exp(rng.normal(0.0, 0.005, 6))).tolist())
+    current = pr(1.20, rng)
+    current.comparisons = compare(current, store, CompareSettings(threshold=0.05))
+    (c,) = current.comparisons
+    assert c.verdict == "regression" and c.interval[0] > 1.05 and c.p_value < 1e-6
+    # A quiet history resolves changes below the threshold, down to the floor of half of it.
+    assert c.resolution == pytest.approx(0.05 / 2)
+    store.record_run(current)
+    row = store.db.execute("SELECT verdict, ratio FROM comparisons WHERE run_id = 'pr'").fetchone()
+    assert row == ("regression", pytest.approx(c.ratio))
+
+
+def test_baseline_stops_at_the_merge_base(store):
+    rng = np.random.default_rng(3)
+    main_history(store, rng, [1.0, 1.0, 1.0, 1.5, 1.5])  # main got slower after the PR branched at main-2
+    (at_merge_base,) = compare(pr(1.0, rng, merge_base=f"{2:040x}"), store, CompareSettings(window=3))
+    assert at_merge_base.baseline_run == "main-2" and at_merge_base.verdict == "unchanged"
+    (latest,) = compare(pr(1.0, rng), store, CompareSettings(window=2))
+    assert latest.baseline_run == "main-4" and latest.verdict == "improvement"
+    (unknown,) = compare(pr(1.0, rng, merge_base="e" * 40), store, CompareSettings(window=2))
+    assert unknown.baseline_run == "main-4" and "merge-base eeeeeee was not measured on main" in unknown.reason
+
+
+def test_another_device_or_options_is_reported_not_judged(store):
+    rng = np.random.default_rng(4)
+    main_history(store, rng, [1.0, 1.0, 1.0])
+    (device,) = compare(pr(5.0, rng, device_id="other-cpu"), store, CompareSettings())
+    assert device.verdict == "new" and "another device: not compared" in device.reason
+    (options,) = compare(pr(5.0, rng, options_hash="int8-calib-2"), store, CompareSettings())
+    assert options.verdict == "new" and "another options: not compared" in options.reason
+
+
+def test_base_series_this_run_did_not_measure_is_missing(store):
+    store.record_run(run("main-1", [measured("kept", 1.0), measured("dropped", 1.0)]))
+    current = run("pr", [measured("kept", 1.0)], branch="f", base_branch="main")
+    result = by_model(compare(current, store, CompareSettings()))
+    assert result["dropped"].verdict == "missing" and result["dropped"].baseline_run == "main-1"
+    assert result["kept"].verdict == "unchanged"
+
+
+def test_decide_classes_follow_the_interval():
+    settings = CompareSettings(threshold=0.05)
+    assert decide(1.2, None, 0.01, 10, settings)[0] == "regression"
+    assert decide(0.8, None, 0.01, 10, settings)[0] == "improvement"
+    assert decide(1.0, None, 0.01, 10, settings)[0] == "unchanged"
+    verdict, (low, high), resolution = decide(1.0, None, 0.10, 10, settings)
+    assert verdict == "inconclusive" and low < 1 / 1.05 and high > 1.05
+    assert resolution == pytest.approx(1.0 / low - 1.0)  # a slowdown of this much would just clear 1
+
+
+def test_a_change_of_the_threshold_is_flagged_when_the_interval_is_narrower_than_half_of_it():
+    settings = CompareSettings(threshold=0.05, confidence=0.98)
+    z = normal_quantile(settings.confidence)
+    history_runs = 10
+    inflation = math.sqrt(1 + math.pi / 2 / history_runs)
+    # Noise whose interval half-width is just under log(1.05): a 5% change just clears 1 (and the 1.025 floor).
+    noise = math.log(1.05) / z / inflation
+    verdict, (low, _), _ = decide(1.05, None, noise * 0.99, history_runs, settings)
+    assert verdict == "regression" and 1.0 < low < 1.05  # the old rule (whole interval above 1.05) missed it
+    # A little more noise: the interval reaches below 1, so the same 5% is inconclusive, not a regression.
+    assert decide(1.05, None, noise * 1.01, history_runs, settings)[0] == "inconclusive"
+    # A 2% change measured precisely is below the floor of t / 2 and within the bounds: unchanged.
+    assert decide(1.02, None, noise / 20, history_runs, settings)[0] == "unchanged"
+
+
+def test_decide_ab_applies_the_same_rule_to_an_interleaved_result():
+    def ab(ratio: float, low: float, high: float) -> ABResult:
+        return ABResult(ratio, low, high, rounds=10, elapsed_s=1.0, resolution=0.0, converged=True)
+
+    assert decide_ab(ab(1.10, 1.06, 1.14), 0.10) == "regression"
+    assert decide_ab(ab(1.03, 1.01, 1.05), 0.10) == "unchanged"
+    assert decide_ab(ab(1.10, 0.98, 1.22), 0.10) == "inconclusive"
+    assert decide_ab(ab(0.90, 0.86, 0.94), 0.10) == "improvement"
+
+
+def pipeline_config(tmp_path, confirm_budget_s: float):
+    mlp_classifier(tmp_path / "mlp.onnx")
+    data = {
+        "models": [{"path": "mlp.onnx", "precisions": ["fp32"], "batch_sizes": [1]}],
+        "database": "results.db",
+        "bench": {"warmup_ms": 0, "duration_s": 0.05, "min_iterations": 20},
+        "cache_dir": "cache",
+        "compare": {"threshold": 0.10, "confirm_budget_s": confirm_budget_s},
+    }
+    return parse_config(data, "test", tmp_path)
+
+
+def fake_fast_history(config, tmp_path) -> None:
+    """Fakes history, not measurement: main's runs claim a tenth of what this machine really measures (a margin
+    wide enough that a busy moment on a shared runner cannot make the real measurement look unchanged)."""
+    measured_here = pipeline.run(config, RunContext(run_id="scratch", started_at="2026-11-01T08:00:00Z"))
+    (series,) = measured_here.series
+    with Store(config.database) as store:
+        for i in range(3):
+            fast = [x / 10 for x in series.bench.samples_ms]
+            fake = measured("x", float(np.median(fast)), fast)
+            store.record_run(
+                run(f"main-{i}", [replace(fake, key=series.key)], started_at=f"2026-11-0{i + 2}T08:00:00Z")
+            )
+
+
+@pytest.mark.parametrize("budget", [5.0, 0.0])
+def test_a_real_regression_is_re_measured_before_it_fails_the_run(tmp_path, budget):
+    config = pipeline_config(tmp_path, budget)
+    fake_fast_history(config, tmp_path)
+    pr_context = RunContext(run_id="pr", started_at="2026-11-10T08:00:00Z", branch="f", base_branch="main")
+    result = pipeline.run(config, pr_context)
+    (c,) = result.comparisons
+    assert c.verdict == "regression" and c.ratio > 3  # ten times slower than the faked history
+    if budget:
+        assert c.confirmed is True and "confirmed by a re-measurement of" in c.reason
+    else:
+        assert c.confirmed is None and "not re-measured: the confirmation budget" in c.reason
+    with Store(config.database) as store:
+        (stored,) = store.load_run("pr").comparisons
+    assert stored.confirmed is c.confirmed  # kept in the comparison's extra JSON
+
+
+def test_a_series_threshold_overrides_the_global_one_by_label_or_id(store):
+    store.record_run(run("main-1", [measured("loose", 1.0), measured("by-id", 1.0), measured("plain", 1.0)]))
+    current = run(
+        "pr", [measured("loose", 1.3), measured("by-id", 1.3), measured("plain", 1.3)], branch="f", base_branch="main"
+    )
+    thresholds = {current.series[0].key.label: 0.8, current.series[1].key.id: 0.8}
+    result = by_model(compare(current, store, CompareSettings(threshold=0.10, thresholds=thresholds)))
+    # +30% is below half of 80%, and inside it: unchanged where overridden, a regression under the global 10%.
+    assert {name: c.verdict for name, c in result.items()} == {
+        "loose": "unchanged",
+        "by-id": "unchanged",
+        "plain": "regression",
+    }
+    assert result["loose"].threshold == 0.8 and result["plain"].threshold == 0.10

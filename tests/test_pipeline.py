@@ -13,7 +13,7 @@ from onnx import TensorProto, helper
 from tests.models import mlp_classifier
 from trtci import pipeline
 from trtci.config import parse_config
-from trtci.errors import ConfigError, DataError
+from trtci.errors import ConfigError, DataError, ModelError
 from trtci.results import RunContext
 
 FAST_BENCH = {"warmup_ms": 0, "duration_s": 0.02, "min_iterations": 5}
@@ -159,7 +159,7 @@ def test_fp16_conversion_of_an_input_used_twice_gives_a_valid_model(tmp_path):
     assert fp16.error is None and fp16.accuracy.passed
 
 
-def test_unsupported_op_fails_its_series_with_the_reason(tmp_path):
+def test_an_op_onnxruntime_cannot_run_stops_the_run_before_measuring(tmp_path):
     node = helper.make_node("NoSuchOp", ["x"], ["y"], domain="com.example")
     graph = helper.make_graph(
         [node],
@@ -169,8 +169,19 @@ def test_unsupported_op_fails_its_series_with_the_reason(tmp_path):
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)])
     onnx.save(model, tmp_path / "custom.onnx")
-    data = {"models": [{"path": "custom.onnx", "precisions": ["fp32"]}], "bench": FAST_BENCH}
-    result = pipeline.run(parse_config(data, "test", tmp_path), context("run1"))
-    (series,) = result.series
-    assert "NoSuchOp" in series.error and "onnxruntime" in series.error
-    assert not result
+    data = {"models": [{"path": "custom.onnx", "precisions": ["fp32", "fp16"]}], "bench": FAST_BENCH}
+    with pytest.raises(ModelError, match=r"custom.onnx: the FP32 model does not run on ONNX Runtime .*NoSuchOp"):
+        pipeline.run(parse_config(data, "test", tmp_path), context("run1"))
+    assert not (tmp_path / "trtci.db").exists() or table_counts(tmp_path / "trtci.db").get("runs", 0) == 0
+
+
+def test_auto_backend_runs_tensorrt_where_it_can_else_onnxruntime(tmp_path):
+    from trtci.backends import get_backend
+
+    mlp_classifier(tmp_path / "mlp.onnx")
+    config = parse_config(
+        {"models": [{"path": "mlp.onnx", "precisions": ["fp32"]}], "backends": ["auto"]}, "t", tmp_path
+    )
+    backend = get_backend("auto", config)
+    assert backend.can_run
+    assert backend.name == "onnxruntime" or backend.name.startswith("tensorrt")

@@ -1,82 +1,243 @@
-"""Compare each series of a run with its latest result on the base branch, by median latency.
+"""Compare each series of a run with the base branch's history, with an interval, not a bare ratio.
 
-A median more than `threshold` slower than the baseline's is a regression; more than the same factor faster,
-an improvement (1 / (1 + threshold), so +10% and its inverse are equally far from 1). Every Comparison
-carries the numbers and a one-line reason, so a report never recomputes the verdict.
+The baseline is the median of the per-run medians of the last `window` base runs at or before the PR's
+merge-base. The ratio current / baseline gets an interval: the bootstrap interval of the median ratio of this
+run's raw samples against the latest base run's (within-run noise), widened in log space by the run-to-run
+noise the history shows (runner drift). With `t` the threshold, the smallest change that matters (a change of
+that size must be caught with 95% probability, no change flagged with at most 1%):
+
+- regression: the whole interval is above 1 and the ratio is at least 1 + t / 2;
+- improvement: the whole interval is below 1 and the ratio is at most 1 / (1 + t / 2);
+- unchanged: the interval lies within [1 / (1 + t), 1 + t];  inconclusive: anything else (noise too high);
+- new: no base history for this series (or only of another provenance: never judged against it);
+- missing: a base series this run did not measure, or measured with an error.
+
+docs/statistics.md explains the method and its measured false-alarm rate.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from trtci.abtest import ABResult
+from trtci.baseline import Cutoff, HistoryPoint, cutoff, history, latest_base_series
 from trtci.config import CompareSettings
-from trtci.results import Comparison, RunResult, SeriesResult
-from trtci.store import Baseline, Store
+from trtci.results import Comparison, RunResult, SeriesKey, SeriesResult
+from trtci.stats import Interval, mann_whitney, median_ratio_interval, normal_quantile, run_noise
+from trtci.store import Store
 
 METRIC = "latency_median_ms"
+PROVENANCE = ("model", "precision", "quantization", "batch", "backend")  # same "thing measured"
 
 
 def compare(
     run: RunResult, store: Store, settings: CompareSettings, *, base_branch: str | None = None
 ) -> list[Comparison]:
-    """One Comparison per series that was benchmarked or failed, in the run's series order.
+    """One Comparison per series benchmarked or failed, in run order, then one per base series not measured.
 
     The baseline branch is `base_branch`, else the run's base branch (a pull request's target), else the
     run's own branch; the run itself is never its own baseline.
     """
     branch = base_branch or run.context.base_branch or run.context.branch
+    exclude = run.context.run_id
+    until = cutoff(store, branch, run.context.merge_base) if branch is not None else Cutoff(None, None, "")
+    base_run, base_keys = (
+        latest_base_series(store, branch, until=until, exclude_run=exclude) if branch is not None else (None, [])
+    )
+    by_provenance: dict[tuple, list[SeriesKey]] = {}
+    for key in base_keys:
+        by_provenance.setdefault(_provenance(key), []).append(key)
     comparisons = []
     for series in run.series:
         if series.error is None and series.bench is None:
             continue
-        baseline = store.baseline(series.key.id, branch, exclude_run=run.context.run_id) if branch is not None else None
-        comparisons.append(_compare_series(series, baseline, branch, settings.threshold))
+        points = (
+            history(store, series.key.id, branch, until=until, exclude_run=exclude, window=settings.window)
+            if branch is not None
+            else []
+        )
+        own = settings_for(series.key, settings)
+        other = next((k for k in by_provenance.get(_provenance(series.key), []) if k != series.key), None)
+        comparison = compare_series(series, points, branch, own, other)
+        if until.note:
+            comparison.reason = f"{comparison.reason}; {until.note}"
+        comparisons.append(comparison)
+    comparisons.extend(_missing(run, base_run, base_keys, settings.threshold))
     return comparisons
 
 
-def _compare_series(
-    series: SeriesResult, baseline: Baseline | None, branch: str | None, threshold: float
+def settings_for(key: SeriesKey, settings: CompareSettings) -> CompareSettings:
+    """The settings of one series: its own threshold when `thresholds` names its label or id."""
+    threshold = settings.thresholds.get(key.label, settings.thresholds.get(key.id))
+    return settings if threshold is None else settings.model_copy(update={"threshold": threshold})
+
+
+def decide(
+    ratio: float, within: Interval | None, noise: float | None, history_runs: int, settings: CompareSettings
+) -> tuple[str, list[float], float]:
+    """(verdict, [low, high], resolution) for a ratio, its within-run interval and the history's noise.
+
+    The interval's log half-widths are the within-run ones and the noise term added in quadrature. The noise
+    term counts both sides: this run's median (noise) and the baseline, a median of `history_runs` medians
+    (noise * sqrt(pi / 2 / history_runs)). The resolution is the smallest slowdown that would have been flagged
+    had it been measured with this interval: max(upper end of the interval around 1, 1 + threshold / 2) - 1.
+    """
+    z = normal_quantile(settings.confidence)
+    below = math.log(within.estimate / within.low) if within is not None else 0.0
+    above = math.log(within.high / within.estimate) if within is not None else 0.0
+    if noise is not None:
+        spread = z * noise * math.sqrt(1.0 + math.pi / 2.0 / max(history_runs, 1))
+        below, above = math.hypot(below, spread), math.hypot(above, spread)
+    low, high = ratio * math.exp(-below), ratio * math.exp(above)
+    bound = 1.0 + settings.threshold
+    # Clearing 1 (not 1 + t) is what catches a change of exactly t: the interval only needs to be narrower
+    # than about t / 2. The floor on the ratio keeps a tiny but precisely measured change from failing the gate.
+    floor = 1.0 + settings.threshold / 2.0
+    if low > 1.0 and ratio >= floor:
+        verdict = "regression"
+    elif high < 1.0 and ratio <= 1.0 / floor:
+        verdict = "improvement"
+    elif low >= 1.0 / bound and high <= bound:
+        verdict = "unchanged"
+    else:
+        verdict = "inconclusive"
+    return verdict, [low, high], max(math.exp(below), floor) - 1.0
+
+
+def decide_ab(result: ABResult, threshold: float) -> str:
+    """The verdict of an interleaved A/B test (B against A) under the same rule as `decide`."""
+    within = Interval(result.ratio, result.low, result.high, result.confidence)
+    return decide(result.ratio, within, None, 0, CompareSettings(threshold=threshold))[0]
+
+
+def compare_series(
+    series: SeriesResult,
+    points: list[HistoryPoint],
+    branch: str | None,
+    settings: CompareSettings,
+    other: SeriesKey | None = None,
 ) -> Comparison:
+    """One series against its base history (newest first): the verdict with its numbers and a reason."""
+    medians = [p.median_ms for p in points]
+    baseline = float(np.median(medians)) if medians else None
+    latest = points[0] if points else None
     comparison = Comparison(
         series_id=series.key.id,
         label=series.key.label,
         verdict="new",
         metric=METRIC,
         current=series.bench.stats.median if series.bench is not None else None,
-        baseline=baseline.median_ms if baseline is not None else None,
+        baseline=baseline,
         ratio=None,
-        threshold=threshold,
-        baseline_run=baseline.run_id if baseline is not None else None,
-        baseline_commit=baseline.commit if baseline is not None else None,
+        threshold=settings.threshold,
+        baseline_run=latest.run_id if latest is not None else None,
+        baseline_commit=latest.commit if latest is not None else None,
+        history_runs=len(points),
     )
     if series.error is not None:
         comparison.verdict = "missing"
         comparison.reason = f"no result: {series.error}"
         return comparison
     current = comparison.current
-    assert current is not None  # only benchmarked series get here
-    if baseline is None:
-        where = f"on {branch}" if branch else "(no base branch known: pass --base-branch)"
-        comparison.reason = f"median {_ms(current)} ms; no earlier result {where}"
+    assert current is not None and series.bench is not None  # only benchmarked series get here
+    if baseline is None or latest is None:
+        comparison.reason = f"median {_ms(current)} ms; " + _no_baseline_reason(branch, series.key, other)
         return comparison
-    if not (baseline.median_ms > 0 and math.isfinite(current) and current > 0):
+    if not (baseline > 0 and math.isfinite(current) and current > 0):
         comparison.verdict = "inconclusive"
-        comparison.reason = f"median {_ms(current)} ms vs {_ms(baseline.median_ms)} ms: cannot form a ratio"
+        comparison.reason = f"median {_ms(current)} ms vs {_ms(baseline)} ms: cannot form a ratio"
         return comparison
-    ratio = current / baseline.median_ms
-    comparison.ratio = ratio
-    if ratio > 1 + threshold:
-        comparison.verdict = "regression"
-    elif ratio < 1 / (1 + threshold):
-        comparison.verdict = "improvement"
-    else:
-        comparison.verdict = "unchanged"
-    origin = f"{branch}@{baseline.commit[:7]}" if baseline.commit else f"{branch} (run {baseline.run_id[:8]})"
-    comparison.reason = (
-        f"median {_ms(current)} ms vs {_ms(baseline.median_ms)} ms on {origin} "
-        f"({(ratio - 1) * 100:+.1f}%, threshold {threshold * 100:g}%)"
-    )
+    ratio = current / baseline
+    within = _within_run(series.bench.samples_ms, latest.samples_ms, settings)
+    noise = run_noise(medians[::-1]) if len(points) >= settings.min_history else None
+    verdict, interval, resolution = decide(ratio, within, noise, len(points), settings)
+    comparison.ratio, comparison.verdict, comparison.interval = ratio, verdict, interval
+    comparison.noise, comparison.resolution = noise, resolution
+    comparison.method = "bootstrap" if within is not None else "medians"
+    comparison.method += "+history" if noise is not None else ""
+    if within is not None:
+        comparison.p_value = mann_whitney(series.bench.samples_ms, latest.samples_ms).p_value
+    comparison.reason = _reason(comparison, branch, latest, settings)
     return comparison
+
+
+def _within_run(current: list[float], base: list[float], settings: CompareSettings) -> Interval | None:
+    """Bootstrap interval of the median ratio of two runs' samples; None when either has no usable samples."""
+    try:
+        return median_ratio_interval(
+            current, base, confidence=settings.confidence, resamples=settings.resamples, seed=len(current)
+        )
+    except ValueError:
+        return None
+
+
+def _reason(comparison: Comparison, branch: str | None, latest: HistoryPoint, settings: CompareSettings) -> str:
+    assert comparison.ratio is not None and comparison.interval is not None and comparison.current is not None
+    assert comparison.baseline is not None and comparison.resolution is not None
+    origin = f"{branch}@{latest.commit[:7]}" if latest.commit else f"{branch} (run {latest.run_id[:8]})"
+    runs = comparison.history_runs
+    over = f" (median of {runs} runs)" if runs > 1 else ""
+    low, high = comparison.interval
+    text = (
+        f"median {_ms(comparison.current)} ms vs {_ms(comparison.baseline)} ms on {origin}{over} "
+        f"({(comparison.ratio - 1) * 100:+.1f}%, interval {(low - 1) * 100:+.1f}%..{(high - 1) * 100:+.1f}%, "
+        f"threshold {settings.threshold * 100:g}%)"
+    )
+    if comparison.noise is None:
+        text += f"; run-to-run noise unknown ({runs} base runs, {settings.min_history} needed): within-run only"
+    if comparison.verdict == "inconclusive":
+        noise = f"noise {comparison.noise * 100:.1f}% on this runner" if comparison.noise is not None else "noisy"
+        text += (
+            f"; {noise}: only changes above {comparison.resolution * 100:.0f}% are visible; "
+            "measure longer (bench.duration_s) or interleave A and B (trtci ab)"
+        )
+    return text
+
+
+def _no_baseline_reason(branch: str | None, key: SeriesKey, other: SeriesKey | None) -> str:
+    if branch is None:
+        return "no earlier result (no base branch known: pass --base-branch)"
+    if other is None:
+        return f"no earlier result on {branch}"
+    differs = [
+        what
+        for what, field in (("model file", "model_hash"), ("device", "device_id"), ("options", "options_hash"))
+        if getattr(key, field) != getattr(other, field)
+    ]
+    return f"baseline on {branch} measured with another {'/'.join(differs)}: not compared"
+
+
+def _provenance(key: SeriesKey) -> tuple:
+    """What is measured (model, precision, batch, backend), without where and how: equal for series that
+    differ only in provenance (device, model file, options) and must not be judged against each other."""
+    return tuple(getattr(key, f) for f in PROVENANCE)
+
+
+def _missing(run: RunResult, base_run: str | None, base_keys: list[SeriesKey], threshold: float) -> list[Comparison]:
+    """Base series on this run's devices that this run neither measured nor replaced by another provenance."""
+    measured = {_provenance(s.key) for s in run.series}
+    devices = {s.key.device_id for s in run.series}
+    missing = []
+    for key in base_keys:
+        if key.device_id not in devices or _provenance(key) in measured:
+            continue
+        missing.append(
+            Comparison(
+                series_id=key.id,
+                label=key.label,
+                verdict="missing",
+                metric=METRIC,
+                current=None,
+                baseline=None,
+                ratio=None,
+                threshold=threshold,
+                baseline_run=base_run,
+                reason="measured on the base branch, not in this run",
+            )
+        )
+    return missing
 
 
 def _ms(value: float) -> str:

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trtci.errors import ConfigError
 
 Precision = Literal["fp32", "fp16", "int8"]
-BackendName = Literal["onnxruntime", "tensorrt", "tensorrt-rtx"]
+BackendName = Literal["onnxruntime", "tensorrt", "tensorrt-rtx", "auto"]
 CalibrationMethod = Literal["minmax", "entropy", "percentile", "distribution"]
 ALL_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 DEFAULT_BACKENDS: tuple[BackendName, ...] = ("onnxruntime",)
@@ -48,7 +48,25 @@ class AccuracyThresholds(Strict):
 class CompareSettings(Strict):
     """When a latency change against the base branch counts."""
 
-    threshold: Annotated[float, Field(gt=0, lt=10)] = 0.10  # relative change of the median latency
+    threshold: Annotated[float, Field(gt=0, lt=10)] = 0.10  # minimum relative change of the median that counts
+    window: Annotated[int, Field(ge=1, le=1000)] = 10  # base runs whose per-run medians form the baseline
+    min_history: Annotated[int, Field(ge=3, le=1000)] = 3  # base runs needed to estimate run-to-run noise
+    # Two-sided confidence of the ratio's interval: 0.98 leaves 1% in each tail, so a series that did not change
+    # is flagged with at most 1% probability per comparison (docs/statistics.md).
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.98
+    resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000  # bootstrap resamples
+    confirm_budget_s: Annotated[float, Field(ge=0, le=3600)] = 30.0  # re-measuring a suspect series; 0: no check
+    # Per-series thresholds: a series label ("resnet50 fp16 b1 onnxruntime") or series id -> its threshold.
+    thresholds: dict[str, Annotated[float, Field(gt=0, lt=10)]] = Field(default_factory=dict)
+
+
+class HistorySettings(Strict):
+    """The `history:` section of trtci.yml: how much history the results database keeps."""
+
+    keep_runs: Annotated[int, Field(ge=1)] | None = 500  # per series; None keeps every run
+    keep_days: Annotated[float, Field(gt=0)] | None = None  # also keep whatever is younger than this
+    full_samples_runs: Annotated[int, Field(ge=0)] = 20  # newest results per series that keep every raw sample
+    sketch_points: Annotated[int, Field(ge=2, le=100_000)] = 201  # quantiles kept of older results' samples
 
 
 class InputSpec(Strict):
@@ -143,6 +161,7 @@ class Config(Strict):
     bench: BenchSettings = BenchSettings()
     compare: CompareSettings = CompareSettings()
     tensorrt: TensorRTOptions = TensorRTOptions()
+    history: HistorySettings = HistorySettings()
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Config:

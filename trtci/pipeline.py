@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
@@ -19,12 +19,12 @@ from trtci.accuracy import validate
 from trtci.backends import get_backend
 from trtci.backends.base import Backend, LoadRequest, Session
 from trtci.compare import compare
-from trtci.config import Config, ModelConfig
+from trtci.config import BenchSettings, CompareSettings, Config, ModelConfig
 from trtci.data import Dataset, check_against_model, load_dataset
 from trtci.errors import BackendError, ConfigError, DataError, ModelError, StoreError
 from trtci.model import ModelInfo, inspect_model
 from trtci.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
-from trtci.results import AccuracyResult, RunContext, RunResult, SeriesKey, SeriesResult, stable_hash
+from trtci.results import AccuracyResult, Comparison, RunContext, RunResult, SeriesKey, SeriesResult, stable_hash
 from trtci.store import Store
 
 Shapes = dict[str, tuple[int, ...]]
@@ -70,9 +70,22 @@ class Variant:
 
 
 @dataclass
+class Remeasure:
+    """What it takes to benchmark a series again: its backend, load request, inputs and settings."""
+
+    backend: Backend
+    request: LoadRequest
+    feeds: dict[str, np.ndarray]
+    settings: BenchSettings
+
+
+@dataclass
 class _RunState:
     series: list[SeriesResult] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Recipes, not open sessions: holding every engine until the end of a run could exhaust GPU memory, and
+    # loading again is cheap (the prepared model and the engine are cached).
+    remeasure: dict[str, Remeasure] = field(default_factory=dict)
 
 
 def plan_model(model: ModelConfig) -> ModelPlan:
@@ -171,10 +184,66 @@ def run(config: Config, context: RunContext, progress: Progress | None = None) -
             context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
         )
         result.comparisons = compare(result, store, config.compare)
+        confirm(result, state.remeasure, store, config.compare, progress)
         store.record_run(result)
     finally:
         store.close()
     return result
+
+
+def confirm(
+    result: RunResult,
+    remeasure: dict[str, Remeasure],
+    store: Store,
+    settings: CompareSettings,
+    progress: Progress | None = None,
+) -> None:
+    """Benchmark each series judged a regression again and keep the verdict only if the new measurement holds it.
+
+    A busy moment on a shared runner slows one measurement far more often than two in a row. Each suspect gets
+    twice its configured duration, less when `settings.confirm_budget_s` (for the whole run) runs short. The
+    comparison gets `confirmed` and a note in its reason; one that did not hold becomes the re-measurement's
+    comparison. The series keeps its first measurement: that is what the run recorded.
+    """
+    progress = progress or _Silent()
+    left = settings.confirm_budget_s
+    suspects = [i for i, c in enumerate(result.comparisons) if c.verdict == "regression" and c.series_id in remeasure]
+    for done, index in enumerate(suspects):
+        first = result.comparisons[index]
+        recipe = remeasure[first.series_id]
+        duration = min(2.0 * recipe.settings.duration_s, left / (len(suspects) - done))
+        if duration <= 0:
+            first.reason += "; not re-measured: the confirmation budget (compare.confirm_budget_s) is spent"
+            continue
+        series = next(s for s in result.series if s.key.id == first.series_id)
+        try:
+            with progress.task(f"{series.key.label}: re-measuring a suspected regression") as update:
+                session = recipe.backend.load(recipe.request)
+                bench = session.benchmark(
+                    recipe.feeds, recipe.settings.model_copy(update={"duration_s": duration}), series.key.batch, update
+                )
+        except BackendError as e:
+            first.reason += f"; not re-measured: {e}"
+            continue
+        left -= bench.duration_s
+        again = compare(replace(result, series=[replace(series, bench=bench)]), store, settings)
+        second = next(c for c in again if c.series_id == first.series_id)
+        result.comparisons[index] = _confirmed(first, second, bench.duration_s)
+
+
+def _confirmed(first: Comparison, second: Comparison, seconds: float) -> Comparison:
+    assert first.ratio is not None
+    again = f"{(second.ratio - 1) * 100:+.1f}%" if second.ratio is not None else "no ratio"
+    if second.verdict == "regression":
+        first.confirmed = True
+        first.reason += f"; confirmed by a re-measurement of {seconds:.1f} s ({again})"
+        return first
+    second.confirmed = False
+    second.reason += (
+        f"; not confirmed: the first measurement ({(first.ratio - 1) * 100:+.1f}%) looked like a regression, "
+        f"a re-measurement of {seconds:.1f} s did not hold it"
+    )
+    return second
 
 
 def _open_store(path: Path) -> Store:
@@ -243,7 +312,8 @@ def _run_model(
     state: _RunState,
     progress: Progress,
 ) -> None:
-    prepared: dict[tuple[str, str], Variant] = {}
+    prepared: dict[tuple[str, str], Variant] = {("fp32", ""): _prepare(plan, config, "fp32", "", progress)}
+    reference = _reference(plan, config, backends, reference_backend, prepared[("fp32", "")], progress)
     for backend in backends:
         for precision, quantization in _variants(plan, backend):
             if (precision, quantization) not in prepared:
@@ -251,14 +321,6 @@ def _run_model(
     for variant in prepared.values():
         if variant.prepared is not None:
             state.warnings.extend(f"{plan.name} {variant.precision}: {note}" for note in variant.prepared.notes)
-
-    reference = None
-    if plan.validation is not None:
-        fp32 = prepared.get(("fp32", "")) or _prepare(plan, config, "fp32", "", progress)
-        if fp32.prepared is None:
-            raise ModelError(f"{plan.name}: cannot prepare the FP32 reference: {fp32.error}")
-        with progress.task(f"{plan.name}: FP32 reference outputs on onnxruntime") as update:
-            reference = _outputs(reference_backend, plan, config, fp32.prepared, update)
 
     for backend in backends:
         device_id = backend.device().id
@@ -301,20 +363,57 @@ def _measure(
     batch = series.key.batch
     settings = config.bench_for(plan.config)
     try:
-        session = backend.load(_request(plan, config, variant.prepared, batch, backend))
+        request = _request(plan, config, variant.prepared, batch, backend)
+        if backend.name == "onnxruntime":
+            session = backend.load(request)
+        else:
+            with progress.task(f"{series.key.label}: building engine"):
+                session = backend.load(request)
         series.build = session.build
         if not backend.can_run:
             return
+        feeds = bench_feeds(plan, batch)
         with progress.task(f"{series.key.label}: benchmarking") as update:
-            series.bench = session.benchmark(_bench_feeds(plan, batch), settings, batch, update)
+            series.bench = session.benchmark(feeds, settings, batch, update)
     except BackendError as e:
         series.error = str(e)
         return
+    state.remeasure[series.key.id] = Remeasure(backend, request, feeds, settings)
     if series.bench.stats.unstable:
         state.warnings.append(
             f"{series.key.label}: unstable, CV {series.bench.stats.cv:.1%} above {settings.max_cv:.1%}; "
             "results on a busy machine are noisy"
         )
+
+
+def _reference(
+    plan: ModelPlan,
+    config: Config,
+    backends: list[Backend],
+    reference_backend: Backend,
+    fp32: Variant,
+    progress: Progress,
+) -> dict[str, np.ndarray] | None:
+    """FP32 outputs on the validation set from ONNX Runtime, or None without validation data.
+
+    The FP32 model must run on ONNX Runtime whenever it is the reference or a backend: if it cannot, the model
+    itself is the problem (an op ONNX Runtime lacks, a broken graph), so the run stops before any measurement.
+    """
+    if plan.validation is None and not any(b.name == "onnxruntime" for b in backends):
+        return None
+    try:
+        if fp32.prepared is None:
+            raise BackendError(fp32.error or "FP32 preparation failed")
+        if plan.validation is None:
+            reference_backend.load(_request(plan, config, fp32.prepared, _validation_batch(plan), reference_backend))
+            return None
+        with progress.task(f"{plan.name}: FP32 reference outputs on onnxruntime") as update:
+            return _outputs(reference_backend, plan, config, fp32.prepared, update)
+    except BackendError as e:
+        raise ModelError(
+            f"{plan.info.path}: the FP32 model does not run on ONNX Runtime ({e}); trtci needs it as the accuracy "
+            "reference: fix or re-export the model"
+        ) from e
 
 
 def _request(plan: ModelPlan, config: Config, prepared: PreparedModel, batch: int, backend: Backend) -> LoadRequest:
@@ -397,7 +496,7 @@ def _validate(
         raise DataError(f"{plan.name}: {e}") from e
 
 
-def _bench_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:
+def bench_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:
     """Real samples when there are any (validation, else calibration); else seeded random data of the right type."""
     data = plan.validation or plan.calibration
     if data is not None:

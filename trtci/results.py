@@ -151,6 +151,13 @@ class Comparison:
     baseline_run: str | None = None  # run id of the baseline
     baseline_commit: str | None = None
     reason: str = ""
+    interval: list[float] | None = None  # [low, high] of the ratio, within-run interval widened by history noise
+    noise: float | None = None  # run-to-run relative noise of one run's median, from the base history
+    resolution: float | None = None  # smallest relative slowdown this comparison could have flagged
+    method: str = ""  # how the verdict was reached, e.g. "bootstrap+history"
+    p_value: float | None = None  # Mann-Whitney U of this run's samples against the latest base run's
+    history_runs: int = 0  # base runs the baseline is the median of
+    confirmed: bool | None = None  # None: not re-measured; else whether a re-measurement held the regression
 
     def __bool__(self) -> bool:
         return self.verdict != "regression"

@@ -1,0 +1,111 @@
+"""Read the base branch's history from the results database for compare: read-only SQL, no writes.
+
+The baseline of a pull request is the base branch as it was when the PR branched off: runs at or before the
+run of the merge-base commit, when that commit was measured, else the latest runs. Each series' history is a
+window of those runs, newest first, with the raw samples of each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from trtci.results import SeriesKey
+from trtci.store import Store, decode_stored_samples
+
+FULL_SAMPLES = "all"  # benchmarks.samples_kept of a row whose raw samples were not thinned
+
+
+@dataclass(frozen=True)
+class Cutoff:
+    """The newest base run a baseline may use (None: no limit) and a note on how it was chosen."""
+
+    started_at: str | None
+    rowid: int | None
+    note: str
+
+
+@dataclass
+class HistoryPoint:
+    """One earlier run of a series on the base branch."""
+
+    run_id: str
+    commit: str | None
+    started_at: str
+    median_ms: float
+    samples_ms: list[float]
+
+
+def cutoff(store: Store, branch: str, merge_base: str | None) -> Cutoff:
+    """Where the baseline's history ends: the latest run of `merge_base` on `branch`, else no limit."""
+    if merge_base is None:
+        return Cutoff(None, None, "")
+    row = store.db.execute(
+        """SELECT started_at, rowid FROM runs WHERE branch = ? AND "commit" = ?
+           ORDER BY started_at DESC, rowid DESC LIMIT 1""",
+        [branch, merge_base],
+    ).fetchone()
+    if row is None:
+        return Cutoff(None, None, f"merge-base {merge_base[:7]} was not measured on {branch}: latest runs used")
+    return Cutoff(row[0], row[1], "")
+
+
+def history(
+    store: Store, series_id: str, branch: str, *, until: Cutoff, exclude_run: str | None, window: int
+) -> list[HistoryPoint]:
+    """Up to `window` runs on `branch` that benchmarked `series_id`, at or before `until`, newest first."""
+    limit_sql, limit_args = _until_sql(until)
+    columns = {column.name for column in store.db["benchmarks"].columns}
+    # Files migrated by m002 say how each row's samples are encoded and whether they were thinned.
+    encoding = "b.samples_encoding" if "samples_encoding" in columns else "'float32'"
+    kept = "b.samples_kept" if "samples_kept" in columns else f"'{FULL_SAMPLES}'"
+    rows = store.db.execute(
+        f"""SELECT runs.id, runs."commit", runs.started_at, b.latency_median_ms, b.samples_ms, {encoding}, {kept}
+            FROM runs JOIN benchmarks AS b ON b.run_id = runs.id
+            WHERE b.series_id = ? AND runs.branch = ? AND runs.id IS NOT ? {limit_sql}
+            ORDER BY runs.started_at DESC, runs.rowid DESC
+            LIMIT ?""",
+        [series_id, branch, exclude_run, *limit_args, window],
+    ).fetchall()
+    return [
+        HistoryPoint(run_id, commit, started_at, float(median), _samples(blob, encoding, kept))
+        for run_id, commit, started_at, median, blob, encoding, kept in rows
+        if median is not None
+    ]
+
+
+def _samples(blob: bytes | None, encoding: str, kept: str) -> list[float]:
+    """The row's raw samples; none when they were thinned to quantiles, which a bootstrap must not resample."""
+    if not blob or kept != FULL_SAMPLES:
+        return []
+    return decode_stored_samples(blob, encoding)
+
+
+def latest_base_series(
+    store: Store, branch: str, *, until: Cutoff, exclude_run: str | None
+) -> tuple[str | None, list[SeriesKey]]:
+    """The latest base run at or before `until` and the series it benchmarked."""
+    limit_sql, limit_args = _until_sql(until)
+    row = store.db.execute(
+        f"""SELECT runs.id FROM runs WHERE runs.branch = ? AND runs.id IS NOT ? {limit_sql}
+            AND EXISTS (SELECT 1 FROM benchmarks WHERE benchmarks.run_id = runs.id)
+            ORDER BY runs.started_at DESC, runs.rowid DESC LIMIT 1""",
+        [branch, exclude_run, *limit_args],
+    ).fetchone()
+    if row is None:
+        return None, []
+    rows = store.db.execute(
+        """SELECT s.model, s.model_hash, s.precision, s.batch, s.backend, s.device_id, s.quantization, s.options_hash
+           FROM benchmarks AS b JOIN series AS s ON s.id = b.series_id WHERE b.run_id = ? ORDER BY b.rowid""",
+        [row[0]],
+    ).fetchall()
+    return row[0], [SeriesKey(*values) for values in rows]
+
+
+def _until_sql(until: Cutoff) -> tuple[str, list[object]]:
+    if until.started_at is None:
+        return "", []
+    return "AND (runs.started_at < ? OR (runs.started_at = ? AND runs.rowid <= ?))", [
+        until.started_at,
+        until.started_at,
+        until.rowid,
+    ]

@@ -1,0 +1,160 @@
+"""Turn a pytest-benchmark JSON file (`pytest --benchmark-json=FILE`, versions 3 to 5) into a trtci run.
+
+Each benchmark becomes one series, judged against the base branch like any engine:
+
+- model: the benchmark's `fullname` (e.g. `tests/test_pre.py::test_resize[224]`); model_hash: a hash of it;
+- precision "n/a", batch 1, backend "pytest-benchmark", quantization "";
+- device: the CPU in `machine_info` (brand, architecture) and the Python implementation and version;
+- options_hash: a hash of the benchmark's `options` (timer, GC, rounds), which change the numbers.
+
+Units: pytest-benchmark stores seconds per call; trtci stores milliseconds. Raw samples come from
+`stats.data`, present only with `--benchmark-save-data`; without them a series has its median only and is
+compared by medians and history noise, with no within-run interval.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trtci.bench import latency_stats
+from trtci.config import BenchSettings
+from trtci.errors import DataError
+from trtci.results import (
+    BenchResult,
+    DeviceInfo,
+    LatencyStats,
+    RunContext,
+    RunResult,
+    SeriesKey,
+    SeriesResult,
+    stable_hash,
+)
+
+BACKEND = "pytest-benchmark"
+PRECISION = "n/a"
+SUPPORTED_MAJORS = (3, 4, 5)
+SECONDS_TO_MS = 1e3
+
+
+@dataclass
+class PytestBenchmarkFile:
+    """The parts of a pytest-benchmark JSON file trtci uses."""
+
+    version: str
+    device: DeviceInfo
+    benchmarks: list[dict[str, Any]]
+
+
+def read_pytest_benchmark(path: Path) -> PytestBenchmarkFile:
+    """Parse and check the file; raises DataError with one line naming the file and what is wrong."""
+    try:
+        raw = json.loads(Path(path).read_text())
+    except OSError as e:
+        raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not JSON ({e}); pass the file written by pytest --benchmark-json") from e
+    if not isinstance(raw, dict) or not isinstance(raw.get("benchmarks"), list):
+        raise DataError(f"{path}: no 'benchmarks' list; pass the file written by pytest --benchmark-json")
+    version = str(raw.get("version", ""))
+    major = version.split(".")[0]
+    if not major.isdigit() or int(major) not in SUPPORTED_MAJORS:
+        raise DataError(
+            f"{path}: pytest-benchmark version {version or 'unknown'}; trtci reads versions "
+            f"{SUPPORTED_MAJORS[0]}.x to {SUPPORTED_MAJORS[-1]}.x"
+        )
+    return PytestBenchmarkFile(
+        version=version, device=_device(raw.get("machine_info") or {}), benchmarks=raw["benchmarks"]
+    )
+
+
+def benchmark_run(path: Path, context: RunContext) -> RunResult:
+    """A RunResult with one series per benchmark in the file, ready for compare and Store.record_run."""
+    parsed = read_pytest_benchmark(path)
+    series = [_series(path, item, parsed.device) for item in parsed.benchmarks]
+    names = [s.key.model for s in series]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise DataError(f"{path}: benchmark {duplicates[0]} appears twice; give each benchmark a unique name")
+    return RunResult(context=context, devices=[parsed.device], series=series)
+
+
+def _series(path: Path, item: Any, device: DeviceInfo) -> SeriesResult:
+    if not isinstance(item, dict) or not isinstance(item.get("stats"), dict):
+        raise DataError(f"{path}: a benchmark without 'stats'; the file is damaged")
+    name = str(item.get("fullname") or item.get("name") or "")
+    if not name:
+        raise DataError(f"{path}: a benchmark without 'fullname' or 'name'; the file is damaged")
+    key = SeriesKey(
+        model=name,
+        model_hash=stable_hash(name, 64),
+        precision=PRECISION,
+        batch=1,
+        backend=BACKEND,
+        device_id=device.id,
+        options_hash=stable_hash(item.get("options") or {}),
+    )
+    return SeriesResult(key=key, bench=_bench(path, name, item["stats"], item.get("options") or {}))
+
+
+def _bench(path: Path, name: str, stats: dict[str, Any], options: dict[str, Any]) -> BenchResult:
+    data = stats.get("data")
+    timer = str(options.get("timer", "perf_counter"))
+    if data:
+        samples_ms = _times_ms(path, name, "stats.data", data)
+        wall_s = sum(samples_ms) / SECONDS_TO_MS
+        latency = latency_stats(samples_ms, batch=1, wall_s=wall_s, max_cv=BenchSettings().max_cv)
+        return BenchResult(stats=latency, samples_ms=samples_ms, warmup_ms=0.0, duration_s=wall_s, timer=timer)
+    fields = ("min", "max", "mean", "median", "stddev")
+    if any(not isinstance(stats.get(f), (int, float)) for f in fields):
+        raise DataError(f"{path}: {name}: stats lack {', '.join(fields)}; the file is damaged")
+    minimum, maximum, mean, median, std = _times_ms(path, name, "stats", [stats[f] for f in fields], allow_zero=True)
+    if median <= 0:
+        raise DataError(f"{path}: {name}: median time is 0; a benchmark that takes no time cannot be compared")
+    rounds = int(stats.get("rounds") or 0)
+    unknown = math.nan  # percentiles need the raw data: rerun pytest with --benchmark-save-data
+    latency = LatencyStats(
+        min=minimum,
+        mean=mean,
+        median=median,
+        p90=unknown,
+        p95=unknown,
+        p99=unknown,
+        max=maximum,
+        std=std,
+        cv=std / mean if mean > 0 else 0.0,
+        iterations=rounds,
+        throughput=1e3 / mean if mean > 0 else 0.0,
+        unstable=mean > 0 and std / mean > BenchSettings().max_cv,
+    )
+    total = float(stats.get("total") or 0.0)
+    return BenchResult(stats=latency, samples_ms=[], warmup_ms=0.0, duration_s=total, timer=timer)
+
+
+def _times_ms(path: Path, name: str, where: str, seconds: list[Any], *, allow_zero: bool = False) -> list[float]:
+    """Seconds to milliseconds, refusing NaN, infinite and negative values (and zeros unless allowed)."""
+    values = np.asarray([v if isinstance(v, (int, float)) else math.nan for v in seconds], dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0 if allow_zero else values <= 0)
+    if bad.any():
+        raise DataError(
+            f"{path}: {name}: {int(bad.sum())} of {values.size} values in {where} are NaN, zero, negative or "
+            "not numbers; rerun the benchmark"
+        )
+    return (values * SECONDS_TO_MS).tolist()
+
+
+def _device(machine: dict[str, Any]) -> DeviceInfo:
+    raw_cpu = machine.get("cpu")
+    cpu: dict[str, Any] = raw_cpu if isinstance(raw_cpu, dict) else {}
+    name = str(cpu.get("brand_raw") or cpu.get("brand") or machine.get("processor") or "unknown CPU")
+    details = {
+        "arch": cpu.get("arch_string_raw") or cpu.get("arch") or machine.get("machine"),
+        "cores": cpu.get("count"),
+        "python": f"{machine.get('python_implementation', '')} {machine.get('python_version', '')}".strip(),
+    }
+    return DeviceInfo(kind="cpu", name=name, details={k: v for k, v in details.items() if v})
