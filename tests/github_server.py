@@ -1,10 +1,17 @@
-"""A real local HTTP server that plays the GitHub REST API for issue comments, for tests.
+"""A real local HTTP server that plays the GitHub REST API for issue comments, commit statuses, check runs and
+Actions artifacts, for tests.
 
 It keeps state (comments per issue, ids, authors), paginates with a Link header as GitHub does, and can be told
 to fail: `server.inject(Fault(...))`. Every request it receives is validated against GitHub's published OpenAPI
 description (github.com or GHES 3.19, copied into tests/data/github/), and so is every comment response it
 sends; a mismatch is answered with 400 and recorded in `server.violations`, which the `github` fixture asserts
 is empty after each test.
+
+One operation trtci uses is not in the published subset: "List artifacts for a repository"
+(`GET /repos/{owner}/{repo}/actions/artifacts`). `openapi()` adds it, built from the subset's own "List workflow
+run artifacts" (same response schema) with the query parameters GitHub's documentation gives it: per_page, page,
+name. An artifact's zip is served as GitHub serves it: a 302 to blob storage on another host name (`localhost`),
+which must not receive the token.
 """
 
 from __future__ import annotations
@@ -36,12 +43,29 @@ TOO_LONG = "Body is too long (maximum is 65536 characters)"
 _COMMENTS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/issues/(?P<number>\d+)/comments$")
 _COMMENT = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/issues/comments/(?P<id>\d+)$")
 _COMMIT_PULLS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/commits/(?P<sha>[0-9a-f]+)/pulls$")
+_STATUSES = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/statuses/(?P<sha>[0-9a-f]+)$")
+_CHECK_RUNS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/check-runs$")
+_ARTIFACTS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/actions/artifacts$")
+_ARTIFACT_ZIP = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/actions/artifacts/(?P<id>\d+)/(?P<format>[^/]+)$")
+_BLOB = re.compile(r"^/_blobs/(?P<id>\d+)\.zip$")
+_VALIDATED_RESPONSES = (_COMMENTS, _COMMENT, _STATUSES, _CHECK_RUNS, _ARTIFACTS, _ARTIFACT_ZIP)
+REPO_LIST_ARTIFACTS = "/repos/{owner}/{repo}/actions/artifacts"
 
 
 @cache
 def openapi(flavor: str) -> OpenAPI:
-    """GitHub's REST description for `flavor` ("github.com" or "ghes"), parsed once per test session."""
-    return OpenAPI.from_dict(json.loads(SPECS[flavor].read_text()))
+    """GitHub's REST description for `flavor` ("github.com" or "ghes"), parsed once per test session, plus
+    "List artifacts for a repository", which the subset lacks (see the module docstring)."""
+    spec = json.loads(SPECS[flavor].read_text())
+    run_artifacts = spec["paths"]["/repos/{owner}/{repo}/actions/runs/{run_id}/artifacts"]["get"]
+    refs = ("#/components/parameters/owner", "#/components/parameters/repo", "#/components/parameters/per-page")
+    params = [p for p in run_artifacts["parameters"] if p.get("$ref") in refs or p.get("$ref", "").endswith("/page")]
+    params.append({"$ref": "#/components/parameters/artifact-name"})
+    spec["paths"].setdefault(
+        REPO_LIST_ARTIFACTS,
+        {"get": {**run_artifacts, "operationId": "actions/list-artifacts-for-repo", "parameters": params}},
+    )
+    return OpenAPI.from_dict(spec)
 
 
 @dataclass
@@ -110,6 +134,10 @@ class GitHubServer:
         self.prefix = "/api/v3" if flavor == "ghes" else ""
         self.comments: dict[int, dict[str, Any]] = {}
         self.pulls_by_sha: dict[str, list[int]] = {}
+        self.statuses: list[dict[str, Any]] = []
+        self.check_runs: list[dict[str, Any]] = []
+        self.artifacts: list[dict[str, Any]] = []
+        self.blobs: dict[int, bytes] = {}
         self.faults: list[Fault] = []
         self.seen: list[Seen] = []
         self.violations: list[str] = []
@@ -144,6 +172,44 @@ class GitHubServer:
         """Seed a comment as if someone had posted it (no request, no validation)."""
         with self._lock:
             return self._create(repo, number, body, login or self.login)
+
+    def add_artifact(
+        self,
+        name: str,
+        archive: bytes,
+        *,
+        branch: str = "main",
+        created_at: str = "2025-01-01T00:00:00Z",
+        expired: bool = False,
+        fork: bool = False,
+    ) -> dict[str, Any]:
+        """Seed an artifact (its zip bytes) made by a workflow run on `branch`, in a fork when `fork`."""
+        with self._lock:
+            self._next_id += 1
+            aid = self._next_id
+            repo_url = f"{self.url}/repos/o/r/actions/artifacts/{aid}"
+            artifact = {
+                "id": aid,
+                "node_id": f"MDg6QXJ0aWZhY3Q{aid}",
+                "name": name,
+                "size_in_bytes": len(archive),
+                "url": repo_url,
+                "archive_download_url": f"{repo_url}/zip",
+                "expired": expired,
+                "created_at": created_at,
+                "expires_at": "2099-01-01T00:00:00Z",
+                "updated_at": created_at,
+                "workflow_run": {
+                    "id": aid + 5000,
+                    "repository_id": 42,
+                    "head_repository_id": 4242 if fork else 42,
+                    "head_branch": branch,
+                    "head_sha": f"{aid:040x}",
+                },
+            }
+            self.artifacts.append(artifact)
+            self.blobs[aid] = archive
+            return artifact
 
     def issue_comments(self, repo: str, number: int) -> list[dict[str, Any]]:
         return [c for c in self.comments.values() if c["issue_url"].endswith(f"/repos/{repo}/issues/{number}")]
@@ -186,8 +252,12 @@ class GitHubServer:
         """Serve one request: (status, JSON-able body, extra headers)."""
         parts = urlsplit(raw_path)
         query = parse_qsl(parts.query, keep_blank_values=True)
-        body = json.loads(raw_body) if raw_body else None
+        body = json.loads(raw_body) if raw_body and not _BLOB.match(parts.path) else None
         self.seen.append(Seen(method, parts.path, dict(query), dict(headers), body))
+        if m := _BLOB.match(parts.path):
+            # Blob storage, not the API: no GitHub headers, no token, raw bytes.
+            blob = self.blobs.get(int(m["id"]))
+            return (200, blob, {"Content-Type": "application/zip"}) if blob is not None else (404, None, {})
         problem = self._validate_request(method, parts.path, query, headers, raw_body)
         if problem:
             self._violate(f"{method} {raw_path}: {problem}")
@@ -227,11 +297,13 @@ class GitHubServer:
     def validate_response(self, method: str, path: str, status: int, data: Any, headers: dict[str, str]) -> None:
         """Check a 2xx comment response against the description, so the double answers as GitHub does."""
         api_path = path[len(self.prefix) :]
-        if status >= 300 or not (_COMMENTS.match(api_path) or _COMMENT.match(api_path)):
+        if status >= 400 or not any(p.match(api_path) for p in _VALIDATED_RESPONSES):
             return
         host = GITHUB_COM_HOST if self.flavor == "github.com" else self.host
         request = _Request(host, path, method, [], Headers({"Content-Type": "application/json"}), None)
         response = _Response(status, json.dumps(data).encode() if data is not None else b"", headers)
+        if data is None:
+            response.content_type = ""  # a redirect has no body
         try:
             openapi(self.flavor).validate_response(request, response)
         except Exception as exc:
@@ -264,10 +336,76 @@ class GitHubServer:
             if method == "DELETE":
                 del self.comments[comment["id"]]
                 return 204, None, {}
+        if m := _STATUSES.match(path):
+            return self._create_status(m["repo"], m["sha"], body)
+        if _CHECK_RUNS.match(path) and method == "POST":
+            return self._create_check_run(_repo_of(path), body)
+        if _ARTIFACTS.match(path):
+            found = [a for a in self.artifacts if "name" not in query or a["name"] == query["name"]]
+            found.sort(key=lambda a: a["created_at"], reverse=True)
+            status, chunk, headers = self._page(path, found, query)
+            return status, {"total_count": len(found), "artifacts": chunk}, headers
+        if m := _ARTIFACT_ZIP.match(path):
+            if int(m["id"]) not in self.blobs:
+                return 404, {"message": "Not Found", "status": "404"}, {}
+            # Another host name than the API's, as blob storage is: the client must drop the token.
+            return 302, None, {"Location": f"http://localhost:{self._httpd.server_port}/_blobs/{m['id']}.zip"}
         if m := _COMMIT_PULLS.match(path):
             numbers = self.pulls_by_sha.get(m["sha"], [])
             return 200, [{"number": n, "state": "open", "head": {"sha": m["sha"]}} for n in numbers], {}
         return 404, {"message": "Not Found", "status": "404"}, {}
+
+    def _create_status(self, repo: str, sha: str, body: dict[str, Any]):
+        self._next_id += 1
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        status = {
+            "url": f"{self.url}/repos/{repo}/statuses/{sha}",
+            "avatar_url": None,
+            "id": self._next_id,
+            "node_id": f"SC_{self._next_id}",
+            "state": body["state"],
+            "description": body.get("description"),
+            "target_url": body.get("target_url"),
+            "context": body.get("context", "default"),
+            "created_at": now,
+            "updated_at": now,
+            "creator": _user(self.login),
+            "sha": sha,
+        }
+        self.statuses.append(status)
+        return 201, {k: v for k, v in status.items() if k != "sha"}, {"Location": status["url"]}
+
+    def _create_check_run(self, repo: str, body: dict[str, Any]):
+        self._next_id += 1
+        cid = self._next_id
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        output = body.get("output") or {}
+        run = {
+            "id": cid,
+            "node_id": f"CR_{cid}",
+            "head_sha": body["head_sha"],
+            "name": body["name"],
+            "url": f"{self.url}/repos/{repo}/check-runs/{cid}",
+            "html_url": f"https://github.com/{repo}/runs/{cid}",
+            "details_url": body.get("details_url"),
+            "status": body.get("status", "queued"),
+            "conclusion": body.get("conclusion"),
+            "started_at": now,
+            "completed_at": now if body.get("status") == "completed" else None,
+            "external_id": body.get("external_id"),
+            "check_suite": {"id": 1},
+            "output": {
+                "title": output.get("title"),
+                "summary": output.get("summary"),
+                "text": output.get("text"),
+                "annotations_count": 0,
+                "annotations_url": f"{self.url}/repos/{repo}/check-runs/{cid}/annotations",
+            },
+            "app": None,
+            "pull_requests": [],
+        }
+        self.check_runs.append(run)
+        return 201, run, {}
 
     def _page(self, path: str, items: list, query: dict[str, str]):
         per_page = min(int(query.get("per_page", 30)), 100)
@@ -275,9 +413,14 @@ class GitHubServer:
         chunk = items[(page - 1) * per_page : page * per_page]
         headers = {}
         if page * per_page < len(items):
-            nxt = urlencode({"per_page": per_page, "page": page + 1})
+            nxt = urlencode({**query, "per_page": per_page, "page": page + 1})
             headers["Link"] = f'<{self.url}{path}?{nxt}>; rel="next"'
         return 200, chunk, headers
+
+
+def _repo_of(path: str) -> str:
+    """owner/name from an API path /repos/{owner}/{repo}/..."""
+    return "/".join(path.split("/")[2:4])
 
 
 def _handler(server: GitHubServer) -> type[BaseHTTPRequestHandler]:
@@ -290,10 +433,14 @@ def _handler(server: GitHubServer) -> type[BaseHTTPRequestHandler]:
             headers = Headers(list(self.headers.items()))
             status, data, extra = server.handle(self.command, self.path, headers, raw)
             server.validate_response(self.command, urlsplit(self.path).path, status, data, extra)
-            payload = json.dumps(data).encode() if data is not None else b""
+            if isinstance(data, bytes):
+                payload, content_type = data, extra.pop("Content-Type")
+            else:
+                payload = json.dumps(data).encode() if data is not None else b""
+                content_type = "application/json; charset=utf-8"
             try:
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Type", content_type)
                 self.send_header("Content-Length", str(len(payload)))
                 for key, value in extra.items():
                     self.send_header(key, value)

@@ -1,7 +1,8 @@
-"""GitHub commands for the `trtci` group: `trtci comment` and `trtci preflight`.
+"""GitHub commands for the `trtci` group: `comment`, `preflight`, `merge`, `status` and `baseline fetch`.
 
-Parses flags and the Actions environment, calls trtci.github, and turns its typed errors into one line and the
-documented exit code (0 ok, 2 bad input, 5 publishing failed). The lead registers them with `register(main)`.
+Parses flags and the Actions environment, calls trtci.github and trtci.merge, and turns their typed errors into
+one line and the documented exit code (0 ok, 1 gate failed, 2 bad input, 5 publishing failed). The lead
+registers them with `register(main)`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from trtci.errors import EXIT_INPUT, TrtciError
+from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_OK, TrtciError
 from trtci.github import actions
 from trtci.github.api import GitHubClient, GitHubError
 from trtci.github.comment import COMMENT_MODES, DEFAULT_AUTHORS, publish_comment, pull_request_for_commit
@@ -28,6 +29,8 @@ class ClientOptions:
     sleep: Callable[[float], None] = time.sleep
     timeout_s: float = 30.0
 
+
+FAIL_ON = ("both", "accuracy", "performance", "none")
 
 TWO_WORKFLOW_HINT = (
     "The token cannot write comments here (a pull request from a fork gets a read-only GITHUB_TOKEN), so the "
@@ -152,10 +155,171 @@ def preflight(allow_fork_code: bool | None) -> None:
     click.echo(f"event {event.name or 'local'}: ok")
 
 
+@click.command("merge")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="Record each leg's run here.")
+@click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Markdown report to write.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False), help="JSON summary to write.")
+@click.option(
+    "--expect",
+    multiple=True,
+    help="A leg (directory name) or device (part of its name) that must be there; repeatable or comma-separated.",
+)
+@click.option("--template-dir", type=click.Path(path_type=Path, file_okay=False), help="Templates that override ours.")
+@click.option("--fail-on", type=click.Choice(FAIL_ON), default="both", show_default=True, help="What fails the gate.")
+@click.pass_context
+def merge(
+    ctx: click.Context,
+    paths: tuple[Path, ...],
+    db: Path | None,
+    report: Path | None,
+    json_path: Path | None,
+    expect: tuple[str, ...],
+    template_dir: Path | None,
+    fail_on: str,
+) -> None:
+    """Merge the run files of matrix legs (searched recursively under PATHS) into one report with a GPU x
+    precision grid; record each leg in --db (legs already there are skipped). Exit 1 when the gate fails,
+    2 when a file could not be read (the others are still merged)."""
+    from rich.console import Console
+
+    from trtci import report as reporting
+    from trtci.merge import gate_failure, merge_runs, write_merged_summary
+    from trtci.store import Store
+
+    expected = [name for value in expect for name in value.split(",") if name.strip()]
+    try:
+        if db is not None:
+            with Store(db) as store:
+                merged = merge_runs(paths, store, expected)
+        else:
+            merged = merge_runs(paths, None, expected)
+        extra = {"legs": merged.legs_summary()}
+        if report is not None:
+            _write_text(report, reporting.render(merged.run, "comment.md.j2", template_dir, extra=extra))
+        if json_path is not None:
+            write_merged_summary(merged, json_path)
+        actions.append_summary(reporting.render(merged.run, "summary.md.j2", template_dir, extra=extra))
+    except TrtciError as exc:
+        _fail(exc)
+    for line in merged.problems:
+        _say_problem(f"could not merge {line}")
+    if merged.missing:
+        text = "missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in merged.missing)
+        click.echo(actions.warning(text, title="trtci") if actions.in_actions() else f"warning: {text}", err=True)
+    reporting.print_table(merged.run, Console())
+    failed = gate_failure(merged.run, fail_on)
+    for name, value in (
+        ("regressions", len(merged.run.regressions)),
+        ("accuracy-failures", len(merged.run.accuracy_failures)),
+        ("missing-legs", ",".join(m.name for m in merged.missing)),
+        ("verdict", "error" if merged.problems else "fail" if failed else "pass"),
+    ):
+        actions.set_output(name, str(value))
+    recorded = f"{len(merged.recorded)} recorded, {len(merged.already_recorded)} already recorded"
+    click.echo(f"merged {len(merged.legs)} legs ({recorded if db else 'no --db'}); {failed or 'gate passed'}")
+    ctx.exit(EXIT_INPUT if merged.problems else EXIT_GATE_FAILED if failed else EXIT_OK)
+
+
+@click.command("status")
+@click.option("--json", "json_path", type=click.Path(path_type=Path), required=True, help="The run's JSON summary.")
+@click.option("--report", type=click.Path(path_type=Path), help="Markdown for the check run's summary.")
+@click.option("--repo", help="owner/name; defaults to $GITHUB_REPOSITORY.")
+@click.option("--sha", help="Commit to mark; defaults to the pull request's head, else $GITHUB_SHA.")
+@click.option("--commit-status/--no-commit-status", default=True, show_default=True, help="Post a commit status.")
+@click.option("--check-run/--no-check-run", default=False, show_default=True, help="Also create a check run.")
+@click.option("--context", "status_context", default="trtci", show_default=True, help="Status context, check name.")
+@click.option("--token-env", default="GITHUB_TOKEN", show_default=True, help="Variable that holds the token.")
+def status(
+    json_path: Path,
+    report: Path | None,
+    repo: str | None,
+    sha: str | None,
+    commit_status: bool,
+    check_run: bool,
+    status_context: str,
+    token_env: str,
+) -> None:
+    """Put the gate's verdict on the commit: a commit status (needs `statuses: write`) and/or a check run
+    (`checks: write`). A read-only token (fork pull requests) gives a warning, not a failure."""
+    from trtci.github.checks import gate_from_summary, post_check_run, post_status
+
+    env = os.environ
+    try:
+        gate = gate_from_summary(json_path)
+        text = _read_report(report) if report is not None else f"trtci: {gate.words}"
+        token = env.get(token_env, "")
+        if token and actions.in_actions(env):
+            click.echo(actions.add_mask(token))
+        event = load_event(env)
+        repo = repo or event.repository
+        if not repo:
+            raise TrtciError("no repository: pass --repo owner/name or set GITHUB_REPOSITORY")
+        sha = sha or event.head_sha or env.get("GITHUB_SHA", "")
+        client = GitHubClient.from_env(token_env, env)
+        url = _summary_url(env)
+        if commit_status:
+            post_status(client, repo, sha, gate, context=status_context, target_url=url)
+            click.echo(f"commit status {gate.state} on {sha[:12]}: {gate.description}")
+        if check_run:
+            created = post_check_run(client, repo, sha, gate, text, name=status_context, details_url=url)
+            click.echo(f"check run {gate.state}: {created.get('html_url') or created.get('id')}")
+    except GitHubError as exc:
+        if exc.read_only:
+            click.echo(actions.warning(f"{exc}; the verdict is still this job's exit code", title="trtci status"))
+            return
+        _fail(exc)
+    except TrtciError as exc:
+        _fail(exc)
+
+
+@click.group("baseline")
+def baseline() -> None:
+    """Get the base branch's latest results into this job."""
+
+
+@baseline.command("fetch")
+@click.option("--repo", help="owner/name; defaults to $GITHUB_REPOSITORY.")
+@click.option("--branch", required=True, help="Branch whose newest results artifact to take, e.g. main.")
+@click.option("--artifact-name", default="trtci-results", show_default=True, help="Name of the results artifact.")
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False), required=True, help="Directory to fill.")
+@click.option("--token-env", default="GITHUB_TOKEN", show_default=True, help="Variable that holds the token.")
+def baseline_fetch(repo: str | None, branch: str, artifact_name: str, out: Path, token_env: str) -> None:
+    """Download the run files of BRANCH's newest results artifact into --out (needs `actions: read`). Load
+    them with `trtci merge OUT --db results.db --fail-on none` before `trtci run --db results.db`. Finding no
+    artifact is a notice, not an error: the PR's series are then new."""
+    from trtci.github.artifacts import fetch_baseline
+
+    env = os.environ
+    try:
+        repo = repo or env.get("GITHUB_REPOSITORY")
+        if not repo:
+            raise TrtciError("no repository: pass --repo owner/name or set GITHUB_REPOSITORY")
+        client = GitHubClient.from_env(token_env, env)
+        fetched = fetch_baseline(client, repo, branch, artifact_name, out)
+    except TrtciError as exc:
+        _fail(exc)
+    for line in fetched.skipped:
+        _say_problem(f"skipped {line}")
+    if fetched.artifact is None:
+        click.echo(actions.notice(f"no unexpired {artifact_name} artifact from branch {branch}: no baseline"))
+        actions.set_output("baseline-files", "0")
+        return
+    actions.set_output("baseline-files", str(len(fetched.files)))
+    artifact = fetched.artifact
+    click.echo(
+        f"baseline: {len(fetched.files)} run files from artifact {artifact.id} "
+        f"({branch} at {(artifact.head_sha or '?')[:12]}, {artifact.created_at}) into {out}"
+    )
+
+
 def register(group: click.Group) -> None:
     """Add the GitHub commands to the main `trtci` group."""
     group.add_command(comment)
     group.add_command(preflight)
+    group.add_command(merge)
+    group.add_command(status)
+    group.add_command(baseline)
 
 
 def _read_report(path: Path) -> str:
@@ -163,6 +327,18 @@ def _read_report(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TrtciError(f"cannot read the report {path}: {exc}") from None
+
+
+def _write_text(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise TrtciError(f"cannot write {path} ({exc.strerror or exc}); choose a writable path") from None
+
+
+def _say_problem(text: str) -> None:
+    click.echo(actions.error(text, title="trtci") if actions.in_actions() else f"error: {text}", err=True)
 
 
 def _summary_url(env: Mapping[str, str]) -> str | None:

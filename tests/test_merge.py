@@ -1,0 +1,170 @@
+"""`trtci merge`: run files of two matrix legs (one from a real pipeline run on ONNX Runtime) combined into one
+report with a GPU x precision grid, each leg recorded once, bad files named, missing legs reported."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import json
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from models import mlp_classifier
+from test_report import passing_run, sample_run
+
+from trtci.cli_github import register
+from trtci.config import parse_config
+from trtci.context import run_context
+from trtci.merge import load_legs, merge_runs, missing_legs
+from trtci.report import render, sig
+from trtci.results import RunResult
+from trtci.runfile import write_runfile
+from trtci.store import Store
+
+
+def as_second_gpu_leg(run: RunResult, name: str, run_id: str) -> RunResult:
+    """Simulates a second GPU leg of the matrix: the same run, measured on another device (new name, so a new
+    device id and new series ids), under its own run id."""
+    devices = {d.id: dataclasses.replace(d, name=name) for d in run.devices}
+    series = [
+        dataclasses.replace(s, key=dataclasses.replace(s.key, device_id=devices[s.key.device_id].id))
+        for s in run.series
+        if s.key.device_id in devices
+    ]
+    ids = {old.key.id: new.key.id for old, new in zip(run.series, series)}
+    comparisons = [dataclasses.replace(c, series_id=ids.get(c.series_id, c.series_id)) for c in run.comparisons]
+    context = dataclasses.replace(run.context, run_id=run_id)
+    return RunResult(context, list(devices.values()), series, comparisons, list(run.warnings))
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory) -> RunResult:
+    """A real run: the MLP on ONNX Runtime, FP32 and FP16, with a tiny benchmark."""
+    from trtci import pipeline
+
+    root = tmp_path_factory.mktemp("pipeline")
+    model = mlp_classifier(root / "mlp.onnx")
+    config = parse_config(
+        {
+            "models": [{"path": str(model), "precisions": ["fp32", "fp16"], "batch_sizes": [1]}],
+            "bench": {"warmup_ms": 0, "duration_s": 0.02, "min_iterations": 5},
+            "database": str(root / "leg.db"),
+            "cache_dir": str(root / "cache"),
+            "summary_json": None,
+        },
+        "test",
+        root,
+    )
+    return pipeline.run(config, run_context(overrides={"branch": "feature", "commit": "a" * 40}))
+
+
+def write_legs(root: Path, first: RunResult) -> tuple[RunResult, RunResult]:
+    second = as_second_gpu_leg(first, "NVIDIA L4", "leg-l4-run")
+    write_runfile(first, root / "h100")
+    write_runfile(second, root / "l4")
+    return first, second
+
+
+def cli() -> click.Group:
+    group = click.Group("trtci")
+    register(group)
+    return group
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(cli(), ["merge", *args], catch_exceptions=False, env={"GITHUB_ACTIONS": ""})
+
+
+def test_two_legs_merge_into_one_report_with_a_grid_and_record_once(tmp_path, pipeline_run):
+    first, second = write_legs(tmp_path / "bundles", pipeline_run)
+    db, report, summary = tmp_path / "merged.db", tmp_path / "report.md", tmp_path / "summary.json"
+    args = [str(tmp_path / "bundles"), "--db", str(db), "--report", str(report), "--json", str(summary)]
+    result = invoke(*args, "--expect", "h100,l4")
+    assert result.exit_code == (0 if first.passed else 1), result.output
+    text = report.read_text()
+    assert "### GPU x precision" in text
+    header = next(line for line in text.splitlines() if line.startswith("| Model |") and "fp16" in line)
+    for device in [d.name for d in first.devices] + ["NVIDIA L4"]:
+        assert f"{device} fp32" in header and f"{device} fp16" in header
+    assert first.context.run_id in text and "leg-l4-run" in text
+    assert "Missing legs" not in text
+    data = json.loads(summary.read_text())
+    assert {leg["run_id"] for leg in data["legs"]} == {first.context.run_id, "leg-l4-run"}
+    assert len(data["results"]) == len(first.series) + len(second.series)
+    assert len(data["devices"]) == 2
+    with Store(db) as store:
+        assert {r["id"] for r in store.runs()} == {first.context.run_id, "leg-l4-run"}
+    again = invoke(*args)
+    assert again.exit_code == result.exit_code, again.output
+    assert "0 recorded, 2 already recorded" in again.output
+    with Store(db) as store:
+        assert len(store.runs()) == 2
+
+
+def test_a_corrupt_file_is_named_and_the_others_still_merge(tmp_path):
+    run = passing_run()
+    write_legs(tmp_path / "bundles", run)
+    bad = tmp_path / "bundles" / "a100" / "20250101T000000Z-bad.trtci.json.gz"
+    bad.parent.mkdir()
+    bad.write_bytes(gzip.compress(b'{"kind": "trtci-run", "format": 1, "run": {"series": 3}}'))
+    db = tmp_path / "merged.db"
+    result = invoke(str(tmp_path / "bundles"), "--db", str(db), "--report", str(tmp_path / "r.md"))
+    assert result.exit_code == 2
+    problems = [line for line in result.output.splitlines() if str(bad) in line]
+    assert len(problems) == 1 and "damaged trtci run file" in problems[0]
+    with Store(db) as store:
+        assert len(store.runs()) == 2
+    assert "could not merge" in (tmp_path / "r.md").read_text()
+
+
+def test_missing_and_all_errored_legs_are_named(tmp_path):
+    run = passing_run()
+    first, _ = write_legs(tmp_path / "bundles", run)
+    broken = as_second_gpu_leg(run, "NVIDIA A100", "leg-a100-run")
+    broken.series = [
+        dataclasses.replace(s, bench=None, accuracy=None, error="CUDA out of memory") for s in broken.series
+    ]
+    write_runfile(broken, tmp_path / "bundles" / "a100")
+    report = tmp_path / "r.md"
+    result = invoke(str(tmp_path / "bundles"), "--report", str(report), "--expect", "h100", "--expect", "l4,t4")
+    assert result.exit_code == 1  # the errored leg's series fail the gate
+    line = next(line for line in report.read_text().splitlines() if "Missing legs" in line)
+    assert "t4 (no run file)" in line and "a100 (every series errored (CUDA out of memory))" in line
+    assert "missing legs: t4" in result.output
+
+
+def test_expect_matches_a_directory_or_part_of_a_device_name(tmp_path):
+    write_legs(tmp_path, passing_run())
+    legs, problems = load_legs(sorted(tmp_path.rglob("*.trtci.json.gz")))
+    assert problems == [] and [leg.name for leg in legs] == ["h100", "l4"]
+    assert [m.name for m in missing_legs(legs, ["L4", "nvidia l4", "h100", "v100"])] == ["v100"]
+
+
+def test_one_device_has_no_grid_but_names_its_leg(tmp_path):
+    run = passing_run()
+    device = run.devices[0]
+    run = RunResult(run.context, [device], [s for s in run.series if s.key.device_id == device.id])
+    write_runfile(run, tmp_path / "only")
+    merged = merge_runs([tmp_path])
+    assert len(merged.legs) == 1 and merged.problems == []
+    assert [s.key for s in merged.run.series] == [s.key for s in run.series]
+    text = render(merged.run, extra={"legs": merged.legs_summary()})
+    assert "GPU x precision" not in text and "Merged from 1 leg: **only**" in text
+
+
+def test_nothing_readable_is_bad_input(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = invoke(str(tmp_path / "empty"), str(tmp_path / "nope"))
+    assert result.exit_code == 2
+    assert "no trtci run file could be read" in result.output and "nope: no such file" in result.output
+
+
+def test_grid_cells_carry_median_and_verdict():
+    run = sample_run()
+    text = render(run)
+    grid = text[text.index("### GPU x precision") :].split("\n\n")[1].splitlines()
+    resnet = next(line for line in grid if line.startswith("| resnet18 b1 |"))
+    gpu_fp32 = next(s for s in run.series if s.key.model == "resnet18" and s.key.precision == "fp32")
+    assert f"{sig(gpu_fp32.bench.stats.median)} ms improvement" in resnet and "error" in resnet

@@ -1,0 +1,226 @@
+"""Matrix fan-in: combine the run files of several legs (one per GPU) into one report, and record each leg.
+
+Each leg of a GPU matrix writes one run file (`trtci run --bundle-dir bundles/<leg>`); the aggregate job
+downloads them all and merges. A leg is named after the directory that holds its run file. Every file is
+untrusted input: a file that cannot be read is reported with its path and the others still merge. Each leg is
+recorded in the database as its own run, and a leg already recorded is skipped, so the aggregate job can be
+re-run. The combined RunResult is only for the report: it is never recorded itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from trtci.errors import ConfigError, DataError
+from trtci.results import DeviceInfo, RunResult
+from trtci.runfile import SUFFIX, read_runfile
+from trtci.store import Store
+from trtci.summary import json_safe, summary_dict
+
+
+@dataclass(frozen=True)
+class Leg:
+    """One leg's run, read from `path`. `name` is the directory the run file was in (e.g. `h100`)."""
+
+    name: str
+    path: Path
+    run: RunResult
+
+    @property
+    def device_names(self) -> list[str]:
+        return [d.name for d in self.run.devices]
+
+    @property
+    def all_errored(self) -> bool:
+        """True when the leg measured nothing: no series, or every series failed with an error."""
+        return all(s.error is not None for s in self.run.series)
+
+
+@dataclass(frozen=True)
+class MissingLeg:
+    """An expected leg with no run file, or a leg whose every series errored."""
+
+    name: str
+    reason: str
+
+
+@dataclass
+class Merged:
+    """What `merge` found and made: the combined run, its legs, and what went wrong along the way."""
+
+    run: RunResult
+    legs: list[Leg]
+    missing: list[MissingLeg] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)  # unreadable files and paths, one line each
+    recorded: list[str] = field(default_factory=list)  # run ids written to the database by this merge
+    already_recorded: list[str] = field(default_factory=list)  # run ids the database had before
+
+    def legs_summary(self) -> list[dict]:
+        """The legs as plain data for templates and the JSON summary."""
+        return [
+            {
+                "name": leg.name,
+                "run_id": leg.run.context.run_id,
+                "devices": leg.device_names,
+                "series": len(leg.run.series),
+                "errors": sum(1 for s in leg.run.series if s.error is not None),
+                "passed": leg.run.passed,
+                "file": leg.path.name,
+            }
+            for leg in self.legs
+        ]
+
+
+def find_runfiles(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
+    """Every run file under `paths` (a file is taken as is, a directory searched recursively), sorted, and one
+    line per path that does not exist. Hidden files (a writer's temporary file) are skipped."""
+    found: set[Path] = set()
+    problems = []
+    for path in paths:
+        if path.is_file():
+            found.add(path)
+        elif path.is_dir():
+            found.update(p for p in path.rglob(f"*{SUFFIX}") if p.is_file() and not p.name.startswith("."))
+        else:
+            problems.append(f"{path}: no such file or directory")
+    return sorted(found), problems
+
+
+def load_legs(files: Iterable[Path]) -> tuple[list[Leg], list[str]]:
+    """Read each run file as a leg. A file that cannot be read becomes one line naming it; a second file with
+    a run id already read (the same run downloaded twice) is skipped. Legs are sorted by name, then start."""
+    legs: list[Leg] = []
+    problems = []
+    seen: set[str] = set()
+    for path in files:
+        try:
+            run = read_runfile(path)
+        except DataError as e:
+            problems.append(str(e))
+            continue
+        if run.context.run_id in seen:
+            continue
+        seen.add(run.context.run_id)
+        legs.append(Leg(path.parent.name, path, run))
+    legs.sort(key=lambda leg: (leg.name, leg.run.context.started_at, str(leg.path)))
+    return legs, problems
+
+
+def missing_legs(legs: list[Leg], expect: Iterable[str]) -> list[MissingLeg]:
+    """Expected names no leg answers to, then legs that measured nothing.
+
+    A leg answers to a name equal to its directory name, or contained in one of its device names (both
+    ignoring case), so `--expect h100` finds the leg that ran on "NVIDIA H100 80GB HBM3".
+    """
+    missing = []
+    for name in expect:
+        wanted = name.strip().lower()
+        if wanted and not any(_answers_to(leg, wanted) for leg in legs):
+            missing.append(MissingLeg(name.strip(), "no run file"))
+    for leg in legs:
+        if leg.all_errored:
+            first = next((s.error for s in leg.run.series if s.error), None)
+            reason = f"every series errored ({first})" if first else "no series measured"
+            missing.append(MissingLeg(leg.name, reason))
+    return missing
+
+
+def combine(legs: list[Leg], notes: Iterable[str] = ()) -> RunResult:
+    """One RunResult for the report: the first leg's context spanning every leg's time, the union of devices,
+    every series and comparison, and each leg's warnings prefixed with its name, then `notes`."""
+    if not legs:
+        raise DataError("no trtci run files to merge: check that the matrix legs uploaded their run files")
+    first = legs[0].run.context
+    finished = [leg.run.context.finished_at for leg in legs if leg.run.context.finished_at]
+    context = dataclasses.replace(
+        first,
+        started_at=min(leg.run.context.started_at for leg in legs),
+        finished_at=max(finished) if finished else None,
+    )
+    devices: dict[str, DeviceInfo] = {}
+    for leg in legs:
+        for device in leg.run.devices:
+            devices.setdefault(device.id, device)
+    prefix = len(legs) > 1
+    warnings = [f"{leg.name}: {w}" if prefix else w for leg in legs for w in leg.run.warnings]
+    return RunResult(
+        context=context,
+        devices=list(devices.values()),
+        series=[s for leg in legs for s in leg.run.series],
+        comparisons=[c for leg in legs for c in leg.run.comparisons],
+        warnings=[*warnings, *notes],
+    )
+
+
+def record_legs(store: Store, legs: Iterable[Leg]) -> tuple[list[str], list[str]]:
+    """Record each leg's run; returns (run ids recorded now, run ids the database already had)."""
+    recorded, skipped = [], []
+    for leg in legs:
+        run_id = leg.run.context.run_id
+        if store.db.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
+            skipped.append(run_id)
+            continue
+        store.record_run(leg.run)
+        recorded.append(run_id)
+    return recorded, skipped
+
+
+def merge_runs(paths: Iterable[Path], store: Store | None = None, expect: Iterable[str] = ()) -> Merged:
+    """Read every run file under `paths`, record each leg in `store` (when given) and combine them.
+
+    Unreadable files and missing paths are collected in `Merged.problems` (and named in the report's
+    warnings); the readable legs still merge. Raises DataError when no file could be read at all.
+    """
+    files, problems = find_runfiles(paths)
+    legs, unreadable = load_legs(files)
+    problems += unreadable
+    if not legs:
+        where = "; ".join(problems) if problems else "no *.trtci.json.gz file under the given paths"
+        raise DataError(f"no trtci run file could be read ({where})")
+    missing = missing_legs(legs, expect)
+    notes = [f"could not merge {line}" for line in problems]
+    if missing:
+        notes.append("Missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in missing))
+    merged = Merged(run=combine(legs, notes), legs=legs, missing=missing, problems=problems)
+    if store is not None:
+        merged.recorded, merged.already_recorded = record_legs(store, legs)
+    return merged
+
+
+def write_merged_summary(merged: Merged, path: Path) -> None:
+    """The JSON summary of the combined run (docs/json-summary.md) plus `legs` and `missing_legs`, written
+    atomically. Raises ConfigError naming `path` when it cannot be written."""
+    data = summary_dict(merged.run)
+    data["legs"] = json_safe(merged.legs_summary())
+    data["missing_legs"] = [{"name": m.name, "reason": m.reason} for m in merged.missing]
+    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            os.fchmod(out.fileno(), 0o644)
+            out.write(text)
+        os.replace(temp, path)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot write the JSON summary ({e.strerror or e}); pass a writable path") from e
+
+
+def gate_failure(run: RunResult, fail_on: str) -> str:
+    """Why the merged gate fails under `fail_on` (both, accuracy, performance, none), or '' when it passes."""
+    reasons = []
+    if fail_on in ("both", "accuracy") and run.accuracy_failures:
+        reasons.append(f"{len(run.accuracy_failures)} series failed accuracy or did not run")
+    if fail_on in ("both", "performance") and run.regressions:
+        reasons.append(f"{len(run.regressions)} performance regressions")
+    return "gate failed: " + ", ".join(reasons) if reasons else ""
+
+
+def _answers_to(leg: Leg, wanted: str) -> bool:
+    return leg.name.lower() == wanted or any(wanted in name.lower() for name in leg.device_names)
