@@ -17,6 +17,8 @@ import click
 
 from trtci import __version__
 from trtci.cli_github import register as register_github_commands
+from trtci.cli_history import register as register_history_commands
+from trtci.cli_stats import register as register_stats_commands
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, ConfigError, TrtciError
 
 FAIL_ON = ("both", "accuracy", "performance", "none")
@@ -32,6 +34,18 @@ def _csv(kind: type) -> Callable[[click.Context, click.Parameter, str | None], l
             raise click.BadParameter(f"expected a comma-separated list like 1,8, got {value!r}") from None
 
     return parse
+
+
+def make_console(stderr: bool = False):
+    """A rich console; in CI logs (no terminal) 140 columns wide instead of rich's 80, so tables do not wrap."""
+    import os
+
+    from rich.console import Console
+
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, width=140)
+    return console
 
 
 class _Progress:
@@ -74,7 +88,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile", "distribution"]))
 @click.option("--validation-data", help="Validation data (.npz with optional 'labels'), against FP32.")
 @click.option("--label-output", help="Output holding class scores, for labels (default: the first [N, C] one).")
-@click.option("--backend", callback=_csv(str), help="Comma-separated backends: onnxruntime, tensorrt, tensorrt-rtx.")
+@click.option(
+    "--backend",
+    callback=_csv(str),
+    help="Comma-separated backends: onnxruntime, tensorrt, tensorrt-rtx, or auto (TensorRT where it runs).",
+)
 @click.option("--db", type=click.Path(path_type=Path), help="SQLite results database.")
 @click.option("--report", type=click.Path(path_type=Path), help="Markdown report to write.")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="JSON summary to write.")
@@ -94,18 +112,20 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--commit", help="Commit of this run (default: from GitHub Actions or git).")
 @click.option("--pr", "pr_number", type=int, help="Pull request number.")
 @click.option("--device", type=int, help="CUDA device index for TensorRT backends (default: the first visible).")
+@click.option("--dashboard-url", help="Link to the published dashboard (trtci dashboard), shown beside regressions.")
 @click.pass_context
 def run(ctx: click.Context, **options) -> None:
     """Prepare, validate, benchmark, compare and record; write the report. Exit 1 when the gate fails."""
-    from rich.console import Console
-
     from trtci import pipeline, report, summary
     from trtci.context import run_context
+    from trtci.dashboard import trend_extra
     from trtci.github import actions
+    from trtci.retention import apply_retention
     from trtci.runfile import write_runfile
+    from trtci.store import Store
 
     config = _config_from_options(options)
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     context = run_context(
         overrides={
             "commit": options["commit"],
@@ -115,13 +135,16 @@ def run(ctx: click.Context, **options) -> None:
         }
     )
     result = pipeline.run(config, context, _Progress(console))
+    with Store(config.database) as store:
+        apply_retention(store, config.history, vacuum=False)  # a cheap delete; `trtci db prune` also vacuums
+        extra = trend_extra(store, result, dashboard_url=options["dashboard_url"])
     if config.report is not None:
-        _write(config.report, report.render(result, "comment.md.j2", config.template_dir))
+        _write(config.report, report.render(result, "comment.md.j2", config.template_dir, extra=extra))
     if config.summary_json is not None:
         summary.write_summary(result, config.summary_json)
     if options["bundle_dir"] is not None:
         console.print(f"run file {write_runfile(result, options['bundle_dir'])}", highlight=False)
-    report.print_table(result, Console())
+    report.print_table(result, make_console())
     failed = _gate(result, options["fail_on"])
     actions.set_output("regressions", str(len(result.regressions)))
     actions.set_output("accuracy-failures", str(len(result.accuracy_failures)))
@@ -137,11 +160,9 @@ def run(ctx: click.Context, **options) -> None:
 def doctor() -> None:
     """Show what this machine offers (GPUs, driver, CUDA, TensorRT, ONNX Runtime, NVML) and what each backend
     can do here: build, run, or why not, with the install hint."""
-    from rich.console import Console
-
     from trtci.doctor import diagnose, print_doctor
 
-    print_doctor(diagnose(), Console())
+    print_doctor(diagnose(), make_console())
 
 
 @cli.command()
@@ -157,6 +178,8 @@ def config(config_path: Path) -> None:
 
 
 register_github_commands(cli)
+register_history_commands(cli)
+register_stats_commands(cli)
 
 
 def _gate(result, fail_on: str) -> str:
