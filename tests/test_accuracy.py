@@ -243,3 +243,49 @@ def test_candidate_in_float16_is_compared_in_float64():
     expected = 10 * math.log10(np.sum(reference.astype(np.float64) ** 2) / np.sum(error**2))
     assert metrics.sqnr_db == pytest.approx(expected)
     assert metrics.sqnr_db > 50  # float16 keeps about 11 bits: far above the 20 dB gate
+
+
+def wrong_on(labels: list[int], wrong: range, classes: int) -> np.ndarray:
+    """Scores that pick the label, except on the samples in `wrong`, where they pick the next class."""
+    picked = [(label + 1) % classes if i in wrong else label for i, label in enumerate(labels)]
+    return one_hot_scores(picked, classes)
+
+
+def test_top1_delta_is_candidate_minus_fp32_with_an_interval_from_the_paired_samples():
+    classes, n = 4, 400
+    labels = [i % classes for i in range(n)]
+    # FP32 misses samples 0..19; the candidate misses those and 20..39 as well: 20 more misses, no new hits.
+    reference = {"logits": wrong_on(labels, range(20), classes)}
+    candidate = {"logits": wrong_on(labels, range(40), classes)}
+    result = validate(reference, candidate, DEFAULTS, labels=np.array(labels))
+    expected = (n - 40) / n - (n - 20) / n
+    assert result.delta == pytest.approx(expected) == pytest.approx(result.top1 - result.reference_top1)
+    # Every discordant pair goes the same way, so no resample can show the candidate ahead.
+    assert result.delta_low <= result.delta <= result.delta_high < 0
+    assert not result.passed  # the gate is still the ratio: 0.9 / 0.95 < 0.99
+    again = validate(reference, candidate, DEFAULTS, labels=np.array(labels))
+    assert (again.delta, again.delta_low, again.delta_high) == (result.delta, result.delta_low, result.delta_high)
+
+
+def test_more_disagreement_at_the_same_delta_widens_the_interval():
+    classes, n = 4, 400
+    labels = [i % classes for i in range(n)]
+    reference = {"logits": wrong_on(labels, range(20), classes)}
+    # Both candidates are 20 samples worse than FP32. The first misses FP32's misses plus 20 more (20 discordant
+    # pairs); the second gets FP32's 20 misses right and misses 40 others (60 discordant pairs).
+    nested = validate(reference, {"logits": wrong_on(labels, range(40), classes)}, DEFAULTS, labels=np.array(labels))
+    crossed = validate(
+        reference, {"logits": wrong_on(labels, range(20, 60), classes)}, DEFAULTS, labels=np.array(labels)
+    )
+    assert nested.delta == pytest.approx(crossed.delta) == pytest.approx(-20 / n)
+    assert crossed.delta_high - crossed.delta_low > nested.delta_high - nested.delta_low
+    assert crossed.delta_low < crossed.delta < crossed.delta_high
+
+
+def test_identical_predictions_give_a_zero_delta_and_no_delta_without_labels():
+    labels = [0, 1, 2, 0, 1, 2]
+    scores = {"logits": wrong_on(labels, range(2), 3)}
+    labelled = validate(scores, scores, DEFAULTS, labels=np.array(labels))
+    assert (labelled.delta, labelled.delta_low, labelled.delta_high) == (0.0, 0.0, 0.0)
+    unlabelled = validate(scores, scores, DEFAULTS)
+    assert (unlabelled.delta, unlabelled.delta_low, unlabelled.delta_high) == (None, None, None)

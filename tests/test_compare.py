@@ -5,11 +5,12 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from tests.models import mlp_classifier
 from trtci import pipeline
 from trtci.abtest import ABResult
-from trtci.compare import compare, decide, decide_ab
+from trtci.compare import compare, decide, decide_ab, stale_acknowledgements
 from trtci.config import CompareSettings, parse_config
 from trtci.results import (
     AccuracyResult,
@@ -306,14 +307,14 @@ def test_decide_ab_applies_the_same_rule_to_an_interleaved_result():
     assert decide_ab(ab(0.90, 0.86, 0.94), 0.10) == "improvement"
 
 
-def pipeline_config(tmp_path, confirm_budget_s: float):
+def pipeline_config(tmp_path, confirm_budget_s: float, **compare):
     mlp_classifier(tmp_path / "mlp.onnx")
     data = {
         "models": [{"path": "mlp.onnx", "precisions": ["fp32"], "batch_sizes": [1]}],
         "database": "results.db",
         "bench": {"warmup_ms": 0, "duration_s": 0.05, "min_iterations": 20},
         "cache_dir": "cache",
-        "compare": {"threshold": 0.10, "confirm_budget_s": confirm_budget_s},
+        "compare": {"threshold": 0.10, "confirm_budget_s": confirm_budget_s, **compare},
     }
     return parse_config(data, "test", tmp_path)
 
@@ -363,3 +364,86 @@ def test_a_series_threshold_overrides_the_global_one_by_label_or_id(store):
         "plain": "regression",
     }
     assert result["loose"].threshold == 0.8 and result["plain"].threshold == 0.10
+
+
+def test_a_known_regression_is_acknowledged_by_config_label_or_id_and_keeps_its_numbers(store):
+    store.record_run(run("main-1", [measured("by-label", 1.0), measured("by-id", 1.0), measured("plain", 1.0)]))
+    current = run(
+        "pr",
+        [measured("by-label", 1.3), measured("by-id", 1.3), measured("plain", 1.3)],
+        branch="f",
+        base_branch="main",
+    )
+    acknowledge = {current.series[0].key.label: "new tokenizer, tracked in #12", current.series[1].key.id: "expected"}
+    plain = by_model(compare(current, store, CompareSettings()))
+    result = by_model(compare(current, store, CompareSettings(acknowledge=acknowledge)))
+    assert {name: c.verdict for name, c in result.items()} == {
+        "by-label": "acknowledged",
+        "by-id": "acknowledged",
+        "plain": "regression",
+    }
+    assert result["by-label"].acknowledgement == "acknowledged in trtci.yml: new tokenizer, tracked in #12"
+    assert result["by-id"].acknowledgement == "acknowledged in trtci.yml: expected"
+    assert result["plain"].acknowledgement == ""
+    for name in ("by-label", "by-id"):
+        assert result[name]  # passes the gate
+        before, after = plain[name], result[name]
+        assert before.verdict == "regression"
+        assert (after.ratio, after.interval, after.current, after.baseline, after.reason) == (
+            before.ratio,
+            before.interval,
+            before.current,
+            before.baseline,
+            before.reason,
+        )
+    current.comparisons = list(result.values())
+    assert current.regressions == [result["plain"]] and not current
+
+
+def test_the_pr_label_accepts_every_regression_and_a_config_reason_wins(store):
+    store.record_run(run("main-1", [measured("slower", 1.0), measured("named", 1.0), measured("faster", 1.0)]))
+    current = run(
+        "pr",
+        [measured("slower", 1.3), measured("named", 1.3), measured("faster", 0.7)],
+        branch="f",
+        base_branch="main",
+    )
+    current.context.labels = ["bug", "trtci:accept-regression"]
+    settings = CompareSettings(acknowledge={current.series[1].key.label: "known"})
+    result = by_model(compare(current, store, settings))
+    assert result["slower"].verdict == "acknowledged"
+    assert result["slower"].acknowledgement == "acknowledged by the PR label trtci:accept-regression"
+    assert result["named"].acknowledgement == "acknowledged in trtci.yml: known"
+    assert result["faster"].verdict == "improvement" and result["faster"].acknowledgement == ""
+    current.context.labels = ["bug", "trtci:accept-regressions"]  # a near miss accepts nothing
+    assert by_model(compare(current, store, CompareSettings()))["slower"].verdict == "regression"
+
+
+def test_an_acknowledgement_naming_no_series_of_the_run_is_a_warning():
+    current = run("pr", [measured("kept", 1.0)])
+    settings = CompareSettings(
+        acknowledge={current.series[0].key.label: "a", current.series[0].key.id: "b", "renamed fp16 b1 x": "c"}
+    )
+    (warning,) = stale_acknowledgements(current, settings)
+    assert "'renamed fp16 b1 x'" in warning and "no series of this run" in warning
+    assert stale_acknowledgements(current, CompareSettings()) == []
+
+
+def test_an_acknowledgement_needs_a_reason():
+    with pytest.raises(ValidationError):
+        CompareSettings(acknowledge={"x fp16 b1 onnxruntime": ""})
+
+
+def test_an_acknowledged_regression_passes_the_run_and_is_not_re_measured(tmp_path):
+    acknowledge = {"mlp fp32 b1 onnxruntime": "slower by design", "gone fp32 b1 onnxruntime": "stale"}
+    config = pipeline_config(tmp_path, confirm_budget_s=5.0, acknowledge=acknowledge)
+    fake_fast_history(config, tmp_path)
+    pr_context = RunContext(run_id="pr", started_at="2026-11-10T08:00:00Z", branch="f", base_branch="main")
+    result = pipeline.run(config, pr_context)
+    (c,) = result.comparisons
+    assert c.verdict == "acknowledged" and c.ratio > 3 and c.confirmed is None
+    assert result.passed and result.regressions == []
+    assert any("'gone fp32 b1 onnxruntime'" in w for w in result.warnings)
+    with Store(config.database) as store:
+        (stored,) = store.load_run("pr").comparisons
+    assert (stored.verdict, stored.acknowledgement) == ("acknowledged", "acknowledged in trtci.yml: slower by design")

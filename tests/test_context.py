@@ -63,6 +63,17 @@ def test_pull_request_records_the_head_commit_not_the_merge_commit(tmp_path, nam
     assert context.repository == "Codertocat/Hello-World"
     assert context.run_url == "https://github.com/Codertocat/Hello-World/actions/runs/1234567"
     assert context.merge_base is None  # tmp_path is no git checkout
+    assert context.labels == [label["name"] for label in payload["pull_request"]["labels"]]
+
+
+def test_pull_request_labels_reach_the_run_context(tmp_path):
+    payload = load("pull_request.synchronize.json")
+    payload["pull_request"]["labels"].append({"id": 7, "name": "trtci:accept-regression"})
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(payload))
+    env = pull_request_env("pull_request.synchronize.json")
+    env["GITHUB_EVENT_PATH"] = str(path)
+    assert "trtci:accept-regression" in run_context(env, tmp_path).labels
 
 
 def test_pull_request_without_head_and_base_variables_reads_the_payload(tmp_path):
@@ -81,7 +92,7 @@ def test_push_uses_github_sha_and_ref_name(tmp_path):
     )
     context = run_context(env, tmp_path)
     assert (context.commit, context.branch, context.event) == (payload["after"], "main", "push")
-    assert context.base_branch is None and context.pr_number is None
+    assert context.base_branch is None and context.pr_number is None and context.labels == []
 
 
 def test_workflow_dispatch(tmp_path):

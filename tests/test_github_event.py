@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from trtci.errors import ConfigError
-from trtci.github.event import check_safety, load_event, parse_event
+from trtci.github.event import check_safety, load_event, parse_event, pull_request_labels
 
 EVENTS = Path(__file__).parent / "data" / "events-gh"
 
@@ -133,3 +133,21 @@ def test_self_hosted_runner_in_a_private_repository_is_quiet():
     data = payload("pull_request.opened.json")
     data["repository"]["private"] = True
     assert check_safety(parse_event("pull_request", data), {"RUNNER_ENVIRONMENT": "self-hosted"}) == []
+
+
+@pytest.mark.parametrize(
+    "name", ["pull_request.opened.json", "pull_request.opened.2.json", "pull_request.synchronize.json"]
+)
+def test_pull_request_labels_are_read_from_the_payload(name):
+    data = payload(name)
+    expected = [label["name"] for label in data["pull_request"]["labels"]]
+    assert pull_request_labels("pull_request", data) == expected
+    data["pull_request"]["labels"].append({"id": 1, "name": "trtci:accept-regression", "color": "ededed"})
+    data["pull_request"]["labels"].append({"id": 2})  # malformed: skipped
+    assert pull_request_labels("pull_request_target", data) == [*expected, "trtci:accept-regression"]
+
+
+@pytest.mark.parametrize("name", ["push.json", "workflow_dispatch.json", "workflow_run.completed.json"])
+def test_other_events_have_no_pull_request_labels(name):
+    event_name = name.split(".")[0]
+    assert pull_request_labels(event_name, payload(name)) == []

@@ -99,6 +99,9 @@ def sample_run() -> RunResult:
             ratio=0.952 / 0.954,
             top5=0.998,
             reference_top5=0.998,
+            delta=0.952 - 0.954,
+            delta_low=-0.0078,
+            delta_high=0.0039,
         ),
         build={"quantize_s": 1.83, "qdq_nodes": 42, "model_bytes": 1234567},
     )
@@ -409,3 +412,48 @@ def test_documented_filters_exist():
     docs = (Path(__file__).parent.parent / "docs" / "templates.md").read_text()
     for name in FILTERS:
         assert f"`{name}" in docs, f"filter {name} is not documented"
+
+
+def acknowledged_run() -> RunResult:
+    """The sample run with its regression accepted in trtci.yml."""
+    run = sample_run()
+    run.comparisons = [
+        dataclasses.replace(c, verdict="acknowledged", acknowledgement="acknowledged in trtci.yml: new #12 head")
+        if c.verdict == "regression"
+        else c
+        for c in run.comparisons
+    ]
+    return run
+
+
+def test_acknowledged_regression_has_its_own_section_with_the_reason_and_does_not_fail():
+    run = acknowledged_run()
+    text = render(run)
+    assert run.regressions == [] and "### Regressions" not in text
+    assert "compared with main: 0 regressions, 1 acknowledged, 1 improvement" in text
+    section = text.split("### Acknowledged regressions\n", 1)[1].split("###", 1)[0]
+    (item,) = [line for line in section.splitlines() if line.startswith("- ")]
+    assert item.startswith("- **digits int8(onnxruntime) b8 onnxruntime**: median 0.370 ms vs 0.304 ms on base, +21.8%")
+    assert item.endswith("against a 10.0% threshold: acknowledged in trtci.yml: new #&#8203;12 head")
+    assert "| +21.8% acknowledged |" in text
+    assert "Acknowledged" not in render(sample_run())
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    print_table(run, console)
+    assert re.search(r"│ acknowledged\s+│", console.file.getvalue())
+
+
+def test_accuracy_cell_shows_the_top1_delta_and_its_interval():
+    text = render(sample_run())
+    assert "pass: top-1 0.952 of FP32's 0.954 (Δ -0.2 pt, CI -0.8..+0.4)" in text
+    assert "| -0.2 pt (-0.8..+0.4) |" in render(sample_run(), "summary.md.j2")
+    console = Console(file=io.StringIO(), width=250, color_system=None)
+    print_table(sample_run(), console)
+    assert "top-1 ratio 0.998 (Δ -0.2 pt, CI -0.8..+0.4)" in console.file.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("value", "unit", "text"),
+    [(-0.0021, True, "-0.2 pt"), (0.0039, False, "+0.4"), (-0.0004, True, "+0.0 pt"), (None, True, "—")],
+)
+def test_points_filter(value, unit, text):
+    assert FILTERS["points"](value, unit) == text

@@ -9,7 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_report import passing_run, sample_run
+from test_report import acknowledged_run, passing_run, sample_run
 
 from trtci.errors import ConfigError
 from trtci.summary import SERIES_VERDICTS, summary_dict, write_summary
@@ -159,3 +159,20 @@ def test_documented_example_has_the_same_keys():
         assert f"`{name}`" in text, f"results key {name} is not documented"
     for verdict in SERIES_VERDICTS:
         assert f"| `{verdict}` |" in text, f"verdict {verdict} is not documented"
+
+
+def test_an_acknowledged_regression_is_counted_apart_and_passes():
+    summary = summary_dict(acknowledged_run())
+    result = by_label(summary)["digits int8(onnxruntime) b8 onnxruntime"]
+    assert result["verdict"] == result["comparison"] == "acknowledged"
+    assert (summary["counts"]["regressions"], summary["counts"]["acknowledged"]) == (0, 1)
+    (comparison,) = [c for c in summary["comparisons"] if c["verdict"] == "acknowledged"]
+    assert comparison["acknowledgement"] == "acknowledged in trtci.yml: new #12 head"
+    assert comparison["ratio"] == pytest.approx(1.218)
+    assert summary_dict(sample_run())["counts"]["acknowledged"] == 0
+
+
+def test_accuracy_delta_is_in_the_summary():
+    accuracy = by_label(summary_dict(sample_run()))["digits int8(onnxruntime) b8 onnxruntime"]["accuracy"]
+    assert accuracy["delta"] == pytest.approx(0.952 - 0.954)
+    assert (accuracy["delta_low"], accuracy["delta_high"]) == (-0.0078, 0.0039)

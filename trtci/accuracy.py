@@ -1,8 +1,9 @@
 """Accuracy of a lower precision against the FP32 reference, over a whole validation set.
 
 Outputs arrive by name, each stacked over the N validation samples along axis 0, and are compared in float64.
-With labels the gate is MLPerf's: top-1 of the precision over top-1 of FP32 must reach `min_ratio`. Without
-labels the outputs themselves must agree (cosine, SQNR and, for class scores, top-1 agreement), as Polygraphy
+With labels the gate is MLPerf's: top-1 of the precision over top-1 of FP32 must reach `min_ratio`; the top-1
+difference (candidate minus FP32) comes with a 95% paired bootstrap interval over the samples, shown, not gated.
+Without labels the outputs themselves must agree (cosine, SQNR and, for class scores, top-1 agreement), as Polygraphy
 checks them. NaN or Inf in a candidate output always fails.
 
 SQNR is +inf for identical outputs. JSON has no infinity: writers should store non-finite floats as null
@@ -19,6 +20,12 @@ import numpy as np
 from trtci.config import AccuracyThresholds
 from trtci.errors import BackendError, ConfigError, DataError
 from trtci.results import AccuracyResult, OutputMetrics
+from trtci.stats import accuracy_delta_interval
+
+# The top-1 difference's paired bootstrap interval: shown, not gated (the gate is MLPerf's ratio). A fixed seed
+# gives the same outputs the same interval in every run.
+DELTA_CONFIDENCE = 0.95
+DELTA_SEED = 0
 
 # Relative error divides by max(|ref|, eps) with eps a millionth of the output's largest magnitude, so values
 # that are numerically zero next to the rest of the output do not blow the ratio up.
@@ -67,6 +74,11 @@ def label_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     one-hot rows [N, C]. Ties go to the lower class index, as np.argmax breaks them, so a constant output is
     not credited with every label.
     """
+    return float(np.mean(label_correct(scores, labels, k)))
+
+
+def label_correct(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> np.ndarray:
+    """Per sample, whether its label is among the k highest scores: the booleans `label_accuracy` averages."""
     matrix = _class_scores(np.asarray(scores))
     if matrix is None:
         raise DataError(f"scores of shape {list(np.shape(scores))} are not class scores [N, C] with C > 1")
@@ -77,7 +89,7 @@ def label_accuracy(scores: np.ndarray, labels: np.ndarray, k: int = 1) -> float:
     if samples == 0:
         raise DataError("the validation set is empty; give at least one sample")
     top_k = np.argsort(-matrix.astype(np.float64), axis=1, kind="stable")[:, :k]
-    return float(np.mean(np.any(top_k == indices[:, None], axis=1)))
+    return np.any(top_k == indices[:, None], axis=1)
 
 
 def _cosine_per_sample(reference: np.ndarray, candidate: np.ndarray) -> np.ndarray:
@@ -244,8 +256,12 @@ def _apply_labels(
     cand_scores = np.asarray(candidate[name])
     classes = ref_scores.size // ref_scores.shape[0]  # [N, C] once singleton dims are dropped
     result.thresholds = {"min_ratio": thresholds.min_ratio}
-    result.top1 = label_accuracy(cand_scores, labels, 1)
-    result.reference_top1 = label_accuracy(ref_scores, labels, 1)
+    correct, reference_correct = label_correct(cand_scores, labels, 1), label_correct(ref_scores, labels, 1)
+    result.top1 = float(np.mean(correct))
+    result.reference_top1 = float(np.mean(reference_correct))
+    result.delta, result.delta_low, result.delta_high = accuracy_delta_interval(
+        reference_correct, correct, confidence=DELTA_CONFIDENCE, seed=DELTA_SEED
+    )
     if classes > 5:
         result.top5 = label_accuracy(cand_scores, labels, 5)
         result.reference_top5 = label_accuracy(ref_scores, labels, 5)

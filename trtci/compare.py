@@ -10,7 +10,9 @@ that size must be caught with 95% probability, no change flagged with at most 1%
 - improvement: the whole interval is below 1 and the ratio is at most 1 / (1 + t / 2);
 - unchanged: the interval lies within [1 / (1 + t), 1 + t];  inconclusive: anything else (noise too high);
 - new: no base history for this series (or only of another provenance: never judged against it);
-- missing: a base series this run did not measure, or measured with an error.
+- missing: a base series this run did not measure, or measured with an error;
+- acknowledged: a regression accepted with a reason (`compare.acknowledge` or the PR label
+  `trtci:accept-regression`); it keeps its numbers and passes the gate.
 
 docs/statistics.md explains the method and its measured false-alarm rate.
 """
@@ -30,6 +32,7 @@ from trtci.store import Store
 
 METRIC = "latency_median_ms"
 PROVENANCE = ("model", "precision", "quantization", "batch", "backend")  # same "thing measured"
+ACCEPT_LABEL = "trtci:accept-regression"  # a pull request label that accepts every regression of the PR
 
 
 def compare(
@@ -63,6 +66,7 @@ def compare(
         comparison = compare_series(series, points, branch, own, other)
         if until.note:
             comparison.reason = f"{comparison.reason}; {until.note}"
+        acknowledge(comparison, series.key, settings, run.context.labels)
         comparisons.append(comparison)
     comparisons.extend(_missing(run, base_run, base_keys, settings.threshold))
     return comparisons
@@ -72,6 +76,32 @@ def settings_for(key: SeriesKey, settings: CompareSettings) -> CompareSettings:
     """The settings of one series: its own threshold when `thresholds` names its label or id."""
     threshold = settings.thresholds.get(key.label, settings.thresholds.get(key.id))
     return settings if threshold is None else settings.model_copy(update={"threshold": threshold})
+
+
+def acknowledge(comparison: Comparison, key: SeriesKey, settings: CompareSettings, labels: list[str]) -> None:
+    """Turn a regression into "acknowledged" when `settings.acknowledge` names the series (label or id) or the
+    pull request carries ACCEPT_LABEL; the trtci.yml entry's reason wins. Other verdicts stay as they are."""
+    if comparison.verdict != "regression":
+        return
+    reason = settings.acknowledge.get(key.label, settings.acknowledge.get(key.id))
+    if reason is not None:
+        comparison.acknowledgement = f"acknowledged in trtci.yml: {reason}"
+    elif ACCEPT_LABEL in labels:
+        comparison.acknowledgement = f"acknowledged by the PR label {ACCEPT_LABEL}"
+    else:
+        return
+    comparison.verdict = "acknowledged"
+
+
+def stale_acknowledgements(run: RunResult, settings: CompareSettings) -> list[str]:
+    """One warning per `compare.acknowledge` entry that names no series of the run (by label or id)."""
+    names = {name for s in run.series for name in (s.key.label, s.key.id)}
+    return [
+        f"compare.acknowledge names {entry!r}, which is no series of this run: remove the entry from trtci.yml "
+        "or give a series label as the report shows it"
+        for entry in settings.acknowledge
+        if entry not in names
+    ]
 
 
 def decide(

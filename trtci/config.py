@@ -58,6 +58,9 @@ class CompareSettings(Strict):
     confirm_budget_s: Annotated[float, Field(ge=0, le=3600)] = 30.0  # re-measuring a suspect series; 0: no check
     # Per-series thresholds: a series label ("resnet50 fp16 b1 onnxruntime") or series id -> its threshold.
     thresholds: dict[str, Annotated[float, Field(gt=0, lt=10)]] = Field(default_factory=dict)
+    # Known regressions accepted with a reason: a series label or id -> why. Such a series gets the verdict
+    # "acknowledged", keeps its numbers and passes the gate (docs/statistics.md).
+    acknowledge: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
 
 
 class HistorySettings(Strict):

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from trtci.github.event import pull_request_labels
 from trtci.results import RunContext
 
 OVERRIDABLE = ("commit", "branch", "base_branch", "pr_number")
@@ -57,6 +58,7 @@ def _from_github(env: Mapping[str, str]) -> dict[str, Any]:
     head_ref = env.get("GITHUB_HEAD_REF") or None
     base_branch = env.get("GITHUB_BASE_REF") or None
     pr_number = None
+    labels = pull_request_labels(event_name, payload)
     pull_request = payload.get("pull_request")
     if event_name in PULL_REQUEST_EVENTS and isinstance(pull_request, dict):
         commit = _get(pull_request, "head", "sha") or commit
@@ -84,6 +86,7 @@ def _from_github(env: Mapping[str, str]) -> dict[str, Any]:
         "event": event_name,
         "repository": env.get("GITHUB_REPOSITORY") or None,
         "run_url": _run_url(env),
+        "labels": labels,
     }
 
 

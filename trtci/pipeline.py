@@ -18,7 +18,7 @@ import numpy as np
 from trtci.accuracy import validate
 from trtci.backends import get_backend
 from trtci.backends.base import Backend, LoadRequest, Session
-from trtci.compare import compare
+from trtci.compare import compare, stale_acknowledgements
 from trtci.config import BenchSettings, CompareSettings, Config, ModelConfig
 from trtci.data import Dataset, check_against_model, load_dataset
 from trtci.errors import BackendError, ConfigError, DataError, ModelError, StoreError
@@ -184,6 +184,7 @@ def run(config: Config, context: RunContext, progress: Progress | None = None) -
             context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
         )
         result.comparisons = compare(result, store, config.compare)
+        result.warnings.extend(stale_acknowledgements(result, config.compare))
         confirm(result, state.remeasure, store, config.compare, progress)
         store.record_run(result)
     finally:

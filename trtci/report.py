@@ -145,6 +145,19 @@ def change(ratio: float | None) -> str:
     return _nonfinite(ratio) or f"{(ratio - 1) * 100:+.1f}%"
 
 
+def points(value: float | None, unit: bool = True) -> str:
+    """A difference of two fractions in percentage points, signed: -0.0021 -> '-0.2 pt' ('-0.2' without unit)."""
+    if value is None:
+        return NONE_TEXT
+    value = float(value)
+    special = _nonfinite(value)
+    if special is not None:
+        return special
+    # Adding 0.0 turns a rounded -0.0 into 0.0, so a tiny negative difference reads "+0.0", not "-0.0".
+    text = f"{round(value * 100, 1) + 0.0:+.1f}"
+    return f"{text} pt" if unit else text
+
+
 def times(value: float | None) -> str:
     """A speed ratio: 2.7 -> '2.70x'."""
     if value is None:
@@ -189,6 +202,7 @@ FILTERS = {
     "percent": percent,
     "change": change,
     "times": times,
+    "points": points,
     "db": decibels,
     "plain": plain,
 }
@@ -324,6 +338,7 @@ _VERDICT_STYLES = {
     "error": "bold red",
     "fail-accuracy": "bold red",
     "regression": "bold red",
+    "acknowledged": "magenta",
     "inconclusive": "yellow",
     "improvement": "green",
     "new": "cyan",
@@ -339,6 +354,9 @@ def _accuracy_text(series: SeriesResult) -> Text:
     facts = []
     if accuracy.ratio is not None:
         facts.append(f"top-1 ratio {fixed(accuracy.ratio, 3)}")
+        if accuracy.delta is not None and accuracy.delta_low is not None:
+            low, high = points(accuracy.delta_low, False), points(accuracy.delta_high, False)
+            facts.append(f"(Δ {points(accuracy.delta)}, CI {low}..{high})")
     elif accuracy.outputs:
         facts.append(f"cos {fixed(min(o.cosine for o in accuracy.outputs))}")
         facts.append(f"SQNR {decibels(min(o.sqnr_db for o in accuracy.outputs))}")

@@ -113,6 +113,11 @@ class AccuracyResult:
     reference_top5: float | None = None
     ratio: float | None = None  # top1 / reference_top1
     thresholds: dict[str, float] = field(default_factory=dict)
+    # With labels: top1 - reference_top1 and its 95% paired bootstrap interval over the validation samples.
+    # Shown beside the ratio; the gate stays the ratio.
+    delta: float | None = None
+    delta_low: float | None = None
+    delta_high: float | None = None
 
     def __bool__(self) -> bool:
         return self.passed
@@ -133,7 +138,8 @@ class SeriesResult:
         return self.error is None and (self.accuracy is None or self.accuracy.passed)
 
 
-VERDICTS = ("regression", "improvement", "unchanged", "new", "inconclusive", "missing")
+# "acknowledged": a regression accepted with a reason (compare.acknowledge or a PR label); it passes the gate.
+VERDICTS = ("regression", "acknowledged", "improvement", "unchanged", "new", "inconclusive", "missing")
 
 
 @dataclass
@@ -158,6 +164,7 @@ class Comparison:
     p_value: float | None = None  # Mann-Whitney U of this run's samples against the latest base run's
     history_runs: int = 0  # base runs the baseline is the median of
     confirmed: bool | None = None  # None: not re-measured; else whether a re-measurement held the regression
+    acknowledgement: str = ""  # for "acknowledged": who accepted the regression and why
 
     def __bool__(self) -> bool:
         return self.verdict != "regression"
@@ -178,6 +185,7 @@ class RunContext:
     run_url: str | None = None
     merge_base: str | None = None
     finished_at: str | None = None
+    labels: list[str] = field(default_factory=list)  # the pull request's labels when the run started
 
 
 @dataclass

@@ -371,7 +371,9 @@ class Store:
         if row is None:
             raise StoreError(f"{self.path}: no run {run_id}; list the runs with `trtci db runs`")
         run_row = dict(zip(_columns(self.db, "runs"), row))
-        context = RunContext(**{f.name: run_row[f.name if f.name != "run_id" else "id"] for f in fields(RunContext)})
+        columns = {f.name: "id" if f.name == "run_id" else f.name for f in fields(RunContext)}
+        # A run's PR labels are not stored: what they decided is in its comparisons (verdict, acknowledgement).
+        context = RunContext(**{name: run_row[column] for name, column in columns.items() if column in run_row})
         devices = [
             DeviceInfo(kind=d["kind"], name=d["name"], details=json.loads(d["details"]))
             for d in self.db.query(

@@ -25,8 +25,19 @@ from trtci.results import Comparison, RunResult, SeriesResult
 
 SCHEMA_VERSION = 1
 
-# Each series' verdict, worst first. "error" and "fail-accuracy" and "regression" fail the gate.
-SERIES_VERDICTS = ("error", "fail-accuracy", "regression", "inconclusive", "improvement", "unchanged", "new", "pass")
+# Each series' verdict, worst first. "error" and "fail-accuracy" and "regression" fail the gate; "acknowledged"
+# is a regression accepted with a reason and passes.
+SERIES_VERDICTS = (
+    "error",
+    "fail-accuracy",
+    "regression",
+    "acknowledged",
+    "inconclusive",
+    "improvement",
+    "unchanged",
+    "new",
+    "pass",
+)
 FAILING_VERDICTS = ("error", "fail-accuracy", "regression")
 
 LATENCY_KEYS = ("min", "mean", "median", "p90", "p95", "p99", "max", "std")
@@ -104,6 +115,7 @@ class RunVerdict:
     series: int
     devices: int
     regressions: int
+    acknowledged: int  # regressions accepted with a reason (compare.acknowledge or a PR label): they pass
     accuracy_failures: int  # series whose accuracy check failed (errors are counted apart)
     errors: int
     improvements: int
@@ -135,6 +147,7 @@ def run_verdict(run: RunResult) -> RunVerdict:
         series=len(run.series),
         devices=len({s.key.device_id for s in run.series} | {d.id for d in run.devices}),
         regressions=len(run.regressions),
+        acknowledged=verdicts.count("acknowledged"),
         accuracy_failures=sum(1 for s in run.series if s.error is None and not s.passed),
         errors=sum(1 for s in run.series if s.error is not None),
         improvements=verdicts.count("improvement"),

@@ -114,6 +114,18 @@ def parse_event(name: str | None, payload: dict[str, Any], repository: str | Non
     return EventContext(name, repository, public=public)
 
 
+def pull_request_labels(name: str | None, payload: dict[str, Any]) -> list[str]:
+    """The names of the pull request's labels as the payload of a pull request event lists them, in its order.
+
+    The payload holds the labels of the moment the event fired: a label added later shows in the next event
+    (`labeled`, `synchronize`). Other events, and malformed entries, give no labels.
+    """
+    pr = payload.get("pull_request")
+    if name not in PULL_REQUEST_EVENTS or not isinstance(pr, dict) or not isinstance(pr.get("labels"), list):
+        return []
+    return [label["name"] for label in pr["labels"] if isinstance(label, dict) and isinstance(label.get("name"), str)]
+
+
 def check_safety(
     event: EventContext, environ: Mapping[str, str] | None = None, *, allow_fork_code: bool = False
 ) -> list[str]:
