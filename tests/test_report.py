@@ -6,6 +6,7 @@ import dataclasses
 import io
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -457,3 +458,16 @@ def test_accuracy_cell_shows_the_top1_delta_and_its_interval():
 )
 def test_points_filter(value, unit, text):
     assert FILTERS["points"](value, unit) == text
+
+
+def test_console_output_cannot_start_a_workflow_command_line():
+    """Warnings and names can come from another job's run file: a newline in them must not let a line start
+    with '::' in a GitHub Actions log (workflow command injection)."""
+    run = passing_run()
+    run.warnings.append("harmless\n::notice::injected")
+    run.series[0] = replace(run.series[0], key=replace(run.series[0].key, model="m\n::error::x"))
+    console = Console(file=io.StringIO(), width=300, force_terminal=False)
+    print_table(run, console)
+    lines = console.file.getvalue().splitlines()
+    assert not [line for line in lines if line.lstrip("│┃ ").startswith("::")]
+    assert any("harmless ::notice::injected" in line for line in lines)

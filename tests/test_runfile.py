@@ -74,3 +74,22 @@ def test_truncated_file_is_refused(tmp_path):
     path.write_bytes(path.read_bytes()[:-20])
     with pytest.raises(DataError, match="damaged|cannot read"):
         read_runfile(path)
+
+
+def test_fields_of_the_wrong_type_are_refused_not_rendered(tmp_path):
+    """A run file may come from a fork's job: a 'batch' carrying HTML and an @mention must not reach a comment."""
+    data = run_to_dict(sample_run())
+    data["run"]["series"][0]["key"]["batch"] = "1 <img src=y onerror=alert(2)> @octocat"
+    path = tmp_path / "hostile.trtci.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(data).encode()))
+    with pytest.raises(DataError, match=r"series\.0\.key\.batch"):
+        read_runfile(path)
+
+
+def test_series_of_an_unlisted_device_are_refused(tmp_path):
+    data = run_to_dict(sample_run())
+    data["run"]["devices"][0]["name"] = "renamed GPU"  # a device's id is a hash of its fields
+    path = tmp_path / "inconsistent.trtci.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(data).encode()))
+    with pytest.raises(DataError, match="which it does not list"):
+        read_runfile(path)

@@ -364,9 +364,15 @@ def _accuracy_text(series: SeriesResult) -> Text:
     return Text(" ".join([word, *facts]), style="green" if accuracy.passed else "bold red")
 
 
+def _line(text: str) -> Text:
+    """Untrusted text (model names, warnings from another leg's run file) as one plain line: never rich markup,
+    and no line breaks, so nothing in it can start a line with a GitHub Actions workflow command (::...)."""
+    return Text(" ".join(text.split()) if any(c in text for c in "\r\n\x0b\x0c\x85\u2028\u2029") else text)
+
+
 def print_table(run: RunResult, console: Console) -> None:
     """Print a short table of the run (series, latency median/p99, throughput, accuracy, verdict) and the
-    gate's verdict. Names are printed as plain text, never parsed as rich markup."""
+    gate's verdict. Names are printed as plain single lines, never parsed as rich markup."""
     verdict = run_verdict(run)
     table = Table(title=f"trtci: {verdict.words}", title_justify="left")
     table.add_column("Series")
@@ -380,8 +386,8 @@ def print_table(run: RunResult, console: Console) -> None:
         for row in group.rows:
             stats = row.series.bench.stats if row.series.bench is not None else None
             table.add_row(
-                Text(row.series.key.label),
-                Text(group.name),
+                _line(row.series.key.label),
+                _line(group.name),
                 sig(stats.median) if stats else NONE_TEXT,
                 sig(stats.p99) if stats else NONE_TEXT,
                 count(stats.throughput) if stats else NONE_TEXT,
@@ -391,12 +397,13 @@ def print_table(run: RunResult, console: Console) -> None:
     console.print(table)
     for finding in slower_than_fp32(run):
         precision = finding.series.key.precision.upper()
-        console.print(
-            Text(
-                f"{finding.series.key.label}: {precision} is {times(finding.speedup)} of FP32 "
-                f"(median {sig(finding.median_ms)} ms vs {sig(finding.fp32_median_ms)} ms): slower, not a win",
-                style="yellow",
-            )
+        line = _line(
+            f"{finding.series.key.label}: {precision} is {times(finding.speedup)} of FP32 "
+            f"(median {sig(finding.median_ms)} ms vs {sig(finding.fp32_median_ms)} ms): slower, not a win"
         )
+        line.stylize("yellow")
+        console.print(line)
     for warning in run.warnings:
-        console.print(Text(warning, style="yellow"))
+        line = _line(warning)
+        line.stylize("yellow")
+        console.print(line)

@@ -112,7 +112,7 @@ class AccuracyResult:
     reference_top1: float | None = None  # with labels: FP32's top-1 accuracy
     reference_top5: float | None = None
     ratio: float | None = None  # top1 / reference_top1
-    thresholds: dict[str, float] = field(default_factory=dict)
+    thresholds: dict[str, float | None] = field(default_factory=dict)  # None: a non-finite value, as stored
     # With labels: top1 - reference_top1 and its 95% paired bootstrap interval over the validation samples.
     # Shown beside the ratio; the gate stays the ratio.
     delta: float | None = None

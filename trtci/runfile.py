@@ -4,8 +4,8 @@ A run file is gzip-compressed JSON holding the whole RunResult, raw latency samp
 float32 little-endian, like the database); an infinite SQNR is written as JSON's common `Infinity` extension.
 Its name is unique per run (`<started_at>-<run_id>.trtci.json.gz`), so concurrent jobs never write the same file.
 A file written by a newer trtci (a higher `format`) is refused with the version it needs; a file that is not a
-trtci run file, or is damaged, is refused with its path. The content is untrusted data: it is validated field by
-field and never executed.
+trtci run file, or is damaged, is refused with its path. The content is untrusted data: every field is validated
+against its type, series must belong to a listed device, and nothing in it is ever executed.
 """
 
 from __future__ import annotations
@@ -18,24 +18,15 @@ import os
 import re
 import tempfile
 import zlib
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
+
+import pydantic
 
 from trtci import __version__
 from trtci.errors import DataError
-from trtci.results import (
-    AccuracyResult,
-    BenchResult,
-    Comparison,
-    DeviceInfo,
-    LatencyStats,
-    OutputMetrics,
-    RunContext,
-    RunResult,
-    SeriesKey,
-    SeriesResult,
-)
+from trtci.results import RunResult
 from trtci.store import decode_samples, encode_samples
 
 FORMAT = 1
@@ -43,7 +34,9 @@ KIND = "trtci-run"
 SUFFIX = ".trtci.json.gz"
 MAX_BYTES = 64 * 1024 * 1024  # a run file is untrusted input: refuse anything absurdly large before reading it
 
-T = TypeVar("T")
+# Every field is checked against its type (a batch is an int, a name a string...): a run file comes from another
+# job, possibly a fork's, and its values end up in the PR comment. Unknown keys (a newer minor format) are ignored.
+_RUN = pydantic.TypeAdapter(RunResult)
 
 
 def file_name(run: RunResult) -> str:
@@ -77,30 +70,22 @@ def run_from_dict(data: Any, source: str) -> RunResult:
         )
     try:
         raw = data["run"]
-        series = []
-        for item in raw["series"]:
-            bench = item.get("bench")
+        for series in raw["series"]:
+            bench = series.get("bench")
             if bench is not None:
                 bench["samples_ms"] = decode_samples(base64.b64decode(bench["samples_ms"], validate=True))
-                bench = _build(BenchResult, {**bench, "stats": _build(LatencyStats, bench["stats"])})
-            accuracy = item.get("accuracy")
-            if accuracy is not None:
-                outputs = [_build(OutputMetrics, o) for o in accuracy.get("outputs", [])]
-                accuracy = _build(AccuracyResult, {**accuracy, "outputs": outputs})
-            series.append(
-                _build(
-                    SeriesResult, {**item, "key": _build(SeriesKey, item["key"]), "bench": bench, "accuracy": accuracy}
-                )
-            )
-        return RunResult(
-            context=_build(RunContext, raw["context"]),
-            devices=[_build(DeviceInfo, d) for d in raw["devices"]],
-            series=series,
-            comparisons=[_build(Comparison, c) for c in raw.get("comparisons", [])],
-            warnings=[str(w) for w in raw.get("warnings", [])],
-        )
-    except (KeyError, TypeError, ValueError, binascii.Error) as e:
+        run = _RUN.validate_python(raw)
+    except (KeyError, TypeError, AttributeError, binascii.Error) as e:
         raise DataError(f"{source}: damaged trtci run file ({type(e).__name__}: {e})") from e
+    except pydantic.ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise DataError(f"{source}: damaged trtci run file ({where}: {first['msg']})") from e
+    devices = {device.id for device in run.devices}
+    strays = sorted({s.key.device_id for s in run.series} - devices)
+    if strays:
+        raise DataError(f"{source}: damaged trtci run file (series of device {strays[0]}, which it does not list)")
+    return run
 
 
 def write_runfile(run: RunResult, directory: Path) -> Path:
@@ -136,10 +121,3 @@ def read_runfile(path: Path) -> RunResult:
     except ValueError as e:
         raise DataError(f"{path}: damaged trtci run file (not JSON: {e})") from e
     return run_from_dict(data, str(path))
-
-
-def _build(cls: type[T], values: dict[str, Any]) -> T:
-    """A dataclass from a dict, ignoring keys it does not know (files from an older trtci may carry fewer)."""
-    assert is_dataclass(cls)
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in values.items() if k in known})
