@@ -134,6 +134,34 @@ def test_imports_and_help_work_without_gpu_packages(tmp_path):
     assert "Usage: trtci" in help_text
 
 
+def test_a_bare_model_runs_the_precisions_it_can_without_calibration_data(model_dir, monkeypatch, capsys):
+    code, _, _ = trtci(monkeypatch, capsys, "run", "--model", "m.onnx", "--json", "s.json", *FAST)
+    precisions = [r["precision"] for r in json.loads((model_dir / "s.json").read_text())["results"]]
+    assert code == 0 and precisions == ["fp32", "fp16"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--label-output", "logits"], "--label-output names the class-score output for --validation-data"),
+        (["--calibration-method", "entropy"], "--calibration-method needs --calibration-data"),
+    ],
+)
+def test_flags_that_would_be_ignored_are_refused(model_dir, monkeypatch, capsys, args, message):
+    code, _, err = trtci(monkeypatch, capsys, "run", "--model", "m.onnx", *args, *FAST)
+    assert code == 2 and message in err
+
+
+def test_run_writes_the_long_report_to_the_job_summary(model_dir, monkeypatch, capsys):
+    summary = model_dir / "step_summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    code, _, _ = trtci(monkeypatch, capsys, "run", "--model", "m.onnx", "--precision", "fp32", *FAST)
+    text = summary.read_text()
+    assert code == 0
+    assert "<summary>Latency statistics</summary>" in text  # summary.md.j2, not the shorter comment
+    assert "| m fp32 b1 onnxruntime |" in text
+
+
 def test_bundle_dir_gets_a_run_file_that_reads_back(model_dir, monkeypatch, capsys):
     from trtci.runfile import read_runfile
 

@@ -1,12 +1,13 @@
 """The `trtci` command. It parses flags, calls the library, and turns typed errors into one line and an exit code.
 
 Exit codes: 0 ok, 1 gate failed, 2 usage or input error, 3 environment (backend, GPU or package missing),
-4 internal error, 5 publishing failed. See docs/exit-codes.md.
+4 internal error, 5 publishing failed. See the README's "Exit codes".
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 import traceback
@@ -38,8 +39,6 @@ def _csv(kind: type) -> Callable[[click.Context, click.Parameter, str | None], l
 
 def make_console(stderr: bool = False):
     """A rich console; in CI logs (no terminal) 140 columns wide instead of rich's 80, so tables do not wrap."""
-    import os
-
     from rich.console import Console
 
     console = Console(stderr=stderr)
@@ -120,6 +119,7 @@ def run(ctx: click.Context, **options) -> None:
     from trtci.context import run_context
     from trtci.dashboard import trend_extra
     from trtci.github import actions
+    from trtci.merge import gate_failure
     from trtci.retention import apply_retention
     from trtci.runfile import write_runfile
     from trtci.store import Store
@@ -144,8 +144,10 @@ def run(ctx: click.Context, **options) -> None:
         summary.write_summary(result, config.summary_json)
     if options["bundle_dir"] is not None:
         console.print(f"run file {write_runfile(result, options['bundle_dir'])}", highlight=False)
+    if os.environ.get("GITHUB_STEP_SUMMARY"):  # the job summary: the long report, cut to GitHub's 1 MiB
+        actions.append_summary(report.render(result, "summary.md.j2", config.template_dir, extra=extra))
     report.print_table(result, make_console())
-    failed = _gate(result, options["fail_on"])
+    failed = gate_failure(result, options["fail_on"])
     actions.set_output("regressions", str(len(result.regressions)))
     actions.set_output("accuracy-failures", str(len(result.accuracy_failures)))
     console.print(
@@ -182,16 +184,6 @@ register_history_commands(cli)
 register_stats_commands(cli)
 
 
-def _gate(result, fail_on: str) -> str:
-    """Why the gate fails under --fail-on, or '' when it passes."""
-    reasons = []
-    if fail_on in ("both", "accuracy") and result.accuracy_failures:
-        reasons.append(f"{len(result.accuracy_failures)} series failed accuracy or did not run")
-    if fail_on in ("both", "performance") and result.regressions:
-        reasons.append(f"{len(result.regressions)} performance regressions")
-    return "gate failed: " + ", ".join(reasons) if reasons else ""
-
-
 def _config_from_options(options: dict):
     """A Config from --config, or from --model flags; command-line values override the file's."""
     from trtci.config import load_config, parse_config
@@ -204,8 +196,14 @@ def _config_from_options(options: dict):
         config = load_config(options["config_path"])
     elif options["model"] is not None:
         model: dict = {"path": str(options["model"])}
-        if options["precision"]:
-            model["precisions"] = options["precision"]
+        if options["label_output"] and not options["validation_data"]:
+            raise ConfigError("--label-output names the class-score output for --validation-data labels: add it")
+        if options["calibration_method"] and not options["calibration_data"]:
+            raise ConfigError("--calibration-method needs --calibration-data (INT8 calibration samples)")
+        # Without calibration data INT8 cannot be built: the defaults are then the precisions that can.
+        model["precisions"] = options["precision"] or (
+            ["fp32", "fp16", "int8"] if options["calibration_data"] else ["fp32", "fp16"]
+        )
         if options["batch_size"]:
             model["batch_sizes"] = options["batch_size"]
         if options["calibration_data"]:
@@ -240,9 +238,11 @@ def _apply_overrides(config, options: dict):
     if options["device"] is not None:
         data["tensorrt"]["device"] = options["device"]
     if options["calibration_method"]:
-        for model in data["models"]:
-            if model.get("calibration"):
-                model["calibration"]["method"] = options["calibration_method"]
+        calibrated = [model for model in data["models"] if model.get("calibration")]
+        if not calibrated:
+            raise ConfigError("--calibration-method: no model in the config has calibration data to apply it to")
+        for model in calibrated:
+            model["calibration"]["method"] = options["calibration_method"]
     return parse_config(data, "command line", Path.cwd())
 
 
