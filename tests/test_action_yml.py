@@ -18,6 +18,7 @@ from github_server import github_fixture  # noqa: F401  (the `github` fixture)
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTION = ROOT / "action.yml"
+EXAMPLES = ROOT / "examples" / "workflows"
 WORKFLOWS = sorted([*(ROOT / ".github" / "workflows").glob("*.yml"), *(ROOT / "examples" / "workflows").glob("*.yml")])
 EXPR = re.compile(r"\$\{\{\s*(.*?)\s*\}\}")
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40}$")
@@ -83,8 +84,10 @@ def test_workflows_have_top_level_least_privilege_permissions():
 
 
 def test_matrix_example_fans_in_safely():
-    doc = load(ROOT / "examples" / "workflows" / "gpu-matrix.yml")
+    doc = load(EXAMPLES / "gpu-matrix.yml")
     bench, report = doc["jobs"]["bench"], doc["jobs"]["report"]
+    # A push to main uploads the baseline artifact: only pull-request runs may be cancelled by a newer one.
+    assert doc["concurrency"]["cancel-in-progress"] == "${{ github.event_name == 'pull_request' }}"
     assert bench["strategy"]["fail-fast"] is False
     assert "self-hosted" in bench["runs-on"]
     upload = next(s for s in bench["steps"] if "upload-artifact" in s.get("uses", ""))
@@ -152,16 +155,25 @@ def read_outputs(path: Path) -> dict[str, str]:
 
 def run_step(step_id: str, context: dict, base_env: dict[str, str], tmp: Path) -> int:
     step = next(s for s in action()["runs"]["steps"] if s.get("id") == step_id)
+    return run_bash(step, step_id, context, {**base_env, "GITHUB_ACTION_PATH": str(ROOT)}, tmp)
+
+
+def run_bash(step: dict, step_id: str, context: dict, base_env: dict[str, str], tmp: Path, cwd: Path | None = None):
+    """Run a `shell: bash` step as the runner does: its env evaluated, its own GITHUB_OUTPUT file."""
     assert step["shell"] == "bash"
     out = tmp / f"output-{step_id}"
     out.touch()
-    env = {**base_env, "GITHUB_OUTPUT": str(out), "GITHUB_ACTION_PATH": str(ROOT)}
+    env = {**base_env, "GITHUB_OUTPUT": str(out)}
     env.update({k: evaluate(v, context) for k, v in (step.get("env") or {}).items()})
     script = tmp / f"step-{step_id}.sh"
     script.write_text(step["run"])
     # How the runner starts `shell: bash` steps.
     proc = subprocess.run(
-        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)], env=env, capture_output=True, text=True
+        ["bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
     )
     context["steps"][step_id] = read_outputs(out)
     context["log"] += proc.stdout + proc.stderr
@@ -174,12 +186,20 @@ def executable(path: Path, text: str) -> str:
     return str(path)
 
 
+# A real run file, as `trtci run --bundle-dir DIR` writes one.
+WRITE_RUN_FILE = (
+    "import sys; from pathlib import Path; from test_report import passing_run; "
+    "from trtci.runfile import write_runfile; write_runfile(passing_run(), Path(sys.argv[1]))"
+)
+
+
 @pytest.fixture
 def runner(tmp_path: Path, github):
     """A runner's view: temp dir, GITHUB_* variables for a pull_request event, and `trtci` on a path.
 
-    `trtci run` is the lead's pipeline; here a stand-in writes the report and exits with the scripted code, so
-    the steps' own shell logic (exit codes, outputs, summary, gating) is what is tested. `trtci comment` is real.
+    `trtci run` is the lead's pipeline; here a stand-in does what it does for the steps (writes the report, the
+    job summary, a real run file under --bundle-dir) and exits with the scripted code, so the steps' own shell
+    logic (exit codes, outputs, gating) is what is tested. `trtci comment` and `trtci merge` are real.
     """
     event = ROOT / "tests" / "data" / "events-gh" / "pull_request.opened.json"
     temp = tmp_path / "runner-temp"
@@ -188,7 +208,14 @@ def runner(tmp_path: Path, github):
         tmp_path / "trtci",
         "#!/bin/bash\n"
         'if [ "$1" = run ]; then\n'
-        '  while [ $# -gt 0 ]; do [ "$1" = --report ] && printf "## trtci report\\n" > "$2"; shift; done\n'
+        "  while [ $# -gt 0 ]; do\n"
+        '    case "$1" in\n'
+        '      --report) printf "## trtci report\\n" > "$2" ;;\n'
+        f'      --bundle-dir) "{sys.executable}" -c "{WRITE_RUN_FILE}" "$2" ;;\n'
+        "    esac\n"
+        "    shift\n"
+        "  done\n"
+        '  printf "## trtci summary\\n" >> "$GITHUB_STEP_SUMMARY"\n'
         '  echo "regressions=${FAKE_REGRESSIONS:-0}" >> "$GITHUB_OUTPUT"; exit "${FAKE_EXIT:-0}"\n'
         "fi\n"
         f'exec "{sys.executable}" -c "import click; from trtci.cli_github import register; '
@@ -196,7 +223,7 @@ def runner(tmp_path: Path, github):
     )
     base_env = {
         "PATH": os.environ["PATH"],
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests")]),
         "GITHUB_ACTIONS": "true",
         "GITHUB_EVENT_NAME": "pull_request",
         "GITHUB_EVENT_PATH": str(event),
@@ -218,7 +245,8 @@ def test_steps_pass_post_one_comment_and_gate_green(runner, github):
     run = context["steps"]["run"]
     assert run["verdict"] == "pass" and run["exit-code"] == "0" and run["regressions"] == "0"
     assert Path(run["report"]).read_text() == "## trtci report\n"
-    assert Path(env["GITHUB_STEP_SUMMARY"]).read_text() == "## trtci report\n"
+    # The job summary is `trtci run`'s (capped) summary only: the steps never append the comment's report.
+    assert Path(env["GITHUB_STEP_SUMMARY"]).read_text() == "## trtci summary\n"
     assert len(github.issue_comments("Codertocat/Hello-World", 2)) == 1
     assert run_step("comment", context, env, tmp) == 0
     assert len(github.issue_comments("Codertocat/Hello-World", 2)) == 1  # on-change: still one comment
@@ -267,3 +295,41 @@ def test_fork_code_under_pull_request_target_is_refused_by_preflight(runner, tmp
     assert "::error title=trtci::refusing to benchmark code from the fork" in context["log"]
     context["inputs"]["allow-fork-code"] = "true"
     assert run_step("preflight", context, env, tmp) == 0
+
+
+def test_fork_safe_pair_uploads_a_run_file_that_the_commenter_merges_and_posts(runner, github, tmp_path):
+    context, env, tmp = runner
+    bench = load(EXAMPLES / "fork-safe.yml")["jobs"]["bench"]["steps"]
+    uses = next(s for s in bench if s.get("id") == "trtci")
+    context["inputs"].update({name: str(value) for name, value in uses["with"].items()})
+    assert run_step("run", context, env, tmp) == 0, context["log"]
+    upload = next(s for s in bench if "upload-artifact" in s.get("uses", ""))
+    uploaded = Path(evaluate(upload["with"]["path"], context))
+
+    job = load(EXAMPLES / "fork-safe-comment.yml")["jobs"]["comment"]
+    download = next(s for s in job["steps"] if "download-artifact" in s.get("uses", ""))
+    assert download["with"]["name"] == upload["with"]["name"]
+    commenter = {"inputs": {}, "steps": {}, "temp": str(tmp_path / "commenter-temp"), "token": github.token, "log": ""}
+    shutil.copytree(uploaded, evaluate(download["with"]["path"], commenter))  # the artifact, as downloaded
+
+    step = next(s for s in job["steps"] if "run" in s)
+    lines = step["run"].splitlines()
+    assert any('pip install "trtci==' in line for line in lines)  # trtci from PyPI, never from the PR
+    step = {**step, "run": "\n".join(line for line in lines if "pip install" not in line)}
+    event = ROOT / "tests" / "data" / "events-gh" / "workflow_run.completed.json"
+    data = json.loads(event.read_text())
+    repo = data["workflow_run"]["repository"]["full_name"]
+    github.pulls_by_sha[data["workflow_run"]["head_sha"]] = [7]
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    commenter_env = {
+        **env,
+        "PATH": os.pathsep.join([str(Path(context["steps"]["install"]["trtci"]).parent), env["PATH"]]),
+        "GITHUB_EVENT_NAME": "workflow_run",
+        "GITHUB_EVENT_PATH": str(event),
+        "GITHUB_REPOSITORY": repo,
+        "GITHUB_STEP_SUMMARY": str(tmp_path / "commenter-summary.md"),
+    }
+    assert run_bash(step, "comment-job", commenter, commenter_env, tmp, cwd=workspace) == 0, commenter["log"]
+    [posted] = github.issue_comments(repo, 7)
+    assert "Merged from 1 leg: **pr**" in posted["body"]

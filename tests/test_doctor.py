@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import types
 
 from rich.console import Console
 
+from trtci import cuda_timing
 from trtci.doctor import diagnose, print_doctor
+from trtci.errors import BackendError
 
 
 def test_doctor_reports_every_backend_with_a_reason_when_it_cannot_work():
@@ -49,3 +52,40 @@ def test_importing_trtci_modules_loads_no_gpu_package():
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def _driver_mismatch() -> int:
+    # What check() raises for a CUDA error that is not "no GPU" (this machine has no driver to produce one).
+    raise BackendError(
+        "cudaGetDeviceCount failed: cudaErrorSystemDriverMismatch (system has unsupported display driver)"
+    )
+
+
+class _NVMLError(Exception):
+    pass
+
+
+def _nvml_without_driver_version() -> types.ModuleType:
+    """pynvml as on a machine whose NVML starts but cannot report the driver (what no machine here does)."""
+    module = types.ModuleType("pynvml")
+    module.NVMLError = _NVMLError
+    module.nvmlInit = lambda: None
+    module.nvmlShutdown = lambda: None
+
+    def driver_version() -> str:
+        raise _NVMLError("Driver Not Loaded")
+
+    module.nvmlSystemGetDriverVersion = driver_version
+    module.nvmlDeviceGetCount = lambda: 1
+    return module
+
+
+def test_doctor_reports_cuda_and_nvml_errors_as_reasons(monkeypatch):
+    monkeypatch.setattr(cuda_timing, "gpu_count", _driver_mismatch)
+    monkeypatch.setitem(sys.modules, "pynvml", _nvml_without_driver_version())
+    report = diagnose()
+    assert report.gpus == [] and "cudaErrorSystemDriverMismatch" in report.gpu_error
+    assert report.nvml["available"] is False and "Driver Not Loaded" in report.nvml["reason"]
+    statuses = {s.name: s for s in report.backends}
+    assert not statuses["tensorrt-rtx"].can_run
+    assert "cudaErrorSystemDriverMismatch" in statuses["tensorrt-rtx"].reason

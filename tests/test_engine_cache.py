@@ -88,6 +88,7 @@ def test_stored_engine_is_reused_on_the_same_target(tmp_path: Path, plan: bytes)
     decision = cache.lookup(_expected(A6000), A6000)
     assert decision
     assert decision.plan_path == path and path.read_bytes() == plan
+    assert decision.plan == plan  # the bytes whose sha256 was checked, for the backend to load
     assert decision.metadata is not None and decision.metadata.plan_bytes == len(plan)
     assert "NVIDIA RTX A6000" in decision.reason
 
@@ -96,7 +97,7 @@ def test_engine_for_another_gpu_is_never_reused_and_the_reason_names_both(tmp_pa
     cache = EngineCache(tmp_path)
     cache.store(plan, _expected(A6000))
     decision = cache.lookup(_expected(L40S), L40S)
-    assert not decision
+    assert not decision and decision.plan is None
     assert decision.reason == (
         "the cached engine was built for NVIDIA RTX A6000 (compute 8.6); this runner has NVIDIA L40S (8.9): rebuilding"
     )

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from github_server import Fault, github_fixture  # noqa: F401  (the `github` fixture)
@@ -11,6 +14,7 @@ from trtci.errors import EXIT_PUBLISH, ConfigError
 from trtci.github.api import GitHubClient, GitHubError, RetryPolicy
 
 REPO = "octo-org/hello"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def client_for(server, sleeps: list[float], **kwargs) -> GitHubClient:
@@ -162,3 +166,14 @@ def test_server_rejects_requests_that_break_the_description(github):
     assert info.value.status == 400
     assert len(github.violations) == 1 and "body" in github.violations[0]
     github.violations.clear()
+
+
+def test_importing_the_github_commands_loads_no_http_library():
+    """`trtci --help` registers these commands: requests is imported only when a client is made."""
+    code = (
+        "import sys, trtci.cli_github, trtci.github.api, trtci.github.comment, trtci.github.checks, "
+        "trtci.github.artifacts\n"
+        "print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
+    assert done.stdout.strip() == "[]"

@@ -65,27 +65,12 @@ def test_first_push_creates_the_data_branch_without_touching_the_checkout(origin
 def test_a_rejected_push_is_retried_on_the_new_tip(origin, tmp_path):
     first, second = clone(origin, tmp_path / "a"), clone(origin, tmp_path / "b")
     push_run(first, run_file(tmp_path, "r0"))
-    # Between A's fetch and A's push, B pushes: A's push is rejected as non-fast-forward, for real.
-    hook = first / ".git" / "hooks" / "pre-push"
-    marker = tmp_path / "raced"
-    other = run_file(tmp_path, "r2", day=2)
-    hook.write_text(
-        f"#!{sys.executable}\n"
-        "import sys\n"
-        "from pathlib import Path\n"
-        f"sys.path.insert(0, {str(ROOT)!r})\n"
-        f"marker = Path({str(marker)!r})\n"
-        "if not marker.exists():\n"
-        "    marker.touch()\n"
-        "    from trtci.history import push_run\n"
-        f"    push_run(Path({str(second)!r}), Path({str(other)!r}))\n"
-    )
-    hook.chmod(0o755)
+    # Between A's fetch and A's push, B pushes: the server refuses A's push, for real.
+    race_on_the_server(first, second, tmp_path)
     slept: list[float] = []
     result = push_run(first, run_file(tmp_path, "r1"), backoff_s=0.01, sleep=slept.append)
     assert result.attempts == 2 and slept == [0.01]
-    names = [Path(n).name for n in data_files(origin)]
-    assert sorted(n.split("-", 1)[1] for n in names) == [f"r{i}.trtci.json.gz" for i in range(3)]
+    assert len(data_files(origin)) == 3
 
 
 def test_concurrent_pushes_from_two_clones_all_land(origin, tmp_path):
@@ -109,24 +94,105 @@ def test_concurrent_pushes_from_two_clones_all_land(origin, tmp_path):
     assert len(data_files(origin)) == 6
 
 
-def test_a_push_that_keeps_failing_keeps_the_run_file(origin, tmp_path):
+def racer(other: Path, tmp_path: Path, *, once: bool, then: str = "") -> str:
+    """A Python script that first pushes a new run from the clone `other` (once, or every time it runs), then
+    runs `then` (an exec of a program, with the script's arguments). Installed in a clone to race its pushes."""
+    marker = tmp_path / "raced"
+    return (
+        f"#!{sys.executable}\n"
+        "import os, sys, uuid\n"
+        "from pathlib import Path\n"
+        f"sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'tests')!r}]\n"
+        f"marker = Path({str(marker)!r})\n"
+        f"if not ({once!r} and marker.exists()):\n"
+        "    marker.touch()\n"
+        "    from test_history import run_file\n"
+        "    from trtci.history import push_run\n"
+        f"    scratch = Path({str(tmp_path)!r}) / uuid.uuid4().hex\n"
+        f"    push_run(Path({str(other)!r}), run_file(scratch, uuid.uuid4().hex[:8], day=2))\n"
+        f"{then}\n"
+    )
+
+
+def race_on_the_server(clone_dir: Path, other: Path, tmp_path: Path) -> None:
+    """Between the server's ref advertisement and its update another push lands: a pre-push hook runs then."""
+    hook = clone_dir / ".git" / "hooks" / "pre-push"
+    hook.write_text(racer(other, tmp_path, once=True))
+    hook.chmod(0o755)
+
+
+def race_before_every_push(clone_dir: Path, other: Path, tmp_path: Path) -> None:
+    """Another push lands before the server advertises its refs, every time: git itself refuses to push over a
+    tip it does not have ("fetch first"). The remote's receive-pack is wrapped to push first."""
+    wrapper = tmp_path / "receive-pack"
+    wrapper.write_text(
+        racer(other, tmp_path, once=False, then='os.execvp("git-receive-pack", ["git-receive-pack", *sys.argv[1:]])')
+    )
+    wrapper.chmod(0o755)
+    git(clone_dir, "config", "remote.origin.receivepack", str(wrapper))
+
+
+def test_a_push_rejected_every_time_gives_up_after_the_attempts_and_keeps_the_run_file(origin, tmp_path):
+    first, second = clone(origin, tmp_path / "a"), clone(origin, tmp_path / "b")
+    push_run(first, run_file(tmp_path, "r0"))
+    race_before_every_push(first, second, tmp_path)
+    path = run_file(tmp_path, "r1")
+    slept: list[float] = []
+    with pytest.raises(PublishError, match=f"rejected 3 times.*kept in {path}") as info:
+        push_run(first, path, attempts=3, backoff_s=1.0, sleep=slept.append)
+    assert info.value.exit_code == 5 and "[rejected] (fetch first)" in str(info.value)
+    assert path.is_file() and slept == [1.0, 2.0]
+
+
+def test_a_push_the_server_declines_fails_at_once_with_gits_message(origin, tmp_path):
     work = clone(origin, tmp_path / "work")
     hook = origin / "hooks" / "pre-receive"
     hook.write_text("#!/bin/sh\necho 'protected branch' >&2\nexit 1\n")
     hook.chmod(0o755)
     path = run_file(tmp_path, "r1")
     slept: list[float] = []
-    with pytest.raises(PublishError, match=f"after 3 attempts.*kept in {path}") as info:
+    with pytest.raises(PublishError, match=f"pre-receive hook declined.*kept in {path}") as info:
         push_run(work, path, attempts=3, backoff_s=1.0, sleep=slept.append)
     assert info.value.exit_code == 5
-    assert path.is_file() and slept == [1.0, 2.0]
+    assert path.is_file() and slept == []
+
+
+def test_an_unreachable_remote_fails_at_once_with_gits_message(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    git(work, "remote", "set-url", "origin", str(tmp_path / "gone.git"))
+    path = run_file(tmp_path, "r1")
+    slept: list[float] = []
+    with pytest.raises(PublishError, match="does not appear to be a git repository") as info:
+        push_run(work, path, attempts=3, sleep=slept.append)
+    assert "\n" not in str(info.value) and f"kept in {path}" in str(info.value)
+    assert slept == []
+
+
+def test_push_from_store_keeps_its_scratch_file_in_the_git_dir_not_the_checkout(origin, tmp_path, monkeypatch):
+    work = clone(origin, tmp_path / "work")
+    monkeypatch.chdir(work)  # the CLI's default --repo-dir is the current directory
+    with Store(tmp_path / "ci.db") as store:
+        store.record_run(full_run("r1"))
+        store.record_run(full_run("r2"))
+        push_from_store(work, store, "r1")
+        assert git(work, "status", "--porcelain", "--ignored") == ""
+        scratch = work / ".git" / "trtci-history"
+        assert list(scratch.iterdir()) == []  # removed once pushed
+        hook = origin / "hooks" / "pre-receive"
+        hook.write_text("#!/bin/sh\nexit 1\n")
+        hook.chmod(0o755)
+        with pytest.raises(PublishError) as info:
+            push_from_store(work, store, "r2")
+    kept = list(scratch.iterdir())
+    assert len(kept) == 1 and str(kept[0]) in str(info.value)
+    assert git(work, "status", "--porcelain", "--ignored") == ""
 
 
 def test_pull_imports_each_run_once_into_a_new_database(origin, tmp_path):
     work = clone(origin, tmp_path / "work")
     with Store(tmp_path / "ci.db") as store:
         store.record_run(full_run("r1"))
-        run_path, _ = push_from_store(work, store, "latest", tmp_path / "kept")
+        push_from_store(work, store, "latest", tmp_path / "kept")
     push_run(work, run_file(tmp_path, "r2", day=2))
     other = clone(origin, tmp_path / "other")
     with Store(tmp_path / "rebuilt.db") as store:
@@ -134,7 +200,20 @@ def test_pull_imports_each_run_once_into_a_new_database(origin, tmp_path):
         again = pull_runs(other, store)
         assert sorted(first.imported) == ["r1", "r2"] and (again.imported, again.known) == ([], 2)
         assert len(store.load_run("r1").series) == len(full_run().series)
-    assert run_path.is_file()
+    assert list((tmp_path / "kept").iterdir()) == []  # a pushed run file is not kept
+
+
+def test_pull_skips_and_names_a_run_the_database_refuses_and_imports_the_rest(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    push_run(work, run_file(tmp_path, "r1"))
+    series = SeriesResult(key=key(), bench=bench(1.0))
+    twice = make_run("r2", [series, series], started_at="2026-11-02T08:00:00Z")  # one series twice
+    push_run(work, write_runfile(twice, tmp_path / "twice"))
+    push_run(work, run_file(tmp_path, "r3", day=3))
+    with Store(tmp_path / "ci.db") as store:
+        result = pull_runs(clone(origin, tmp_path / "other"), store)
+        assert sorted(result.imported) == ["r1", "r3"] and not store.has_run("r2")
+    assert len(result.refused) == 1 and "r2" in result.refused[0] and "cannot record run" in result.refused[0]
 
 
 def test_pull_of_a_missing_branch_imports_nothing(origin, tmp_path):

@@ -20,7 +20,7 @@ from trtci.context import run_context
 from trtci.merge import load_legs, merge_runs, missing_legs
 from trtci.report import render, sig
 from trtci.results import RunResult
-from trtci.runfile import write_runfile
+from trtci.runfile import run_to_dict, write_runfile
 from trtci.store import Store
 
 
@@ -116,7 +116,52 @@ def test_a_corrupt_file_is_named_and_the_others_still_merge(tmp_path):
     assert len(problems) == 1 and "damaged trtci run file" in problems[0]
     with Store(db) as store:
         assert len(store.runs()) == 2
-    assert "could not merge" in (tmp_path / "r.md").read_text()
+    text = (tmp_path / "r.md").read_text()
+    assert "could not merge" in text
+    assert "a100 (run file unreadable)" in next(line for line in text.splitlines() if "Missing legs" in line)
+    assert "missing legs: a100" in result.output
+
+
+def test_a_leg_with_a_wrongly_typed_field_is_refused_and_the_rest_merge(tmp_path):
+    write_legs(tmp_path / "bundles", passing_run())
+    data = run_to_dict(as_second_gpu_leg(passing_run(), "NVIDIA A100", "leg-a100-run"))
+    data["run"]["context"]["started_at"] = 5  # a leg from a tampered artifact: combine would compare str and int
+    bad = tmp_path / "bundles" / "a100" / "20250101T000000Z-leg-a100-run.trtci.json.gz"
+    bad.parent.mkdir()
+    bad.write_bytes(gzip.compress(json.dumps(data).encode()))
+    merged = merge_runs([tmp_path / "bundles"], expect=["a100", "h100"])
+    assert [leg.name for leg in merged.legs] == ["h100", "l4"]
+    assert len(merged.problems) == 1 and "context.started_at" in merged.problems[0]
+    assert [(m.name, m.reason) for m in merged.missing] == [("a100", "run file unreadable")]
+
+
+def test_a_leg_the_database_refuses_is_named_and_the_others_are_merged_and_recorded(tmp_path):
+    run = passing_run()
+    write_legs(tmp_path / "bundles", run)
+    duplicated = as_second_gpu_leg(run, "NVIDIA A100", "leg-a100-run")
+    duplicated.series = [duplicated.series[0], duplicated.series[0]]  # one series twice: the store refuses the run
+    write_runfile(duplicated, tmp_path / "bundles" / "a100")
+    db, report, summary = tmp_path / "merged.db", tmp_path / "r.md", tmp_path / "summary.json"
+    result = invoke(str(tmp_path / "bundles"), "--db", str(db), "--report", str(report), "--json", str(summary))
+    assert result.exit_code == 2, result.output
+    refused = [line for line in result.output.splitlines() if line.startswith("error: could not merge")]
+    assert len(refused) == 1 and "leg-a100-run" in refused[0] and "a100" in refused[0]
+    assert "missing legs: a100 (could not be recorded)" in result.output
+    with Store(db) as store:
+        assert {r["id"] for r in store.runs()} == {run.context.run_id, "leg-l4-run"}
+    data = json.loads(summary.read_text())
+    assert {leg["name"] for leg in data["legs"]} == {"h100", "l4"}
+    assert data["missing_legs"] == [{"name": "a100", "reason": "could not be recorded"}]
+    assert "leg-l4-run" in report.read_text() and "NVIDIA A100" not in report.read_text()
+
+
+def test_no_leg_left_after_recording_is_bad_input_naming_the_leg(tmp_path):
+    run = passing_run()
+    duplicated = dataclasses.replace(run, series=[run.series[0], run.series[0]])
+    write_runfile(duplicated, tmp_path / "only")
+    result = invoke(str(tmp_path), "--db", str(tmp_path / "merged.db"))
+    assert result.exit_code == 2
+    assert "no trtci run file could be merged" in result.output and "cannot record run" in result.output
 
 
 def test_missing_and_all_errored_legs_are_named(tmp_path):
@@ -137,8 +182,8 @@ def test_missing_and_all_errored_legs_are_named(tmp_path):
 
 def test_expect_matches_a_directory_or_part_of_a_device_name(tmp_path):
     write_legs(tmp_path, passing_run())
-    legs, problems = load_legs(sorted(tmp_path.rglob("*.trtci.json.gz")))
-    assert problems == [] and [leg.name for leg in legs] == ["h100", "l4"]
+    legs, left_out = load_legs(sorted(tmp_path.rglob("*.trtci.json.gz")))
+    assert left_out == [] and [leg.name for leg in legs] == ["h100", "l4"]
     assert [m.name for m in missing_legs(legs, ["L4", "nvidia l4", "h100", "v100"])] == ["v100"]
 
 
@@ -158,7 +203,7 @@ def test_nothing_readable_is_bad_input(tmp_path):
     (tmp_path / "empty").mkdir()
     result = invoke(str(tmp_path / "empty"), str(tmp_path / "nope"))
     assert result.exit_code == 2
-    assert "no trtci run file could be read" in result.output and "nope: no such file" in result.output
+    assert "no trtci run file could be merged" in result.output and "nope: no such file" in result.output
 
 
 def test_grid_cells_carry_median_and_verdict():

@@ -15,10 +15,11 @@ import tensorrt_rtx_bindings as trt  # part of trtci[test]: it builds engines wi
 from onnx import TensorProto, helper
 
 from tests.models import small_cnn
+from trtci import cuda_timing
 from trtci.backends.base import LoadRequest
-from trtci.backends.tensorrt import BuildOnlySession, create_backend, rtx_can_run_on
+from trtci.backends.tensorrt import BuildOnlySession, TensorRTBackend, create_backend, rtx_can_run_on
 from trtci.config import BenchSettings, TensorRTOptions
-from trtci.engine_cache import read_plan_header
+from trtci.engine_cache import EngineCache, read_plan_header
 from trtci.errors import BackendError, BackendUnavailable, ConfigError
 from trtci.model import inspect_model
 from trtci.prepare import prepare_fp16, prepare_int8
@@ -93,6 +94,41 @@ def test_second_load_reuses_the_cached_engine_and_a_corrupt_one_is_rebuilt(rtx, 
     third = rtx.load(_request(models["fp16"], "fp16", tmp_path)).build
     assert third["cache"] == "built" and "not a TensorRT plan" in third["cache_reason"]
     assert Path(third["engine_path"]).stat().st_size == first["plan_bytes"]
+
+
+def test_a_reused_engine_is_the_bytes_the_cache_verified(rtx, models, tmp_path: Path, monkeypatch):
+    first = rtx.load(_request(models["fp16"], "fp16", tmp_path)).build
+    engine = Path(first["engine_path"])
+    verified = engine.read_bytes()
+    lookup = EngineCache.lookup
+
+    def lookup_then_replace(self, expected, target):
+        decision = lookup(self, expected, target)
+        engine.write_bytes(b"\0" * len(verified))  # another process replaces the file after the check
+        return decision
+
+    plans: list[bytes] = []
+    plan_of = TensorRTBackend._plan
+
+    def record_plan(self, *args):
+        plan, build = plan_of(self, *args)
+        plans.append(plan)
+        return plan, build
+
+    monkeypatch.setattr(EngineCache, "lookup", lookup_then_replace)
+    monkeypatch.setattr(TensorRTBackend, "_plan", record_plan)
+    second = rtx.load(_request(models["fp16"], "fp16", tmp_path)).build
+    assert second["cache"] == "reused" and plans == [verified]
+
+
+def test_a_cuda_error_while_probing_the_gpu_is_a_reason_not_a_crash(monkeypatch):
+    def driver_mismatch() -> int:  # what check() raises for a CUDA error other than "no GPU"
+        raise BackendError("cudaGetDeviceCount failed: cudaErrorSystemDriverMismatch")
+
+    monkeypatch.setattr(cuda_timing, "gpu_count", driver_mismatch)
+    backend = create_backend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM86"]))
+    assert not backend.can_run and "cudaErrorSystemDriverMismatch" in backend.why_not_run
+    assert backend.build_targets == ["SM86"]
 
 
 def test_other_targets_get_their_own_engine_and_say_why(models, tmp_path: Path):

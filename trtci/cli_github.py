@@ -17,8 +17,7 @@ import click
 
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_OK, TrtciError
 from trtci.github import actions
-from trtci.github.api import GitHubClient, GitHubError
-from trtci.github.comment import COMMENT_MODES, DEFAULT_AUTHORS, publish_comment, pull_request_for_commit
+from trtci.github.comment import COMMENT_MODES
 from trtci.github.event import check_safety, load_event
 
 
@@ -78,6 +77,9 @@ def comment(
     summary_fallback: bool,
 ) -> None:
     """Post the report as the pull request's sticky comment, or update the one trtci posted before."""
+    from trtci.github.api import GitHubClient, GitHubError
+    from trtci.github.comment import DEFAULT_AUTHORS, publish_comment, pull_request_for_commit
+
     env = os.environ
     try:
         text = _read_report(report)
@@ -180,7 +182,7 @@ def merge(
 ) -> None:
     """Merge the run files of matrix legs (searched recursively under PATHS) into one report with a GPU x
     precision grid; record each leg in --db (legs already there are skipped). Exit 1 when the gate fails,
-    2 when a file could not be read (the others are still merged)."""
+    2 when a leg's file could not be read or its run recorded (it is named and left out; the others merge)."""
     from rich.console import Console
 
     from trtci import report as reporting
@@ -242,6 +244,7 @@ def status(
 ) -> None:
     """Put the gate's verdict on the commit: a commit status (needs `statuses: write`) and/or a check run
     (`checks: write`). A read-only token (fork pull requests) gives a warning, not a failure."""
+    from trtci.github.api import GitHubClient, GitHubError
     from trtci.github.checks import gate_from_summary, post_check_run, post_status
 
     env = os.environ
@@ -288,6 +291,7 @@ def baseline_fetch(repo: str | None, branch: str, artifact_name: str, out: Path,
     """Download the run files of BRANCH's newest results artifact into --out (needs `actions: read`). Load
     them with `trtci merge OUT --db results.db --fail-on none` before `trtci run --db results.db`. Finding no
     artifact is a notice, not an error: the PR's series are then new."""
+    from trtci.github.api import GitHubClient
     from trtci.github.artifacts import fetch_baseline
 
     env = os.environ

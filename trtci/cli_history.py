@@ -63,16 +63,14 @@ def history() -> None:
 @click.option(
     "--out-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    default=Path(".trtci-history"),
-    show_default=True,
-    help="Where the run file is written and kept if the push fails.",
+    help="Where the run file is written and kept if the push fails [default: trtci-history/ in the git directory].",
 )
 @click.option(
     "--attempts",
     type=click.IntRange(1, 50),
     default=10,
     show_default=True,
-    help="Pushes to try; a rejected one is retried after fetching, with backoff.",
+    help="Pushes to try; one rejected because another job pushed first is retried after fetching, with backoff.",
 )
 def history_push(
     repo_dir: Path,
@@ -81,11 +79,11 @@ def history_push(
     db_path: Path,
     run_id: str,
     run_file: Path | None,
-    out_dir: Path,
+    out_dir: Path | None,
     attempts: int,
 ) -> None:
-    """Commit a run as a uniquely named run file to the data branch and push it. Exit 5 when every push failed;
-    the run file stays in --out-dir."""
+    """Commit a run as a uniquely named run file to the data branch and push it; the checkout is never touched.
+    Exit 5 when the push failed (at once, or after --attempts rejections); the message names the kept run file."""
     from trtci.history import push_from_store, push_run
     from trtci.store import Store
 
@@ -93,9 +91,7 @@ def history_push(
         result = push_run(repo_dir, run_file, branch=branch, remote=remote, attempts=attempts)
     else:
         with Store(_existing(db_path)) as store:
-            run_file, result = push_from_store(
-                repo_dir, store, run_id, out_dir, branch=branch, remote=remote, attempts=attempts
-            )
+            result = push_from_store(repo_dir, store, run_id, out_dir, branch=branch, remote=remote, attempts=attempts)
     retried = f" after {result.attempts} attempts" if result.attempts > 1 else ""
     click.echo(f"pushed {result.path} to {remote} {branch} ({result.commit[:12]}){retried}")
 

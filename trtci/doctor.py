@@ -1,17 +1,19 @@
 """`trtci doctor`: what this machine offers, and what each backend can do here (build, run) and why not.
 
-`diagnose()` returns plain data; `print_doctor` renders it with rich. Every probe is lazy and never raises: a
-missing package or driver becomes a reason with the install hint.
+`diagnose()` returns plain data; `print_doctor` renders it with rich. Every probe is lazy and never raises for
+what a machine can lack or get wrong: a missing package, driver or GPU, or a CUDA or NVML error, becomes a reason
+(with the install hint where there is one).
 """
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from trtci.errors import BackendUnavailable
+from trtci.errors import BackendError, BackendUnavailable
 
 ORT_HINT = "pip install onnxruntime (a dependency of trtci)"
 
@@ -60,7 +62,7 @@ def _gpus() -> tuple[list[dict[str, Any]], str]:
 
     try:
         return [gpu_properties(i).__dict__ for i in range(gpu_count())], ""
-    except BackendUnavailable as e:
+    except (BackendUnavailable, BackendError) as e:  # no GPU, or a CUDA error such as a driver mismatch
         return [], str(e)
 
 
@@ -75,13 +77,13 @@ def _nvml() -> dict[str, Any]:
         return {"available": False, "reason": f"NVML cannot start ({e}): no NVIDIA driver here"}
     try:
         driver = pynvml.nvmlSystemGetDriverVersion()
-        return {
-            "available": True,
-            "driver": driver.decode() if isinstance(driver, bytes) else str(driver),
-            "gpus": int(pynvml.nvmlDeviceGetCount()),
-        }
+        count = int(pynvml.nvmlDeviceGetCount())
+    except pynvml.NVMLError as e:
+        return {"available": False, "reason": f"NVML started but cannot query the driver ({e})"}
     finally:
-        pynvml.nvmlShutdown()
+        with contextlib.suppress(pynvml.NVMLError):  # nothing was learned from a failing shutdown
+            pynvml.nvmlShutdown()
+    return {"available": True, "driver": driver.decode() if isinstance(driver, bytes) else str(driver), "gpus": count}
 
 
 def _onnxruntime() -> tuple[BackendStatus, list[str]]:
@@ -99,13 +101,14 @@ def _tensorrt(flavor: str) -> BackendStatus:
 
     try:
         backend = create_backend(flavor)
-    except BackendUnavailable as e:
+    except (BackendUnavailable, BackendError) as e:
         return BackendStatus(flavor, False, False, str(e))
     return BackendStatus(flavor, True, backend.can_run, backend.why_not_run, backend.version)
 
 
 def diagnose() -> DoctorReport:
-    """Probe this machine. Never raises for a missing package, driver or GPU: those become reasons."""
+    """Probe this machine. Never raises for a missing package, driver or GPU, or a CUDA or NVML error: those
+    become reasons."""
     gpus, gpu_error = _gpus()
     ort_status, providers = _onnxruntime()
     return DoctorReport(

@@ -130,12 +130,15 @@ class EngineMetadata:
 
 @dataclass(frozen=True)
 class CacheDecision:
-    """Whether a cached engine may be loaded, and why (or why not). `bool(decision)` is the verdict."""
+    """Whether a cached engine may be loaded, and why (or why not). `bool(decision)` is the verdict. When it
+    says reuse, `plan` holds the bytes whose size and sha256 were checked: load those, never the file again,
+    which may have changed since."""
 
     reuse: bool
     reason: str
     plan_path: Path
     metadata: EngineMetadata | None = None
+    plan: bytes | None = None
 
     def __bool__(self) -> bool:
         return self.reuse
@@ -235,7 +238,7 @@ def decide(plan_path: Path, sidecar_path: Path, expected: EngineMetadata, target
         return rebuild(why, metadata)
     built_at = f" on {metadata.created_at}" if metadata.created_at else ""
     return CacheDecision(
-        True, f"reusing the engine built{built_at} for {target.gpu} with {target.software}", plan_path, metadata
+        True, f"reusing the engine built{built_at} for {target.gpu} with {target.software}", plan_path, metadata, data
     )
 
 

@@ -2,10 +2,11 @@
 
 CI runners are throwaway and artifacts expire, so each run is kept as a uniquely named run file
 (`runs/<YYYY-MM>/<started_at>-<run_id>.trtci.json.gz`) on a branch of its own (`trtci-data` by default). Files
-are added with git plumbing against a private index, so the user's checkout, index and branches are never
-touched. Two jobs never write the same file, so a rejected push only needs the new tip: fetch, commit the file
-on top of it again and push, with backoff (github-action-benchmark retries the same way). A push that keeps
-failing leaves the run file on disk and says where.
+are added with git plumbing against a private index, and scratch files live in the repository's git directory,
+so the user's checkout, index and branches are never touched. Two jobs never write the same file, so a push
+rejected because another job pushed first only needs the new tip: fetch, commit the file on top of it again and
+push, with backoff (github-action-benchmark retries the same way). Any other failure (no access, a protected
+branch, an unreachable remote) is final at once. A push that fails leaves the run file on disk and says where.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trtci.errors import DataError, PublishError, TrtciError
+from trtci.errors import DataError, PublishError, StoreError, TrtciError
 from trtci.results import RunResult
 from trtci.runfile import SUFFIX, read_runfile, write_runfile
 from trtci.store import Store
@@ -43,7 +44,7 @@ class PushResult:
 class PullResult:
     imported: list[str]  # run ids newly recorded
     known: int  # run files whose run was already in the database
-    refused: list[str]  # one line per run file this trtci cannot read (newer format, damaged), not imported
+    refused: list[str]  # one line per run file not imported: unreadable (newer format, damaged) or refused by the store
 
 
 def branch_path(run: RunResult, name: str) -> str:
@@ -63,50 +64,60 @@ def push_run(
 ) -> PushResult:
     """Commit `run_file` to `branch` on `remote` and push; create the branch (orphan) if it does not exist.
 
-    A rejected push is retried after a fetch, up to `attempts` pushes, waiting `backoff_s`, 2x, 4x... (capped
-    at 30 s) between them. Raises PublishError naming the kept run file when every push failed.
+    A push rejected as not a fast-forward (another job pushed first) is retried after a fetch, up to `attempts`
+    pushes, waiting `backoff_s`, 2x, 4x... (capped at 30 s) between them. Raises PublishError naming the kept run
+    file, with git's message, at once for any other failure, or when every push was rejected.
     """
     git = _Git(repo_dir)
     run = read_runfile(run_file)
     path = branch_path(run, run_file.name)
     blob = git("hash-object", "-w", str(run_file))
-    last_error = ""
+    kept = f"the run is kept in {run_file}: push it later with `trtci history push --file {run_file}`"
+    last_rejection = ""
     for attempt in range(1, attempts + 1):
         try:
             tip = _fetch(git, remote, branch)
-        except GitError as e:  # the network or the server may be back on the next attempt
-            last_error = str(e)
-            if attempt < attempts:
-                sleep(min(30.0, backoff_s * 2 ** (attempt - 1)))
-            continue
+        except GitError as e:
+            raise PublishError(f"could not push to {remote} {branch} ({e}); {kept}") from e
         if tip is not None and git.exists(f"{tip}:{path}"):
             return PushResult(path, tip, attempt)  # already there: an earlier attempt landed after all
         commit = _commit_file(git, tip, path, blob, f"trtci: run {run.context.run_id} ({run.context.commit or '?'})")
-        pushed = git.run("push", "--quiet", remote, f"{commit}:refs/heads/{branch}")
-        if pushed.returncode == 0:
+        rejected = _push(git, remote, commit, branch)
+        if rejected is None:
             return PushResult(path, commit, attempt)
-        last_error = pushed.stderr.strip().splitlines()[-1] if pushed.stderr.strip() else f"exit {pushed.returncode}"
+        if not rejected.retry:
+            raise PublishError(f"could not push to {remote} {branch} ({rejected.message}); {kept}")
+        last_rejection = rejected.message
         if attempt < attempts:
             sleep(min(30.0, backoff_s * 2 ** (attempt - 1)))
     raise PublishError(
-        f"could not push to {remote} {branch} after {attempts} attempts ({last_error}); the run is kept in "
-        f"{run_file}: push it later with `trtci history push --file {run_file}`"
+        f"could not push to {remote} {branch}: rejected {attempts} times, other jobs kept pushing first "
+        f"({last_rejection}); {kept}"
     )
 
 
-def push_from_store(repo_dir: Path, store: Store, run_id: str, out_dir: Path, **options) -> tuple[Path, PushResult]:
-    """Write run `run_id` ("latest" for the newest) from the database as a run file in `out_dir`, then push it."""
+def push_from_store(repo_dir: Path, store: Store, run_id: str, out_dir: Path | None = None, **options) -> PushResult:
+    """Write run `run_id` ("latest" for the newest) from the database as a run file in `out_dir` and push it.
+
+    `out_dir` defaults to `trtci-history/` in the repository's git directory, so the checkout stays untouched.
+    The run file is removed once pushed; a failed push keeps it (PublishError names it).
+    """
     if run_id == "latest":
         latest = store.runs(limit=1)
         if not latest:
             raise DataError(f"{store.path}: no runs recorded yet; run `trtci run --db {store.path}` first")
         run_id = latest[0]["id"]
+    if out_dir is None:
+        out_dir = _Git(repo_dir).git_dir() / "trtci-history"
     run_file = write_runfile(store.load_run(run_id), out_dir)
-    return run_file, push_run(repo_dir, run_file, **options)
+    result = push_run(repo_dir, run_file, **options)
+    run_file.unlink()
+    return result
 
 
 def pull_runs(repo_dir: Path, store: Store, *, branch: str = DEFAULT_BRANCH, remote: str = "origin") -> PullResult:
-    """Fetch `branch` and import every run file whose run the database lacks. A missing branch imports nothing."""
+    """Fetch `branch` and import every run file whose run the database lacks. A file that cannot be read or
+    recorded is named in `refused` and the others are still imported. A missing branch imports nothing."""
     git = _Git(repo_dir)
     tip = _fetch(git, remote, branch)
     result = PullResult(imported=[], known=0, refused=[])
@@ -122,10 +133,11 @@ def pull_runs(repo_dir: Path, store: Store, *, branch: str = DEFAULT_BRANCH, rem
             local.write_bytes(git.bytes("cat-file", "blob", f"{tip}:{name}"))
             try:
                 run = read_runfile(local)
-            except DataError as e:
+                imported = store.import_run(run)
+            except (DataError, StoreError) as e:
                 result.refused.append(str(e).replace(str(local), f"{branch}:{name}"))
                 continue
-            if store.import_run(run):
+            if imported:
                 result.imported.append(run.context.run_id)
             else:
                 result.known += 1
@@ -137,11 +149,36 @@ def _run_id_of(name: str) -> str:
     return Path(name).name.removesuffix(SUFFIX).split("-", 1)[-1]
 
 
+@dataclass(frozen=True)
+class _Rejected:
+    message: str  # git's own words
+    retry: bool  # another push landed first: fetch the new tip and try again
+
+
+# How git (`push --porcelain`: `!<TAB>src:dst<TAB>[rejected] (fetch first)`) and servers say that another push
+# landed first: locally, before sending, or on the server between its ref advertisement and the update (GitHub
+# says "cannot lock ref ... but expected", git's receive-pack "failed to update ref").
+RACED = ("(fetch first)", "(non-fast-forward)", "(failed to update ref)", "(cannot lock ref", "(incorrect old value")
+
+
+def _push(git: _Git, remote: str, commit: str, branch: str) -> _Rejected | None:
+    """Push `commit` as `branch`; None when it landed. Only a rejection because another push landed first is
+    retried; anything else (no access, a declining hook, no such remote) is final."""
+    pushed = git.run("push", "--porcelain", "--quiet", remote, f"{commit}:refs/heads/{branch}")
+    if pushed.returncode == 0:
+        return None
+    statuses = [line.split("\t")[-1] for line in pushed.stdout.splitlines() if line.startswith("!\t")]
+    retry = any(marker in status for status in statuses for marker in RACED)
+    errors = [line for line in pushed.stderr.splitlines() if line.strip() and not line.startswith("hint:")]
+    return _Rejected("; ".join(statuses or errors) or f"git push exited {pushed.returncode}", retry)
+
+
 def _fetch(git: _Git, remote: str, branch: str) -> str | None:
     """The remote branch's tip after fetching it, or None when the remote has no such branch yet."""
     listed = git.run("ls-remote", "--heads", remote, f"refs/heads/{branch}")
     if listed.returncode != 0:
-        raise GitError(f"cannot reach git remote {remote!r} from {git.repo_dir}: {listed.stderr.strip()}")
+        said = "; ".join(line for line in listed.stderr.splitlines() if line.strip())
+        raise GitError(f"cannot reach git remote {remote!r} from {git.repo_dir}: {said}")
     if not listed.stdout.strip():
         return None
     tracking = f"refs/trtci/{remote}/{branch}"
@@ -189,6 +226,10 @@ class _Git:
         if done.returncode != 0:
             raise GitError(f"git {' '.join(args[:2])} failed in {self.repo_dir}: {done.stderr.decode().strip()}")
         return done.stdout
+
+    def git_dir(self) -> Path:
+        """The repository's git directory (`.git` of a clone), where trtci keeps its scratch files."""
+        return Path(self("rev-parse", "--absolute-git-dir"))
 
     def exists(self, spec: str) -> bool:
         return self.run("cat-file", "-e", spec).returncode == 0

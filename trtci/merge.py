@@ -2,9 +2,10 @@
 
 Each leg of a GPU matrix writes one run file (`trtci run --bundle-dir bundles/<leg>`); the aggregate job
 downloads them all and merges. A leg is named after the directory that holds its run file. Every file is
-untrusted input: a file that cannot be read is reported with its path and the others still merge. Each leg is
-recorded in the database as its own run, and a leg already recorded is skipped, so the aggregate job can be
-re-run. The combined RunResult is only for the report: it is never recorded itself.
+untrusted input: a leg whose file cannot be read, or whose run the database refuses, is left out, named with its
+path as a problem and as a missing leg, and the others still merge. Each leg is recorded in the database as its
+own run, and a leg already recorded is skipped, so the aggregate job can be re-run. The combined RunResult is only
+for the report: it is never recorded itself.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from trtci.errors import ConfigError, DataError
+from trtci.errors import ConfigError, DataError, StoreError
 from trtci.results import DeviceInfo, RunResult
 from trtci.runfile import SUFFIX, read_runfile
 from trtci.store import Store
@@ -44,10 +45,21 @@ class Leg:
 
 @dataclass(frozen=True)
 class MissingLeg:
-    """An expected leg with no run file, or a leg whose every series errored."""
+    """A leg the report lacks: expected but without a run file, left out (unreadable, not recordable), or one
+    whose every series errored."""
 
     name: str
     reason: str
+
+
+@dataclass(frozen=True)
+class LeftOut:
+    """A leg left out of the merge: `name` as a leg is named (its directory), `reason` a few words for the
+    missing-legs line, `problem` one line naming its file and what went wrong."""
+
+    name: str
+    reason: str
+    problem: str
 
 
 @dataclass
@@ -57,7 +69,7 @@ class Merged:
     run: RunResult
     legs: list[Leg]
     missing: list[MissingLeg] = field(default_factory=list)
-    problems: list[str] = field(default_factory=list)  # unreadable files and paths, one line each
+    problems: list[str] = field(default_factory=list)  # missing paths and left-out legs, one line each
     recorded: list[str] = field(default_factory=list)  # run ids written to the database by this merge
     already_recorded: list[str] = field(default_factory=list)  # run ids the database had before
 
@@ -92,37 +104,42 @@ def find_runfiles(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
     return sorted(found), problems
 
 
-def load_legs(files: Iterable[Path]) -> tuple[list[Leg], list[str]]:
-    """Read each run file as a leg. A file that cannot be read becomes one line naming it; a second file with
-    a run id already read (the same run downloaded twice) is skipped. Legs are sorted by name, then start."""
+def load_legs(files: Iterable[Path]) -> tuple[list[Leg], list[LeftOut]]:
+    """Read each run file as a leg. A file that cannot be read is left out, with the line naming it; a second
+    file with a run id already read (the same run downloaded twice) is skipped. Legs are sorted by name, then
+    start."""
     legs: list[Leg] = []
-    problems = []
+    left_out = []
     seen: set[str] = set()
     for path in files:
         try:
             run = read_runfile(path)
         except DataError as e:
-            problems.append(str(e))
+            left_out.append(LeftOut(path.parent.name, "run file unreadable", str(e)))
             continue
         if run.context.run_id in seen:
             continue
         seen.add(run.context.run_id)
         legs.append(Leg(path.parent.name, path, run))
     legs.sort(key=lambda leg: (leg.name, leg.run.context.started_at, str(leg.path)))
-    return legs, problems
+    return legs, left_out
 
 
-def missing_legs(legs: list[Leg], expect: Iterable[str]) -> list[MissingLeg]:
-    """Expected names no leg answers to, then legs that measured nothing.
+def missing_legs(legs: list[Leg], expect: Iterable[str], left_out: Iterable[LeftOut] = ()) -> list[MissingLeg]:
+    """Expected names no leg answers to, then the legs left out, then legs that measured nothing.
 
     A leg answers to a name equal to its directory name, or contained in one of its device names (both
-    ignoring case), so `--expect h100` finds the leg that ran on "NVIDIA H100 80GB HBM3".
+    ignoring case), so `--expect h100` finds the leg that ran on "NVIDIA H100 80GB HBM3". An expected name that
+    a left-out leg has is named once, with why it was left out.
     """
+    left_out = list(left_out)
+    skipped = {leg.name.lower() for leg in left_out}
     missing = []
     for name in expect:
         wanted = name.strip().lower()
-        if wanted and not any(_answers_to(leg, wanted) for leg in legs):
+        if wanted and wanted not in skipped and not any(_answers_to(leg, wanted) for leg in legs):
             missing.append(MissingLeg(name.strip(), "no run file"))
+    missing.extend(MissingLeg(leg.name, leg.reason) for leg in left_out)
     for leg in legs:
         if leg.all_errored:
             first = next((s.error for s in leg.run.series if s.error), None)
@@ -158,38 +175,51 @@ def combine(legs: list[Leg], notes: Iterable[str] = ()) -> RunResult:
     )
 
 
-def record_legs(store: Store, legs: Iterable[Leg]) -> tuple[list[str], list[str]]:
-    """Record each leg's run; returns (run ids recorded now, run ids the database already had)."""
-    recorded, skipped = [], []
+def record_legs(store: Store, legs: Iterable[Leg]) -> tuple[list[str], list[str], list[LeftOut]]:
+    """Record each leg's run, each in its own transaction. Returns the run ids recorded now, those the database
+    already had, and the legs it refused (left out, with the database's reason): one bad leg never stops the
+    others."""
+    recorded, skipped, refused = [], [], []
     for leg in legs:
         run_id = leg.run.context.run_id
-        if store.db.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
+        if store.has_run(run_id):
             skipped.append(run_id)
             continue
-        store.record_run(leg.run)
+        try:
+            store.record_run(leg.run)
+        except StoreError as e:
+            refused.append(LeftOut(leg.name, "could not be recorded", f"{leg.path}: {e}"))
+            continue
         recorded.append(run_id)
-    return recorded, skipped
+    return recorded, skipped, refused
 
 
 def merge_runs(paths: Iterable[Path], store: Store | None = None, expect: Iterable[str] = ()) -> Merged:
     """Read every run file under `paths`, record each leg in `store` (when given) and combine them.
 
-    Unreadable files and missing paths are collected in `Merged.problems` (and named in the report's
-    warnings); the readable legs still merge. Raises DataError when no file could be read at all.
+    Missing paths, and legs whose file cannot be read or whose run `store` refuses, are collected in
+    `Merged.problems` and `Merged.missing` (and named in the report's warnings); the other legs still merge.
+    Raises DataError naming every problem when no leg is left.
     """
     files, problems = find_runfiles(paths)
-    legs, unreadable = load_legs(files)
-    problems += unreadable
+    legs, left_out = load_legs(files)
+    recorded: list[str] = []
+    already: list[str] = []
+    if store is not None:
+        recorded, already, refused = record_legs(store, legs)
+        in_store = {*recorded, *already}
+        legs = [leg for leg in legs if leg.run.context.run_id in in_store]
+        left_out += refused
+    problems += [leg.problem for leg in left_out]
     if not legs:
         where = "; ".join(problems) if problems else "no *.trtci.json.gz file under the given paths"
-        raise DataError(f"no trtci run file could be read ({where})")
-    missing = missing_legs(legs, expect)
+        raise DataError(f"no trtci run file could be merged ({where})")
+    missing = missing_legs(legs, expect, left_out)
     notes = [f"could not merge {line}" for line in problems]
     if missing:
         notes.append("Missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in missing))
     merged = Merged(run=combine(legs, notes), legs=legs, missing=missing, problems=problems)
-    if store is not None:
-        merged.recorded, merged.already_recorded = record_legs(store, legs)
+    merged.recorded, merged.already_recorded = recorded, already
     return merged
 
 

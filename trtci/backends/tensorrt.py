@@ -9,7 +9,7 @@ data-center GPU), the backend is in build-only mode: `load` parses and builds (a
 and `run`/`benchmark` raise BackendUnavailable with the reason.
 
 Typing: the code is checked against TensorRT's stubs. Functions that touch TensorRT bind the name `trt` to the
-`tensorrt` stubs for mypy and, at run time, to whichever module the flavor uses (`_module` below).
+`tensorrt` stubs for mypy and, at run time, to whichever module the flavor uses (`import_tensorrt` below).
 """
 
 from __future__ import annotations
@@ -62,10 +62,6 @@ def import_tensorrt(flavor: str) -> Any:
         ) from e
 
 
-def _module(flavor: str) -> Any:
-    return import_tensorrt(flavor)
-
-
 @dataclass
 class BuildLog:
     """What TensorRT's logger said during a build, kept to explain a failure."""
@@ -82,7 +78,7 @@ def make_logger(flavor: str, log: BuildLog) -> trt_stubs.ILogger:
     if TYPE_CHECKING:
         import tensorrt as trt
     else:
-        trt = _module(flavor)
+        trt = import_tensorrt(flavor)
 
     class RecordingLogger(trt.ILogger):
         def __init__(self) -> None:
@@ -126,7 +122,7 @@ def _parse(flavor: str, network: trt_stubs.INetworkDefinition, model_path: Path,
     if TYPE_CHECKING:
         import tensorrt as trt
     else:
-        trt = _module(flavor)
+        trt = import_tensorrt(flavor)
     parser = trt.OnnxParser(network, logger)
     if parser.parse_from_file(str(model_path)):
         return
@@ -155,7 +151,7 @@ def _profile(
     if TYPE_CHECKING:
         import tensorrt as trt
     else:
-        trt = _module(flavor)
+        trt = import_tensorrt(flavor)
     profile = builder.create_optimization_profile()
     shapes: dict[str, list[list[int]]] = {}
     for i in range(network.num_inputs):
@@ -188,7 +184,7 @@ def _configure(
     if TYPE_CHECKING:
         import tensorrt as trt
     else:
-        trt = _module(flavor)
+        trt = import_tensorrt(flavor)
     config = builder.create_builder_config()
     if options.workspace_mb is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
@@ -221,7 +217,7 @@ def _count_layers(flavor: str, network: trt_stubs.INetworkDefinition) -> tuple[i
     if TYPE_CHECKING:
         import tensorrt as trt
     else:
-        trt = _module(flavor)
+        trt = import_tensorrt(flavor)
     qdq_types = {getattr(trt.LayerType, name) for name in QDQ_LAYER_TYPES}
     layers = [network.get_layer(i) for i in range(network.num_layers)]
     return len(layers), sum(layer.type in qdq_types for layer in layers)
@@ -242,7 +238,7 @@ def build_plan(
     if TYPE_CHECKING:
         import tensorrt as trt
     else:
-        trt = _module(flavor)
+        trt = import_tensorrt(flavor)
     log = BuildLog()
     logger = make_logger(flavor, log)
     builder = trt.Builder(logger)
@@ -309,7 +305,7 @@ class TensorRTBackend:
             if gpu_count() <= self.device_index:
                 return None, f"CUDA device {self.device_index} does not exist"
             gpu = gpu_properties(self.device_index)
-        except BackendUnavailable as e:
+        except (BackendUnavailable, BackendError) as e:  # no GPU, or a CUDA error such as a driver mismatch
             return None, str(e)
         if self.name == "tensorrt-rtx" and not rtx_can_run_on(gpu.compute):
             return gpu, (
@@ -382,10 +378,10 @@ class TensorRTBackend:
         cache: EngineCache | None,
     ) -> tuple[bytes, dict[str, Any]]:
         decision = cache.lookup(expected, target) if cache is not None else None
-        if decision and decision.metadata is not None:
+        if decision and decision.metadata is not None and decision.plan is not None:
             build = dict(decision.metadata.build)
             build.update(cache="reused", cache_reason=decision.reason, engine_path=str(decision.plan_path))
-            return decision.plan_path.read_bytes(), build
+            return decision.plan, build
         timing_path = cache.timing_cache_path(target) if cache is not None else None
         seed = timing_path.read_bytes() if timing_path is not None and timing_path.exists() else None
         output = build_plan(self.name, request, options, self.build_targets, seed)

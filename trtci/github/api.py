@@ -20,12 +20,13 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import requests
+from typing import TYPE_CHECKING, Any
 
 from trtci import __version__
 from trtci.errors import ConfigError, PublishError
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,8 @@ class GitHubClient:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.clock = clock
+        import requests  # only when a client is made: `trtci --help` and every import stay light
+
         self._session = requests.Session()
         self._session.headers.update(
             {
@@ -117,6 +120,8 @@ class GitHubClient:
         self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
     ) -> requests.Response:
         """Send one request, retrying by GitHub's rules; returns a 2xx response or raises GitHubError."""
+        import requests
+
         method = method.upper()
         url = self.url(path)
         idempotent = method in _IDEMPOTENT
