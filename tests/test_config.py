@@ -98,3 +98,9 @@ def test_the_example_config_is_valid():
     example = Path(__file__).parent.parent / "examples" / "digits" / "trtci.yml"
     config = load_config(example)
     assert config.models[0].path.is_file()
+
+
+def test_a_backend_listed_twice_is_an_error(tmp_path):
+    text = "models:\n  - path: m.onnx\n    precisions: [fp32]\nbackends: [onnxruntime, tensorrt, onnxruntime]\n"
+    with pytest.raises(ConfigError, match="backends: list has duplicates"):
+        load_config(write(tmp_path, text))

@@ -69,13 +69,29 @@ def test_function_source_concatenates_feeds(tmp_path, monkeypatch, model):
         sys.modules.pop("userdata", None)
 
 
-def test_batches_and_tiling(tmp_path):
+def test_full_batches_pad_the_last_from_the_start_and_count_the_real_samples(tmp_path):
     np.savez(tmp_path / "v.npz", input=samples(5))
     data = load_dataset(str(tmp_path / "v.npz"))
-    assert [len(b["input"]) for b in data.batches(2)] == [2, 2, 1]
-    feeds = data.feeds_for_batch(8)["input"]
-    assert feeds.shape == (8, 16)
-    np.testing.assert_array_equal(feeds[5], data.arrays["input"][0])
+    x = data.arrays["input"]
+    batches = list(data.full_batches(2))
+    assert [(len(feeds["input"]), real) for feeds, real in batches] == [(2, 2), (2, 2), (2, 1)]
+    np.testing.assert_array_equal(np.concatenate([f["input"][:real] for f, real in batches]), x)
+    np.testing.assert_array_equal(batches[-1][0]["input"][1], x[0])  # padding repeats the first sample
+
+
+def test_full_batches_tile_a_data_set_smaller_than_one_batch(tmp_path):
+    np.savez(tmp_path / "v.npz", input=samples(3))
+    data = load_dataset(str(tmp_path / "v.npz"))
+    ((feeds, real),) = data.full_batches(8)
+    assert real == 3 and feeds["input"].shape == (8, 16)
+    np.testing.assert_array_equal(feeds["input"][[0, 3, 6]], np.repeat(data.arrays["input"][:1], 3, axis=0))
+    np.testing.assert_array_equal(data.feeds_for_batch(8)["input"], feeds["input"])
+
+
+def test_content_hash_is_computed_once(tmp_path):
+    np.savez(tmp_path / "v.npz", input=samples())
+    data = load_dataset(str(tmp_path / "v.npz"))
+    assert data.sha256 is data.sha256  # the same object: the second read did not hash the data again
 
 
 def test_max_samples_truncates_inputs_and_labels(tmp_path):
@@ -112,3 +128,28 @@ def test_bad_sources(tmp_path):
         load_dataset(str(tmp_path / "corrupt.npz"))
     with pytest.raises(DataError, match="cannot import"):
         load_dataset("no_such_module_here:feeds")
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (
+            'yield {"input": np.zeros((2, 16), np.float32)}\n    yield {"input": np.zeros(16, np.float32)}',
+            r"feed 1 input 'input' has shape \[16\], feed 0 had \[2, 16\]",
+        ),
+        ('yield {"input": np.float32(1.0)}', r"feed 0 input 'input' is a scalar"),
+        (
+            'yield {"input": np.zeros((2, 16), np.float32)}\n    yield {"input": np.zeros((2, 15), np.float32)}',
+            r"feed 1 input 'input' has shape \[2, 15\], feed 0 had \[2, 16\]",
+        ),
+    ],
+    ids=["rank", "scalar", "sample-shape"],
+)
+def test_function_feeds_that_do_not_stack_are_a_data_error_naming_the_input(tmp_path, monkeypatch, body, message):
+    (tmp_path / "badfeeds.py").write_text(f"import numpy as np\ndef feeds():\n    {body}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(DataError, match=message):
+            load_dataset("badfeeds:feeds")
+    finally:
+        sys.modules.pop("badfeeds", None)

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import onnx
+import onnxruntime
 import pytest
 from onnx import TensorProto, helper
 
 from tests.models import mlp_classifier
 from trtci import pipeline
-from trtci.config import parse_config
-from trtci.errors import ConfigError, DataError, ModelError
-from trtci.results import RunContext
+from trtci.backends.base import LoadRequest
+from trtci.backends.onnxruntime import OnnxRuntimeBackend
+from trtci.config import CompareSettings, parse_config
+from trtci.errors import BackendError, ConfigError, DataError, ModelError
+from trtci.results import Comparison, DeviceInfo, RunContext, RunResult
+from trtci.store import Store
 
 FAST_BENCH = {"warmup_ms": 0, "duration_s": 0.02, "min_iterations": 5}
 
@@ -60,21 +66,28 @@ def table_counts(db: Path) -> dict[str, int]:
 def test_full_run_measures_validates_and_records_every_series(workdir):
     result = pipeline.run(config_for(workdir), context("run1"))
     labels = sorted(s.key.label for s in result.series)
-    # fp32, fp16, int8 in both Q/DQ schemes (the TensorRT one is validated on the CPU), at two batch sizes
-    assert len(labels) == 8
-    assert "mlp int8(tensorrt) b4 onnxruntime" in labels and "mlp int8(onnxruntime) b1 onnxruntime" in labels
+    # fp32, fp16 and int8 at two batch sizes, plus the TensorRT Q/DQ model, validated once on the CPU
+    assert len(labels) == 7
+    assert "mlp int8(onnxruntime) b1 onnxruntime" in labels and "mlp int8(onnxruntime) b4 onnxruntime" in labels
+    tensorrt_scheme = next(s for s in result.series if s.key.quantization == "tensorrt")
+    assert tensorrt_scheme.key.batch == 4 and tensorrt_scheme.bench is None
+    assert tensorrt_scheme.error is None and tensorrt_scheme.accuracy.samples == 40
     for series in result.series:
         assert series.error is None, series.error
-        assert series.bench.stats.iterations >= 5
-        assert len(series.bench.samples_ms) == series.bench.stats.iterations
         assert series.accuracy is not None and series.accuracy.samples == 40
+        if series is not tensorrt_scheme:
+            assert series.bench.stats.iterations >= 5
+            assert len(series.bench.samples_ms) == series.bench.stats.iterations
     fp32 = next(s for s in result.series if s.key.precision == "fp32")
     assert fp32.accuracy.ratio == pytest.approx(1.0) and fp32.accuracy.outputs[0].cosine == pytest.approx(1.0)
     int8 = next(s for s in result.series if s.key.quantization == "onnxruntime")
     assert 0.9 < int8.accuracy.outputs[0].cosine < 1.0  # really quantized, and still close
-    assert all(c.verdict == "new" for c in result.comparisons)
+    assert len(result.comparisons) == 6 and all(c.verdict == "new" for c in result.comparisons)
     counts = table_counts(workdir / "results.db")
-    assert counts["runs"] == 1 and counts["benchmarks"] == 8
+    assert counts["runs"] == 1 and counts["benchmarks"] == 6 and counts["accuracy"] == 7
+    with Store(workdir / "results.db") as store:
+        stored = next(s for s in store.load_run("run1").series if s.key == tensorrt_scheme.key)
+    assert stored.bench is None and stored.accuracy.top1 == tensorrt_scheme.accuracy.top1
 
 
 def test_second_run_compares_with_the_first_on_the_same_branch(workdir):
@@ -185,3 +198,255 @@ def test_auto_backend_runs_tensorrt_where_it_can_else_onnxruntime(tmp_path):
     backend = get_backend("auto", config)
     assert backend.can_run
     assert backend.name == "onnxruntime" or backend.name.startswith("tensorrt")
+
+
+def with_fixed_batch(path: Path, batch: int) -> Path:
+    """The same model with its batch dim fixed at `batch` in every input and output."""
+    model = onnx.load(path)
+    for value in (*model.graph.input, *model.graph.output):
+        value.type.tensor_type.shape.dim[0].dim_value = batch
+    onnx.save(model, path)
+    return path
+
+
+def val_with_known_top1(tmp_path: Path, count: int, wrong: list[int]) -> Path:
+    """Validation data for mlp_classifier whose labels are its own top-1 except at the `wrong` indices."""
+    x = np.random.default_rng(3).standard_normal((count, 16)).astype(np.float32)
+    dynamic = onnx.load(mlp_classifier(tmp_path / "dynamic" / "mlp.onnx"))
+    logits = onnxruntime.InferenceSession(dynamic.SerializeToString()).run(None, {"input": x})[0]
+    labels = logits.argmax(axis=1)
+    labels[wrong] = (labels[wrong] + 1) % 10
+    np.savez(tmp_path / "val.npz", input=x, labels=labels)
+    return tmp_path / "val.npz"
+
+
+@pytest.mark.parametrize("count, wrong", [(10, [0, 5, 9]), (3, [2])], ids=["remainder", "fewer-than-a-batch"])
+def test_validation_counts_every_sample_of_a_fixed_batch_model(tmp_path, count, wrong):
+    with_fixed_batch(mlp_classifier(tmp_path / "mlp.onnx"), 4)
+    val_with_known_top1(tmp_path, count, wrong)
+    data = {
+        "models": [{"path": "mlp.onnx", "precisions": ["fp32"], "batch_sizes": [4], "validation": {"data": "val.npz"}}],
+        "bench": FAST_BENCH,
+    }
+    (series,) = pipeline.run(parse_config(data, "test", tmp_path), context("run1")).series
+    assert series.error is None, series.error
+    assert series.accuracy.samples == count
+    assert series.accuracy.reference_top1 == pytest.approx(1 - len(wrong) / count)  # labels line up with outputs
+
+
+def test_int8_calibrates_a_fixed_batch_model_in_its_own_batch(tmp_path):
+    with_fixed_batch(mlp_classifier(tmp_path / "mlp.onnx"), 4)
+    np.savez(tmp_path / "calib.npz", input=np.random.default_rng(0).standard_normal((10, 16)).astype(np.float32))
+    data = {
+        "models": [
+            {
+                "path": "mlp.onnx",
+                "precisions": ["fp32", "int8"],
+                "batch_sizes": [4],
+                "calibration": {"data": "calib.npz", "batch_size": 8},
+            }
+        ],
+        "bench": FAST_BENCH,
+    }
+    result = pipeline.run(parse_config(data, "test", tmp_path), context("run1"))
+    assert all(s.error is None and s.bench is not None for s in result.series), [s.error for s in result.series]
+    assert [s.key.precision for s in result.series] == ["fp32", "int8"]  # no validation data: no TensorRT Q/DQ
+
+
+def open_dim_model(path: Path) -> Path:
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", "S"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", "S"])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+def test_a_series_measured_at_another_input_shape_is_a_new_series(tmp_path):
+    open_dim_model(tmp_path / "relu.onnx")
+
+    def config(length: int):
+        model = {"path": "relu.onnx", "precisions": ["fp32"], "inputs": [{"name": "x", "shape": [1, length]}]}
+        return parse_config({"models": [model], "bench": FAST_BENCH}, "test", tmp_path)
+
+    first = pipeline.run(config(8), context("run1"))
+    second = pipeline.run(config(64), context("run2"))
+    assert first.series[0].key.id != second.series[0].key.id
+    assert [c.verdict for c in second.comparisons] == ["new"]  # not compared with the run at length 8
+    same = pipeline.run(config(64), context("run3"))
+    assert same.series[0].key.id == second.series[0].key.id
+
+
+class BoundSession:
+    """A session bound to one set of input shapes that must be closed, as a TensorRT execution context is."""
+
+    build = None
+
+    def __init__(self, inner, shapes: dict[str, tuple[int, ...]]) -> None:
+        self.inner, self.shapes, self.closed = inner, shapes, False
+
+    def run(self, feeds):
+        assert not self.closed, "run after close"
+        for name, value in feeds.items():
+            if value.shape != self.shapes[name]:
+                raise BackendError(f"input '{name}' has shape {value.shape}; the engine was bound for {self.shapes}")
+        return self.inner.run(feeds)
+
+    def benchmark(self, feeds, settings, batch, progress=None):
+        self.run(feeds)
+        return self.inner.benchmark(feeds, settings, batch, progress)
+
+    def close(self) -> None:
+        assert not self.closed, "closed twice"
+        self.closed = True
+
+
+class BoundBackend:
+    """Stands in for TensorRT, which cannot run here: a fresh session per load, bound to the request's shapes."""
+
+    name = "tensorrt"
+    int8_scheme = "tensorrt"
+    can_run = True
+
+    def __init__(self) -> None:
+        self.inner = OnnxRuntimeBackend()
+        self.sessions: list[BoundSession] = []
+
+    def device(self) -> DeviceInfo:
+        return DeviceInfo(kind="gpu", name="Bound Test GPU")
+
+    def load(self, request: LoadRequest) -> BoundSession:
+        self.sessions.append(BoundSession(self.inner.load(request), request.shapes))
+        return self.sessions[-1]
+
+
+def run_on(plan: pipeline.ModelPlan, config, backend) -> pipeline._RunState:
+    state = pipeline._RunState()
+    pipeline._run_model(plan, config, [backend], OnnxRuntimeBackend(), state, pipeline._Silent())
+    return state
+
+
+def test_sessions_bound_to_one_shape_validate_every_sample_and_are_all_closed(workdir):
+    val_with_known_top1(workdir, 10, [1])
+    config = config_for(workdir, precisions=["fp32", "fp16"], batch_sizes=[1, 3])  # validates at 3: 3+3+3+1
+    backend = BoundBackend()
+    state = run_on(pipeline.plan_model(config.models[0]), config, backend)
+    assert len(state.series) == 4
+    for series in state.series:
+        assert series.error is None, series.error
+        assert series.accuracy.samples == 10 and series.bench is not None
+    assert len(backend.sessions) == 6 and all(s.closed for s in backend.sessions)  # 2 validations, 4 benchmarks
+
+    series = state.series[0]
+    result = RunResult(context=context("run1"), devices=[backend.device()], series=state.series)
+    result.comparisons = [
+        Comparison(series.key.id, series.key.label, "regression", "latency_median_ms", 2.0, 1.0, 2.0, 0.1)
+    ]
+    with Store(":memory:") as store:
+        pipeline.confirm(result, state.remeasure, store, CompareSettings(confirm_budget_s=0.1))
+    assert len(backend.sessions) == 7 and all(s.closed for s in backend.sessions)
+
+
+def test_tensorrt_profile_ranges_are_part_of_the_series_identity(tmp_path):
+    open_dim_model(tmp_path / "relu.onnx")
+
+    def key_id(high: int) -> str:
+        spec = {"name": "x", "shape": [1, 8], "min": [1, 4], "opt": [1, 8], "max": [1, high]}
+        model = {"path": "relu.onnx", "precisions": ["fp32"], "inputs": [spec]}
+        config = parse_config({"models": [model], "bench": FAST_BENCH}, "test", tmp_path)
+        (series,) = run_on(pipeline.plan_model(config.models[0]), config, BoundBackend()).series
+        return series.key.id
+
+    assert key_id(16) != key_id(32)
+    assert key_id(16) == key_id(16)
+
+
+def test_a_backend_resolved_twice_runs_once_with_a_warning():
+    backends, warnings = pipeline.unique_backends([OnnxRuntimeBackend(), BoundBackend(), OnnxRuntimeBackend()])
+    assert [b.name for b in backends] == ["onnxruntime", "tensorrt"]
+    assert len(warnings) == 1 and "onnxruntime" in warnings[0] and "once" in warnings[0]
+
+
+class RecordingProgress:
+    def __init__(self) -> None:
+        self.tasks: list[str] = []
+
+    @contextlib.contextmanager
+    def task(self, description: str) -> Iterator:
+        self.tasks.append(description)
+        yield lambda fraction: None
+
+
+def test_fp32_on_the_reference_backend_reuses_the_reference_outputs(workdir):
+    progress = RecordingProgress()
+    result = pipeline.run(config_for(workdir, precisions=["fp32", "fp16"], batch_sizes=[1]), context("run1"), progress)
+    assert any("FP32 reference outputs" in task for task in progress.tasks)
+    assert not any("fp32: validating" in task for task in progress.tasks), progress.tasks
+    assert any("fp16: validating on onnxruntime" in task for task in progress.tasks)
+    fp32 = next(s for s in result.series if s.key.precision == "fp32")
+    assert fp32.accuracy.passed and fp32.accuracy.outputs[0].max_abs_err == 0.0 and fp32.accuracy.samples == 40
+
+
+def classifier_with_argmax(path: Path, outputs: tuple[str, ...]) -> Path:
+    """mlp_classifier plus an ArgMax output "class" (int64 [N]); `outputs` picks the graph outputs, in order."""
+    model = onnx.load(mlp_classifier(path))
+    model.graph.node.append(helper.make_node("ArgMax", ["logits"], ["class"], axis=1, keepdims=0))
+    declared = {
+        "class": helper.make_tensor_value_info("class", TensorProto.INT64, ["N"]),
+        "logits": helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10]),
+    }
+    del model.graph.output[:]
+    model.graph.output.extend(declared[name] for name in outputs)
+    onnx.save(model, path)
+    return path
+
+
+def labelled_plan(workdir: Path, **validation):
+    return pipeline.plan_model(
+        config_for(workdir, precisions=["fp32"], validation={"data": "val.npz", **validation}).models[0]
+    )
+
+
+def test_labels_need_a_class_score_output_before_any_work(workdir):
+    classifier_with_argmax(workdir / "mlp.onnx", ("class",))
+    with pytest.raises(DataError, match=r"output 'class' .*int64 \[N\].*set validation.label_output.*drop the labels"):
+        labelled_plan(workdir)
+    mlp_classifier(workdir / "mlp.onnx", classes=1)  # a regression output [N, 1]
+    with pytest.raises(DataError, match=r"output 'logits' .*float32 \[N, 1\]"):
+        labelled_plan(workdir)
+
+
+def test_label_output_must_name_class_scores_and_the_default_skips_other_outputs(workdir):
+    classifier_with_argmax(workdir / "mlp.onnx", ("class", "logits"))
+    with pytest.raises(DataError, match=r"label_output 'class' .*not class scores"):
+        labelled_plan(workdir, label_output="class")
+    assert labelled_plan(workdir).validation.labels is not None  # the first class-score output is "logits"
+    assert labelled_plan(workdir, label_output="logits").validation.labels is not None
+
+
+def test_symbolic_output_dims_may_hold_class_scores(workdir):
+    model = onnx.load(workdir / "mlp.onnx")
+    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "classes"
+    onnx.save(model, workdir / "mlp.onnx")
+    result = pipeline.run(config_for(workdir, precisions=["fp32"], batch_sizes=[1]), context("run1"))
+    assert result.series[0].accuracy.top1 is not None
+
+
+def test_a_config_shape_that_contradicts_a_fixed_model_dim_is_an_error(workdir):
+    with pytest.raises(ConfigError, match=r"inputs\.input\.shape dim 1 is 8 but the model fixes it at 16"):
+        pipeline.plan_model(config_for(workdir, inputs=[{"name": "input", "shape": [1, 8]}]).models[0])
+
+
+def test_a_rank_one_input_says_its_first_dim_is_fixed(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])],
+        "relu",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "vec.onnx")
+    config = parse_config({"models": [{"path": "vec.onnx", "precisions": ["fp32"]}]}, "test", tmp_path)
+    with pytest.raises(ConfigError, match=r"the first dim of input 'x' is fixed at 4, so batch size 1 cannot run"):
+        pipeline.plan_model(config.models[0])

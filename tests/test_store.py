@@ -10,6 +10,7 @@ import pytest
 import sqlite_utils
 
 import trtci.store
+from trtci.baseline import Cutoff, history
 from trtci.config import HistorySettings
 from trtci.errors import StoreError
 from trtci.results import (
@@ -329,31 +330,11 @@ def test_a_value_sqlite_cannot_bind_leaves_no_row_of_that_run(tmp_path):
         assert_only_run_one(store)
 
 
-def test_baseline_is_the_latest_run_on_the_branch(tmp_path):
-    series_key = key()
-    with Store(tmp_path / "results.db") as store:
-        # Recorded out of order: the start time decides, not the insertion order.
-        store.record_run(make_run("newest", [SeriesResult(series_key, bench(1.0))], started_at="2026-11-27T10:00:00Z"))
-        store.record_run(make_run("oldest", [SeriesResult(series_key, bench(3.0))], started_at="2026-11-27T08:00:00Z"))
-        store.record_run(make_run("middle", [SeriesResult(series_key, bench(2.0))], started_at="2026-11-27T09:00:00Z"))
-        store.record_run(
-            make_run("pr", [SeriesResult(series_key, bench(9.0))], branch="feature", started_at="2026-11-27T11:00:00Z")
-        )
-        baseline = store.baseline(series_key.id, "main")
-        assert (baseline.run_id, baseline.commit, baseline.median_ms) == ("newest", "newestc0ffee", 1.0)
-        assert baseline.started_at == "2026-11-27T10:00:00Z"
-        assert baseline.stats == stats(1.0)
-        assert store.baseline(series_key.id, "main", exclude_run="newest").run_id == "middle"
-        assert store.baseline(series_key.id, "feature").median_ms == 9.0
-        assert store.baseline(series_key.id, "release") is None
-        assert store.baseline(key(precision="fp16").id, "main") is None
-
-
-def test_baseline_lookup_searches_indexes_instead_of_scanning(tmp_path):
+def test_compare_history_lookup_searches_indexes_instead_of_scanning(tmp_path):
     with Store(tmp_path / "results.db") as store:
         statements: list[str] = []
         store.db.conn.set_trace_callback(statements.append)
-        store.baseline("some-series", "main", exclude_run="r0")
+        history(store, "some-series", "main", until=Cutoff(None, None, ""), exclude_run="r0", window=10)
         store.db.conn.set_trace_callback(None)
         plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {statements[-1]}")]
     assert plan and all(step.startswith("SEARCH") for step in plan), plan

@@ -7,6 +7,7 @@ ratio is narrower than `min_effect` or the time budget is spent; the result says
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -126,12 +127,12 @@ def ab_onnx(
     validation = ValidationSpec(data=data) if data is not None else None
     calls: list[Callable[[], object]] = []
     feeds: dict[str, np.ndarray] = {}
-    for path in (model_a, model_b):
-        plan = plan_model(ModelConfig(path=path, precisions=["fp32"], batch_sizes=[batch], validation=validation))
-        feeds = feeds or bench_feeds(plan, batch)
-        session = backend.load(
-            LoadRequest(model_path=Path(path), precision="fp32", batch=batch, shapes=plan.shapes[batch])
-        )
-        session.run(feeds)  # a model that cannot take these inputs fails here, before any timing
-        calls.append(partial(session.run, feeds))
-    return ab_test(calls[0], calls[1], time_budget_s=time_budget_s, min_effect=min_effect, confidence=confidence)
+    with contextlib.ExitStack() as sessions:
+        for path in (model_a, model_b):
+            plan = plan_model(ModelConfig(path=path, precisions=["fp32"], batch_sizes=[batch], validation=validation))
+            feeds = feeds or bench_feeds(plan, batch)
+            request = LoadRequest(model_path=Path(path), precision="fp32", batch=batch, shapes=plan.shapes[batch])
+            session = sessions.enter_context(contextlib.closing(backend.load(request)))
+            session.run(feeds)  # a model that cannot take these inputs fails here, before any timing
+            calls.append(partial(session.run, feeds))
+        return ab_test(calls[0], calls[1], time_budget_s=time_budget_s, min_effect=min_effect, confidence=confidence)

@@ -14,6 +14,7 @@ SQNR is +inf for identical outputs. JSON has no infinity: writers should store n
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -40,6 +41,27 @@ def _class_scores(array: np.ndarray) -> np.ndarray | None:
     if len(shape) != 2 or shape[1] < 2:
         return None
     return array.reshape(shape)
+
+
+def may_hold_class_scores(dtype: str, shape: Sequence[int | str | None]) -> bool:
+    """Whether an output declared with this numpy dtype name and shape can hold class scores [N, C > 1].
+
+    Symbolic and unknown dims may take any size and an output with no declared shape may be anything, so this is
+    False only where the declaration rules class scores out: an integer or boolean type, rank 1, or fixed dims
+    that leave no single C > 1 once singleton dims are dropped (a regression output [N, 1], say).
+    """
+    try:
+        if not np.issubdtype(np.dtype(dtype), np.floating):
+            return False
+    except TypeError:
+        pass  # a type numpy does not name (bfloat16, say): it may still hold scores
+    if not shape:
+        return True
+    fixed = [d for d in shape[1:] if isinstance(d, int) and d != 1]
+    open_dims = [d for d in shape[1:] if not isinstance(d, int)]
+    if len(fixed) > 1:
+        return False
+    return fixed[0] > 1 if fixed else bool(open_dims)
 
 
 def _label_indices(labels: np.ndarray, samples: int, classes: int) -> np.ndarray:

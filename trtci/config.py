@@ -22,6 +22,12 @@ DEFAULT_BACKENDS: tuple[BackendName, ...] = ("onnxruntime",)
 _FUNCTION_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
+def _no_duplicates(value: list) -> list:
+    if len(set(value)) != len(value):
+        raise ValueError("list has duplicates")
+    return value
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -128,9 +134,7 @@ class ModelConfig(Strict):
     @field_validator("precisions", "batch_sizes")
     @classmethod
     def _unique(cls, value: list) -> list:
-        if len(set(value)) != len(value):
-            raise ValueError("list has duplicates")
-        return value
+        return _no_duplicates(value)
 
     @model_validator(mode="after")
     def _int8_needs_calibration(self) -> ModelConfig:
@@ -165,6 +169,11 @@ class Config(Strict):
     compare: CompareSettings = CompareSettings()
     tensorrt: TensorRTOptions = TensorRTOptions()
     history: HistorySettings = HistorySettings()
+
+    @field_validator("backends")
+    @classmethod
+    def _unique_backends(cls, value: list) -> list:
+        return _no_duplicates(value)
 
     @model_validator(mode="after")
     def _unique_model_names(self) -> Config:

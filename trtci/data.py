@@ -7,6 +7,7 @@ All arrays are stacked along axis 0, the batch axis: sample i of every input is 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import sys
@@ -35,9 +36,13 @@ class Dataset:
     def size(self) -> int:
         return len(next(iter(self.arrays.values())))
 
-    @property
+    @functools.cached_property
     def sha256(self) -> str:
-        """Content hash over names, dtypes, shapes and bytes: a changed sample changes the hash."""
+        """Content hash over names, dtypes, shapes and bytes: a changed sample changes the hash.
+
+        Computed on first read and kept: a loaded data set is not modified, and hashing it again costs a pass
+        over every byte.
+        """
         digest = hashlib.sha256()
         items = sorted(self.arrays.items())
         if self.labels is not None:
@@ -48,14 +53,22 @@ class Dataset:
             digest.update(array.tobytes())
         return digest.hexdigest()
 
-    def batches(self, batch: int) -> Iterator[dict[str, np.ndarray]]:
-        """Consecutive feed dicts of `batch` samples; the last one may be smaller."""
+    def full_batches(self, batch: int) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+        """Every sample once, in order, as feed dicts of exactly `batch` samples, with how many of them are real.
+
+        The last batch is filled up by repeating samples from the start (a data set smaller than one batch is
+        tiled), so a session bound to one batch size takes every batch; callers keep the first `real` rows of
+        each output.
+        """
         for start in range(0, self.size, batch):
-            yield {name: array[start : start + batch] for name, array in self.arrays.items()}
+            yield self._take(start, batch), min(batch, self.size - start)
 
     def feeds_for_batch(self, batch: int) -> dict[str, np.ndarray]:
         """One feed dict of exactly `batch` samples, repeating the data when it has fewer."""
-        index = np.arange(batch) % self.size
+        return self._take(0, batch)
+
+    def _take(self, start: int, batch: int) -> dict[str, np.ndarray]:
+        index = np.arange(start, start + batch) % self.size
         return {name: np.ascontiguousarray(array[index]) for name, array in self.arrays.items()}
 
 
@@ -130,7 +143,22 @@ def _from_function(ref: str) -> dict[str, np.ndarray]:
     for i, feed in enumerate(feeds):
         if set(feed) != names:
             raise DataError(f"{ref}: feed {i} has keys {sorted(feed)}, the first had {sorted(names)}")
-    return {name: np.concatenate([np.asarray(f[name]) for f in feeds]) for name in names}
+    return {name: _stack(ref, name, [np.asarray(f[name]) for f in feeds]) for name in sorted(names)}
+
+
+def _stack(ref: str, name: str, values: list[np.ndarray]) -> np.ndarray:
+    """One input's feeds concatenated along the batch axis; DataError naming the feed that does not fit."""
+    for i, value in enumerate(values):
+        if value.ndim == 0:
+            raise DataError(
+                f"{ref}: feed {i} input '{name}' is a scalar; give each input as an array with a batch axis first"
+            )
+        if i and value.shape[1:] != values[0].shape[1:]:
+            raise DataError(
+                f"{ref}: feed {i} input '{name}' has shape {list(value.shape)}, feed 0 had {list(values[0].shape)}; "
+                "every feed must have the same shape after the batch axis"
+            )
+    return np.concatenate(values)
 
 
 def check_against_model(dataset: Dataset, model: ModelInfo, role: str) -> None:

@@ -15,14 +15,14 @@ from typing import Protocol
 
 import numpy as np
 
-from trtci.accuracy import validate
+from trtci.accuracy import may_hold_class_scores, validate
 from trtci.backends import get_backend
 from trtci.backends.base import Backend, LoadRequest, Session
 from trtci.compare import compare, stale_acknowledgements
-from trtci.config import BenchSettings, CompareSettings, Config, ModelConfig
+from trtci.config import BenchSettings, CompareSettings, Config, InputSpec, ModelConfig
 from trtci.data import Dataset, check_against_model, load_dataset
 from trtci.errors import BackendError, ConfigError, DataError, ModelError, StoreError
-from trtci.model import ModelInfo, inspect_model
+from trtci.model import ModelInfo, TensorSpec, inspect_model
 from trtci.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
 from trtci.results import AccuracyResult, Comparison, RunContext, RunResult, SeriesKey, SeriesResult, stable_hash
 from trtci.store import Store
@@ -98,17 +98,46 @@ def plan_model(model: ModelConfig) -> ModelPlan:
     if model.validation is not None:
         validation = load_dataset(model.validation.data, model.validation.max_samples)
         check_against_model(validation, info, "validation")
-        if validation.labels is not None and model.validation.label_output is not None:
-            names = [o.name for o in info.outputs]
-            if model.validation.label_output not in names:
-                raise ConfigError(
-                    f"{model.display_name}: validation.label_output '{model.validation.label_output}' is not an "
-                    f"output of the model; outputs: {', '.join(names)}"
-                )
+        if validation.labels is not None:
+            _check_label_output(model, info, validation)
     sample = validation or calibration
     shapes = {b: input_shapes(model, info, b, sample) for b in model.batch_sizes}
     ranges = {b: shape_ranges(model, shapes[b]) for b in model.batch_sizes}
     return ModelPlan(model, info, calibration, validation, shapes, ranges)
+
+
+def _check_label_output(model: ModelConfig, info: ModelInfo, validation: Dataset) -> None:
+    """Labels need an output of class scores [N, C > 1]: judged from the declared outputs, before any work.
+
+    The output is `validation.label_output`, else the first that may hold class scores, as accuracy picks it.
+    Symbolic dims may take any size, so only what the declaration rules out stops the run.
+    """
+    assert model.validation is not None
+    wanted = model.validation.label_output
+    fix = f"set validation.label_output to an output of class scores, or drop the labels from {validation.source}"
+    if wanted is None:
+        if not any(may_hold_class_scores(o.dtype, o.shape) for o in info.outputs):
+            outputs = ", ".join(f"output '{o.name}' is {_declared(o)}" for o in info.outputs)
+            raise DataError(
+                f"{model.display_name}: the validation data has labels but no output holds class scores [N, C]: "
+                f"{outputs}; export the class scores as an output and {fix}"
+            )
+        return
+    spec = next((o for o in info.outputs if o.name == wanted), None)
+    if spec is None:
+        names = ", ".join(o.name for o in info.outputs)
+        raise ConfigError(
+            f"{model.display_name}: validation.label_output '{wanted}' is not an output of the model; outputs: {names}"
+        )
+    if not may_hold_class_scores(spec.dtype, spec.shape):
+        raise DataError(
+            f"{model.display_name}: validation.label_output '{wanted}' is {_declared(spec)}, not class scores "
+            f"[N, C]; {fix}"
+        )
+
+
+def _declared(spec: TensorSpec) -> str:
+    return f"{spec.dtype} [{', '.join('?' if d is None else str(d) for d in spec.shape)}]"
 
 
 def input_shapes(model: ModelConfig, info: ModelInfo, batch: int, sample: Dataset | None) -> Shapes:
@@ -121,20 +150,14 @@ def input_shapes(model: ModelConfig, info: ModelInfo, batch: int, sample: Datase
     shapes: Shapes = {}
     for spec in info.inputs:
         override = overrides.get(spec.name)
+        if override is not None:
+            _check_given_dims(model, spec, override)
         given = override.shape or override.opt if override else None
-        if given is not None and len(given) != len(spec.shape):
-            raise ConfigError(
-                f"{model.display_name}: inputs.{spec.name} has rank {len(given)}, the model's input has rank "
-                f"{len(spec.shape)}"
-            )
         dims: list[int] = []
         for axis, dim in enumerate(spec.shape):
             if axis == 0:
                 if isinstance(dim, int) and dim != batch:
-                    raise ConfigError(
-                        f"{model.display_name}: input '{spec.name}' has a fixed batch of {dim}, so batch size "
-                        f"{batch} cannot run; use batch_sizes: [{dim}] or export the model with a dynamic batch"
-                    )
+                    raise ConfigError(_fixed_batch_message(model, spec, dim, batch))
                 dims.append(batch)
             elif isinstance(dim, int):
                 dims.append(dim)
@@ -149,6 +172,38 @@ def input_shapes(model: ModelConfig, info: ModelInfo, batch: int, sample: Datase
                 )
         shapes[spec.name] = tuple(dims)
     return shapes
+
+
+def _check_given_dims(model: ModelConfig, spec: TensorSpec, override: InputSpec) -> None:
+    """The config's shape and min/opt/max must have the model input's rank and keep its fixed dims."""
+    for field_name in ("shape", "min", "opt", "max"):
+        given = getattr(override, field_name)
+        if given is None:
+            continue
+        if len(given) != len(spec.shape):
+            raise ConfigError(
+                f"{model.display_name}: inputs.{spec.name}.{field_name} has rank {len(given)}, the model's input "
+                f"has rank {len(spec.shape)}"
+            )
+        for axis, (fixed, size) in enumerate(zip(spec.shape, given)):
+            # the first dim is the batch, which batch_sizes sets
+            if axis and isinstance(fixed, int) and isinstance(size, int) and size != fixed:
+                raise ConfigError(
+                    f"{model.display_name}: inputs.{spec.name}.{field_name} dim {axis} is {size} but the model "
+                    f"fixes it at {fixed}; set it to {fixed} or leave it out"
+                )
+
+
+def _fixed_batch_message(model: ModelConfig, spec: TensorSpec, dim: int, batch: int) -> str:
+    if len(spec.shape) == 1:  # no dim to spare for a batch: trtci still takes the first dim as the batch
+        return (
+            f"{model.display_name}: the first dim of input '{spec.name}' is fixed at {dim}, so batch size {batch} "
+            f"cannot run; trtci takes the first dim as the batch: use batch_sizes: [{dim}]"
+        )
+    return (
+        f"{model.display_name}: input '{spec.name}' has a fixed batch of {dim}, so batch size {batch} cannot run; "
+        f"use batch_sizes: [{dim}] or export the model with a dynamic batch"
+    )
 
 
 def shape_ranges(model: ModelConfig, shapes: Shapes) -> ShapeRanges:
@@ -174,9 +229,9 @@ def run(config: Config, context: RunContext, progress: Progress | None = None) -
     plans = [plan_model(model) for model in config.models]
     store = _open_store(config.database)  # before any work: an unwritable path fails in a second
     try:
-        backends = [get_backend(name, config) for name in config.backends]
+        backends, notes = unique_backends([get_backend(name, config) for name in config.backends])
         reference_backend = _reference_backend(backends, config)
-        state = _RunState()
+        state = _RunState(warnings=notes)
         for plan in plans:
             _run_model(plan, config, backends, reference_backend, state, progress)
         devices = {backend.device().id: backend.device() for backend in backends}
@@ -190,6 +245,18 @@ def run(config: Config, context: RunContext, progress: Progress | None = None) -
     finally:
         store.close()
     return result
+
+
+def unique_backends(backends: list[Backend]) -> tuple[list[Backend], list[str]]:
+    """Each backend once, in order, and a warning for each repeat (`auto` resolves to a backend also listed)."""
+    kept: dict[str, Backend] = {}
+    warnings = []
+    for backend in backends:
+        if backend.name in kept:
+            warnings.append(f"backend {backend.name} is listed more than once (auto may resolve to it): it runs once")
+        else:
+            kept[backend.name] = backend
+    return list(kept.values()), warnings
 
 
 def confirm(
@@ -219,10 +286,9 @@ def confirm(
         series = next(s for s in result.series if s.key.id == first.series_id)
         try:
             with progress.task(f"{series.key.label}: re-measuring a suspected regression") as update:
-                session = recipe.backend.load(recipe.request)
-                bench = session.benchmark(
-                    recipe.feeds, recipe.settings.model_copy(update={"duration_s": duration}), series.key.batch, update
-                )
+                with contextlib.closing(recipe.backend.load(recipe.request)) as session:
+                    longer = recipe.settings.model_copy(update={"duration_s": duration})
+                    bench = session.benchmark(recipe.feeds, longer, series.key.batch, update)
         except BackendError as e:
             first.reason += f"; not re-measured: {e}"
             continue
@@ -271,10 +337,25 @@ def _variants(plan: ModelPlan, backend: Backend) -> list[tuple[str, str]]:
             variants.append((precision, ""))
             continue
         schemes = [backend.int8_scheme]
-        if backend.name == "onnxruntime":
+        if backend.name == "onnxruntime" and plan.validation is not None:
             schemes.append("tensorrt")  # validate the Q/DQ model TensorRT would be given, on the CPU
         variants.extend(("int8", scheme) for scheme in schemes)
     return variants
+
+
+def _validated_only(backend: Backend, quantization: str) -> bool:
+    """A Q/DQ scheme made for another backend is run here for its accuracy only: its latency here means nothing."""
+    return bool(quantization) and quantization != backend.int8_scheme
+
+
+def _fixed_batch(info: ModelInfo) -> int | None:
+    return next((s.shape[0] for s in info.inputs if s.shape and isinstance(s.shape[0], int)), None)
+
+
+def _calibration_batch(plan: ModelPlan) -> int:
+    """The model's fixed batch where it has one (no other batch runs), else calibration.batch_size."""
+    assert plan.config.calibration is not None
+    return _fixed_batch(plan.info) or plan.config.calibration.batch_size
 
 
 def _prepare(plan: ModelPlan, config: Config, precision: str, quantization: str, progress: Progress) -> Variant:
@@ -289,14 +370,15 @@ def _prepare(plan: ModelPlan, config: Config, precision: str, quantization: str,
         else:
             assert plan.calibration is not None and plan.config.calibration is not None  # checked by the config
             spec = plan.config.calibration
-            feeds = list(plan.calibration.batches(spec.batch_size))
+            batch = _calibration_batch(plan)
+            feeds = [batch_feeds for batch_feeds, _ in plan.calibration.full_batches(batch)]
             with progress.task(f"{plan.name}: calibrating INT8 ({quantization} scheme, {spec.method})") as update:
                 variant.prepared = prepare_int8(
                     plan.info,
                     feeds,
                     scheme=quantization,
                     method=spec.method,
-                    data_hash=plan.calibration.sha256,
+                    data_hash=stable_hash([plan.calibration.sha256, batch]),  # padding depends on the batch
                     cache_dir=cache,
                     progress=lambda done, total: update(done / max(total, 1)),
                 )
@@ -329,11 +411,15 @@ def _run_model(
             variant = prepared[(precision, quantization)]
             accuracy, failure = None, variant.error
             if failure is None and backend.can_run and reference is not None:
+                # FP32 on the reference backend is the reference itself: no second pass over the data
+                own = reference if backend is reference_backend and precision == "fp32" else None
                 try:
-                    accuracy = _validate(plan, backend, config, variant, reference, progress)
+                    accuracy = _validate(plan, backend, config, variant, reference, progress, candidate=own)
                 except BackendError as e:
                     failure = str(e)
-            for batch in plan.config.batch_sizes:
+            validated_only = _validated_only(backend, quantization)
+            batches = [_validation_batch(plan)] if validated_only else plan.config.batch_sizes
+            for batch in batches:
                 key = SeriesKey(
                     model=plan.name,
                     model_hash=plan.info.sha256,
@@ -342,11 +428,11 @@ def _run_model(
                     backend=backend.name,
                     device_id=device_id,
                     quantization=quantization,
-                    options_hash=_options_hash(plan, config, precision, backend),
+                    options_hash=_options_hash(plan, config, precision, backend, batch),
                 )
                 series = SeriesResult(key=key, accuracy=accuracy, error=failure)
                 state.series.append(series)
-                if failure is None:
+                if failure is None and not validated_only:
                     _measure(series, plan, config, backend, variant, state, progress)
 
 
@@ -370,12 +456,13 @@ def _measure(
         else:
             with progress.task(f"{series.key.label}: building engine"):
                 session = backend.load(request)
-        series.build = session.build
-        if not backend.can_run:
-            return
-        feeds = bench_feeds(plan, batch)
-        with progress.task(f"{series.key.label}: benchmarking") as update:
-            series.bench = session.benchmark(feeds, settings, batch, update)
+        with contextlib.closing(session):  # frees an engine's device memory before the next series builds
+            series.build = session.build
+            if not backend.can_run:
+                return
+            feeds = bench_feeds(plan, batch)
+            with progress.task(f"{series.key.label}: benchmarking") as update:
+                series.bench = session.benchmark(feeds, settings, batch, update)
     except BackendError as e:
         series.error = str(e)
         return
@@ -406,7 +493,8 @@ def _reference(
         if fp32.prepared is None:
             raise BackendError(fp32.error or "FP32 preparation failed")
         if plan.validation is None:
-            reference_backend.load(_request(plan, config, fp32.prepared, _validation_batch(plan), reference_backend))
+            request = _request(plan, config, fp32.prepared, _validation_batch(plan), reference_backend)
+            reference_backend.load(request).close()
             return None
         with progress.task(f"{plan.name}: FP32 reference outputs on onnxruntime") as update:
             return _outputs(reference_backend, plan, config, fp32.prepared, update)
@@ -432,13 +520,15 @@ def _request(plan: ModelPlan, config: Config, prepared: PreparedModel, batch: in
     )
 
 
-def _options_hash(plan: ModelPlan, config: Config, precision: str, backend: Backend) -> str:
-    """What else changes the numbers of a series: calibration data and method, session or build options."""
-    options: dict[str, object] = {"threads": config.bench_for(plan.config).threads}
+def _options_hash(plan: ModelPlan, config: Config, precision: str, backend: Backend, batch: int) -> str:
+    """What else changes the numbers of a series: input shapes (an open sequence length, say), calibration data,
+    batch and method, session or build options and, for engines, the optimization profile."""
+    options: dict[str, object] = {"threads": config.bench_for(plan.config).threads, "shapes": plan.shapes[batch]}
     if precision == "int8" and plan.calibration is not None and plan.config.calibration is not None:
-        options["calibration"] = [plan.calibration.sha256, plan.config.calibration.method]
+        options["calibration"] = [plan.calibration.sha256, plan.config.calibration.method, _calibration_batch(plan)]
     if backend.name != "onnxruntime":
         options["tensorrt"] = config.tensorrt.model_dump(mode="json")
+        options["shape_ranges"] = plan.shape_ranges[batch]
     return stable_hash(options)
 
 
@@ -453,26 +543,23 @@ def _outputs(
     prepared: PreparedModel,
     update: Callable[[float], None],
 ) -> dict[str, np.ndarray]:
-    """Run the validation set through one prepared model; outputs stacked along axis 0."""
+    """Run the whole validation set through one prepared model; outputs stacked along axis 0, one row a sample.
+
+    Every batch is full (the last one padded, see Dataset.full_batches): a session bound to one shape, as a
+    TensorRT engine is, takes them all; the padding rows are dropped from the outputs.
+    """
     assert plan.validation is not None
     batch = _validation_batch(plan)
-    session: Session = backend.load(_request(plan, config, prepared, batch, backend))
     chunks: dict[str, list[np.ndarray]] = {}
-    total = plan.validation.size
-    for done, feeds in enumerate(_full_batches(plan.validation, batch, plan)):
-        for name, value in session.run(feeds).items():
-            chunks.setdefault(name, []).append(value)
-        update(min(1.0, (done + 1) * batch / total))
+    total, done = plan.validation.size, 0
+    session: Session = backend.load(_request(plan, config, prepared, batch, backend))
+    with contextlib.closing(session):
+        for feeds, real in plan.validation.full_batches(batch):
+            for name, value in session.run(feeds).items():
+                chunks.setdefault(name, []).append(value[:real])
+            done += real
+            update(done / total)
     return {name: np.concatenate(parts) for name, parts in chunks.items()}
-
-
-def _full_batches(dataset: Dataset, batch: int, plan: ModelPlan) -> Iterator[dict[str, np.ndarray]]:
-    """Batches the model accepts: with a fixed batch dim, only whole batches (the remainder is left out)."""
-    fixed = any(isinstance(spec.shape[0], int) for spec in plan.info.inputs)
-    for feeds in dataset.batches(batch):
-        if fixed and len(next(iter(feeds.values()))) != batch:
-            return
-        yield feeds
 
 
 def _validate(
@@ -482,14 +569,15 @@ def _validate(
     variant: Variant,
     reference: dict[str, np.ndarray],
     progress: Progress,
+    candidate: dict[str, np.ndarray] | None = None,
 ) -> AccuracyResult:
+    """The variant's accuracy against the reference; its outputs are computed unless given as `candidate`."""
     assert plan.validation is not None and variant.prepared is not None
-    scheme = f"({variant.quantization})" if variant.quantization else ""
-    with progress.task(f"{plan.name} {variant.precision}{scheme}: validating on {backend.name}") as update:
-        candidate = _outputs(backend, plan, config, variant.prepared, update)
+    if candidate is None:
+        scheme = f"({variant.quantization})" if variant.quantization else ""
+        with progress.task(f"{plan.name} {variant.precision}{scheme}: validating on {backend.name}") as update:
+            candidate = _outputs(backend, plan, config, variant.prepared, update)
     labels = plan.validation.labels
-    if labels is not None:
-        labels = labels[: len(next(iter(reference.values())))]
     label_output = plan.config.validation.label_output if plan.config.validation else None
     try:
         return validate(reference, candidate, plan.config.accuracy, labels=labels, label_output=label_output)

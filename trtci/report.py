@@ -23,8 +23,9 @@ from rich.table import Table
 from rich.text import Text
 
 from trtci import __version__
+from trtci.config import ALL_PRECISIONS
 from trtci.errors import TemplateError
-from trtci.results import PRECISIONS, Comparison, DeviceInfo, RunResult, SeriesResult
+from trtci.results import Comparison, DeviceInfo, RunResult, SeriesResult
 from trtci.summary import comparisons_by_series, run_verdict, series_verdict, slower_than_fp32, speedups_vs_fp32
 
 
@@ -237,7 +238,7 @@ class DeviceGroup:
 
 def _row_order(row: Row) -> tuple:
     key = row.series.key
-    precision = PRECISIONS.index(key.precision) if key.precision in PRECISIONS else len(PRECISIONS)
+    precision = ALL_PRECISIONS.index(key.precision) if key.precision in ALL_PRECISIONS else len(ALL_PRECISIONS)
     return (key.model, key.backend, key.batch, precision, key.precision, key.quantization)
 
 

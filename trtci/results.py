@@ -12,8 +12,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PRECISIONS = ("fp32", "fp16", "int8")
-
 
 def stable_hash(value: Any, length: int = 16) -> str:
     """Hex digest of a JSON-able value, independent of dict order."""

@@ -15,7 +15,7 @@ import struct
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
@@ -219,17 +219,6 @@ _M002_STATEMENTS = (
 )
 
 
-@dataclass
-class Baseline:
-    """The benchmark a series is compared against: its latest result on a branch."""
-
-    run_id: str
-    commit: str | None
-    started_at: str
-    median_ms: float
-    stats: LatencyStats
-
-
 def encode_samples(samples_ms: list[float]) -> bytes:
     """Samples as float32 little-endian, 4 bytes each: about a fifth of their JSON size, ~7 significant digits."""
     return struct.pack(f"<{len(samples_ms)}f", *samples_ms)
@@ -326,25 +315,6 @@ class Store:
                 f"{self.path}: cannot record run {run_id} ({e}); check that the file is writable, "
                 "the disk has space and no other process holds a write lock"
             ) from e
-
-    def baseline(self, series_id: str, branch: str, *, exclude_run: str | None = None) -> Baseline | None:
-        """The latest benchmark of `series_id` in a run on `branch` (by start time), skipping `exclude_run`."""
-        row = self.db.execute(
-            f"""SELECT runs.id AS run_id, runs."commit" AS "commit", runs.started_at AS started_at,
-                       {", ".join(f"b.{column}" for column in LATENCY_COLUMNS.values())}
-                FROM runs JOIN benchmarks AS b ON b.run_id = runs.id
-                WHERE b.series_id = ? AND runs.branch = ? AND runs.id IS NOT ?
-                ORDER BY runs.started_at DESC, runs.rowid DESC
-                LIMIT 1""",
-            [series_id, branch, exclude_run],
-        ).fetchone()
-        if row is None:
-            return None
-        run_id, commit, started_at, *values = row
-        stats = LatencyStats(**dict(zip(LATENCY_COLUMNS, values)))
-        stats.iterations = int(stats.iterations)
-        stats.unstable = bool(stats.unstable)
-        return Baseline(run_id=run_id, commit=commit, started_at=started_at, median_ms=stats.median, stats=stats)
 
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest `limit` runs, newest first, as rows of the `runs` table."""
