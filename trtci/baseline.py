@@ -7,7 +7,8 @@ window of those runs, newest first, with the raw samples of each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from trtci.results import SeriesKey
 from trtci.store import Store, decode_stored_samples
@@ -26,13 +27,26 @@ class Cutoff:
 
 @dataclass
 class HistoryPoint:
-    """One earlier run of a series on the base branch."""
+    """One earlier run of a series on the base branch. Its raw samples are decoded when first asked for: compare
+    resamples only the latest run's, and the window's other runs contribute their medians."""
 
     run_id: str
     commit: str | None
     started_at: str
     median_ms: float
-    samples_ms: list[float]
+    samples: list[float] | None = None  # given when already decoded; else decoded from `blob` on first use
+    blob: bytes | None = field(default=None, repr=False)
+    encoding: str = "float32"
+    kept: str = FULL_SAMPLES
+
+    @cached_property
+    def samples_ms(self) -> list[float]:
+        """The raw samples; none when they were thinned to quantiles, which a bootstrap must not resample."""
+        if self.samples is not None:
+            return self.samples
+        if not self.blob or self.kept != FULL_SAMPLES:
+            return []
+        return decode_stored_samples(self.blob, self.encoding)
 
 
 def cutoff(store: Store, branch: str, merge_base: str | None) -> Cutoff:
@@ -67,17 +81,10 @@ def history(
         [series_id, branch, exclude_run, *limit_args, window],
     ).fetchall()
     return [
-        HistoryPoint(run_id, commit, started_at, float(median), _samples(blob, encoding, kept))
+        HistoryPoint(run_id, commit, started_at, float(median), blob=blob, encoding=encoding, kept=kept)
         for run_id, commit, started_at, median, blob, encoding, kept in rows
         if median is not None
     ]
-
-
-def _samples(blob: bytes | None, encoding: str, kept: str) -> list[float]:
-    """The row's raw samples; none when they were thinned to quantiles, which a bootstrap must not resample."""
-    if not blob or kept != FULL_SAMPLES:
-        return []
-    return decode_stored_samples(blob, encoding)
 
 
 def latest_base_series(

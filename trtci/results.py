@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 
@@ -27,7 +28,7 @@ class DeviceInfo:
     name: str  # CPU model name or GPU name, e.g. "AMD EPYC" or "NVIDIA H100 80GB HBM3"
     details: dict[str, Any] = field(default_factory=dict)  # ISA flags, cores, driver, CUDA, ORT version...
 
-    @property
+    @cached_property
     def id(self) -> str:
         return stable_hash({"kind": self.kind, "name": self.name, "details": self.details})
 
@@ -45,8 +46,8 @@ class SeriesKey:
     quantization: str = ""  # for int8: the Q/DQ scheme, "onnxruntime" (U8S8) or "tensorrt" (S8S8 symmetric)
     options_hash: str = ""  # hash of what else changes the numbers: calibration data, build and session options
 
-    @property
-    def id(self) -> str:
+    @cached_property
+    def id(self) -> str:  # cached: compare and the store look series up by id many times per run
         return stable_hash(asdict(self))
 
     @property
