@@ -9,6 +9,12 @@ of 10 runs of 200 samples and one current run slowed by the effect. Detectors, e
 
 - trtci: `trtci.compare.compare_series` on that history (the path `compare` takes after its SQL), at a threshold
   of 5% and of 10%;
+- trtci A/B: what trtci does when a PR changes the model (`trtci ab`, item 5 of the issue): the real
+  `trtci.abtest.ab_test` and `trtci.compare.decide_ab` at 5%, on a simulated machine. Its calls take latencies
+  drawn from the same scaled pool, with the same outliers; the drift is the same size (the cell's CV times the
+  drift ratio per 200 calls, a "run") but wanders in time as a random walk shared by A and B, as on a real machine;
+  busy bursts (x1.3, 200 calls) start as often as a busy base run does. It has a clock of its own, so the 60 s
+  budget is simulated time; rounds are capped at AB_MAX_ROUNDS to keep the benchmark short;
 - github-action-benchmark: mean(current) / mean(previous run) > 2.0 (its default alert threshold), and > 1.1;
 - Welch's t-test on the means of the current and previous run's samples, one-sided at p < 0.05.
 
@@ -19,7 +25,9 @@ sessions of A) comparisons alternate, each a real `trtci.abtest.ab_test` within 
 `trtci.compare.decide_ab` at a threshold of 10%. Recall: the share of A-vs-B flagged; false alarm: of A-vs-A.
 
 Run from the repository root: `python -m benchmarks.detection` (about 5 to 10 minutes on 2 shared cores).
-The last two lines are the summary:
+The last two lines are the summary; `detection:` reports trtci's A/B detector, the one the issue asks to pair
+drift away with, and the line before them reports the history path on its own:
+    detection_history: recall_at_5pct_cv3=<x> false_alarm_cv3=<y>
     detection_real: recall_at_10pct=<x> false_alarm=<y> cv=<c> budget_s=<b>
     detection: recall_at_5pct_cv3=<x> false_alarm_cv3=<y>
 """
@@ -56,6 +64,9 @@ WIDTH = 128
 BATCH = 8
 BASE_LAYERS = 48  # one layer is about 2% of A: B can be close to 10% slower
 TARGET_SLOWDOWN = 0.10
+AB_TRIALS = 200  # per cell: each simulated A/B comparison is a few thousand Python-level calls
+AB_MAX_ROUNDS = 300
+AB_BUDGET_S = 60.0
 
 
 def mlp(layers: int) -> bytes:
@@ -163,11 +174,59 @@ def synthetic(pool: np.ndarray, drift_ratio: float, trials: int) -> dict[tuple[f
             table[(cv, effect)] = {
                 "trtci@5%": float(trtci[:, 0].mean()),
                 "trtci@10%": float(trtci[:, 1].mean()),
+                "A/B@5%": float(ab_flags(base, cv, drift_ratio, effect, rng).mean()),
                 "gab 200%": float((ratio > 2.0).mean()),
                 "gab 110%": float((ratio > 1.1).mean()),
                 "welch": float(welch_flags(runs[:, -1], runs[:, -2]).mean()),
             }
     return table
+
+
+class SimulatedMachine:
+    """Two models on one noisy machine, with a clock of its own (seconds; latencies in ms from the pool)."""
+
+    def __init__(self, pool: np.ndarray, cv: float, drift_ratio: float, effect: float, rng: np.random.Generator):
+        self.pool, self.effect, self.rng = pool, effect, rng
+        self.step = cv * drift_ratio / math.sqrt(SAMPLES_PER_RUN)  # log-level random walk: drift_ratio*cv per run
+        self.level = 0.0
+        self.busy_left = 0
+        self.now = 0.0
+
+    def clock(self) -> float:
+        return self.now
+
+    def _call(self, factor: float) -> None:
+        self.level += self.step * self.rng.standard_normal()
+        if self.busy_left == 0 and self.rng.random() < BUSY_RUN_SHARE / SAMPLES_PER_RUN:
+            self.busy_left = SAMPLES_PER_RUN
+        busy = BUSY_RUN_FACTOR if self.busy_left > 0 else 1.0
+        self.busy_left = max(self.busy_left - 1, 0)
+        outlier = self.rng.uniform(1.5, 3.0) if self.rng.random() < OUTLIER_SHARE else 1.0
+        latency_ms = self.rng.choice(self.pool) * math.exp(self.level) * busy * outlier * factor
+        self.now += latency_ms / 1e3
+
+    def run_a(self) -> None:
+        self._call(1.0)
+
+    def run_b(self) -> None:
+        self._call(1.0 + self.effect)
+
+
+def ab_flags(pool: np.ndarray, cv: float, drift_ratio: float, effect: float, rng: np.random.Generator) -> np.ndarray:
+    flags = []
+    for _ in range(AB_TRIALS):
+        machine = SimulatedMachine(pool, cv, drift_ratio, effect, rng)
+        result = ab_test(
+            machine.run_a,
+            machine.run_b,
+            max_rounds=AB_MAX_ROUNDS,
+            time_budget_s=AB_BUDGET_S,
+            min_effect=0.05,
+            confidence=0.98,
+            clock=machine.clock,
+        )
+        flags.append(decide_ab(result, 0.05) == "regression")
+    return np.array(flags)
 
 
 def extra_layers(call_a: Callable[[], object], call_2a: Callable[[], object]) -> int:
@@ -236,7 +295,7 @@ def main() -> None:
     print(f"recorded noise: within-run robust CV {within:.1%}, run-to-run / within-run {drift_ratio:.2f}")
     table = synthetic(relative, drift_ratio, args.trials)
     columns = list(next(iter(table.values())))
-    print(f"\nsynthetic: {args.trials} trials per cell; share of trials flagged as a regression")
+    print(f"\nsynthetic: {args.trials} trials per cell ({AB_TRIALS} for A/B); share of trials flagged as a regression")
     print(f"{'cv':>5} {'effect':>6} " + " ".join(f"{c:>9}" for c in columns))
     for (cv, effect), row in table.items():
         print(f"{cv:>5.0%} {effect:>6.0%} " + " ".join(f"{row[c]:>9.3f}" for c in columns))
@@ -249,12 +308,13 @@ def main() -> None:
         f"median {r['median_rounds']:.0f} rounds, {r['median_elapsed_s']:.1f} s (max {r['max_elapsed_s']:.1f} s)"
     )
     print(f"total {time.monotonic() - started:.0f} s")
-    cell = table[(0.03, 0.05)]
+    cell, quiet = table[(0.03, 0.05)], table[(0.03, 0.0)]
+    print(f"detection_history: recall_at_5pct_cv3={cell['trtci@5%']:.3f} false_alarm_cv3={quiet['trtci@5%']:.3f}")
     print(
         f"detection_real: recall_at_10pct={r['recall']:.3f} false_alarm={r['false_alarm']:.3f} "
         f"cv={r['cv']:.3f} budget_s={args.budget:g}"
     )
-    print(f"detection: recall_at_5pct_cv3={cell['trtci@5%']:.3f} false_alarm_cv3={table[(0.03, 0.0)]['trtci@5%']:.3f}")
+    print(f"detection: recall_at_5pct_cv3={cell['A/B@5%']:.3f} false_alarm_cv3={quiet['A/B@5%']:.3f}")
 
 
 if __name__ == "__main__":
