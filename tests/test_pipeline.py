@@ -95,7 +95,8 @@ def test_second_run_compares_with_the_first_on_the_same_branch(workdir):
     pipeline.run(config, context("run1"))
     second = pipeline.run(config, context("run2", branch="feature", base="main"))
     (comparison,) = second.comparisons
-    assert comparison.verdict in ("unchanged", "regression", "improvement")
+    # Judged against the first run (not "new"); which verdict depends on this machine's noise at the moment.
+    assert comparison.verdict in ("unchanged", "regression", "improvement", "inconclusive")
     assert comparison.baseline_run == "run1" and comparison.ratio > 0
 
 
