@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -451,3 +452,55 @@ def test_a_rank_one_input_says_its_first_dim_is_fixed(tmp_path):
     config = parse_config({"models": [{"path": "vec.onnx", "precisions": ["fp32"]}]}, "test", tmp_path)
     with pytest.raises(ConfigError, match=r"the first dim of input 'x' is fixed at 4, so batch size 1 cannot run"):
         pipeline.plan_model(config.models[0])
+
+
+def git_repo_with_model(root: Path, hidden: int) -> str:
+    """A real git repository whose main branch has mlp.onnx; returns the commit (the PR's merge-base)."""
+    root.mkdir()
+    mlp_classifier(root / "mlp.onnx", hidden=hidden)
+    for args in (
+        ["init", "-q", "-b", "main"],
+        ["-c", "user.name=t", "-c", "user.email=t@example.com", "add", "mlp.onnx"],
+        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "model"],
+    ):
+        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+    return subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def ab_config(root: Path):
+    data = {
+        "models": [{"path": "mlp.onnx", "precisions": ["fp32"], "batch_sizes": [64]}],
+        "database": "results.db",
+        "bench": FAST_BENCH,
+        "cache_dir": "cache",
+        "compare": {"ab_budget_s": 10},
+    }
+    return parse_config(data, "test", root)
+
+
+def test_a_pr_that_changes_the_model_is_judged_by_ab_against_the_merge_base_version(tmp_path):
+    root = tmp_path / "repo"
+    merge_base = git_repo_with_model(root, hidden=32)
+    mlp_classifier(root / "mlp.onnx", hidden=4096)  # the PR makes the model ~100x heavier (uncommitted is fine)
+    pr = RunContext(
+        run_id="pr", started_at="2026-11-27T09:00:00Z", branch="f", base_branch="main", merge_base=merge_base
+    )
+    result = pipeline.run(ab_config(root), pr)
+    (comparison,) = result.comparisons
+    assert comparison.method == pipeline.AB_METHOD
+    assert comparison.verdict == "regression" and comparison.ratio > 2
+    assert comparison.interval[0] > 1 and "merge-base's version" in comparison.reason
+    assert comparison.confirmed is None  # A/B is not re-measured against history
+    assert not result  # the gate fails
+
+
+def test_an_unchanged_model_is_not_ab_tested(tmp_path):
+    root = tmp_path / "repo"
+    merge_base = git_repo_with_model(root, hidden=32)
+    pr = RunContext(
+        run_id="pr", started_at="2026-11-27T09:00:00Z", branch="f", base_branch="main", merge_base=merge_base
+    )
+    (comparison,) = pipeline.run(ab_config(root), pr).comparisons
+    assert comparison.method != pipeline.AB_METHOD and comparison.verdict == "new"

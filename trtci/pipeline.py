@@ -8,6 +8,8 @@ written to the database in one transaction at the end: an interrupted run leaves
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -15,10 +17,11 @@ from typing import Protocol
 
 import numpy as np
 
+from trtci.abtest import ABResult, ab_test
 from trtci.accuracy import may_hold_class_scores, validate
 from trtci.backends import get_backend
 from trtci.backends.base import Backend, LoadRequest, Session
-from trtci.compare import compare, stale_acknowledgements
+from trtci.compare import acknowledge, compare, decide_ab, settings_for, stale_acknowledgements
 from trtci.config import BenchSettings, CompareSettings, Config, InputSpec, ModelConfig
 from trtci.data import Dataset, check_against_model, load_dataset
 from trtci.errors import BackendError, ConfigError, DataError, ModelError, StoreError
@@ -27,6 +30,7 @@ from trtci.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int
 from trtci.results import AccuracyResult, Comparison, RunContext, RunResult, SeriesKey, SeriesResult, stable_hash
 from trtci.store import Store
 
+AB_METHOD = "ab-merge-base"  # Comparison.method of a verdict from A/B against the merge-base's model
 Shapes = dict[str, tuple[int, ...]]
 ShapeRanges = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 
@@ -86,6 +90,15 @@ class _RunState:
     # Recipes, not open sessions: holding every engine until the end of a run could exhaust GPU memory, and
     # loading again is cheap (the prepared model and the engine are cached).
     remeasure: dict[str, Remeasure] = field(default_factory=dict)
+    ab: dict[str, ABResult] = field(default_factory=dict)  # series id -> A/B against the merge-base's model
+
+
+@dataclass
+class _Base:
+    """The model as it was at the PR's merge-base, when the PR changed it, and its prepared variants."""
+
+    plan: ModelPlan
+    prepared: dict[tuple[str, str], Variant] = field(default_factory=dict)
 
 
 def plan_model(model: ModelConfig) -> ModelPlan:
@@ -233,12 +246,16 @@ def run(config: Config, context: RunContext, progress: Progress | None = None) -
         reference_backend = _reference_backend(backends, config)
         state = _RunState(warnings=notes)
         for plan in plans:
-            _run_model(plan, config, backends, reference_backend, state, progress)
+            base = _merge_base_model(plan, context, config, state)
+            _run_model(plan, config, backends, reference_backend, state, progress, base)
         devices = {backend.device().id: backend.device() for backend in backends}
         result = RunResult(
             context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
         )
-        result.comparisons = compare(result, store, config.compare)
+        result.comparisons = [
+            _ab_comparison(c, state.ab[c.series_id], result, config.compare) if c.series_id in state.ab else c
+            for c in compare(result, store, config.compare)
+        ]
         result.warnings.extend(stale_acknowledgements(result, config.compare))
         confirm(result, state.remeasure, store, config.compare, progress)
         store.record_run(result)
@@ -275,7 +292,11 @@ def confirm(
     """
     progress = progress or _Silent()
     left = settings.confirm_budget_s
-    suspects = [i for i, c in enumerate(result.comparisons) if c.verdict == "regression" and c.series_id in remeasure]
+    suspects = [  # an A/B verdict is already drift-free and measured until it was sure: not re-measured
+        i
+        for i, c in enumerate(result.comparisons)
+        if c.verdict == "regression" and c.series_id in remeasure and c.method != AB_METHOD
+    ]
     for done, index in enumerate(suspects):
         first = result.comparisons[index]
         recipe = remeasure[first.series_id]
@@ -394,6 +415,7 @@ def _run_model(
     reference_backend: Backend,
     state: _RunState,
     progress: Progress,
+    base: _Base | None = None,
 ) -> None:
     prepared: dict[tuple[str, str], Variant] = {("fp32", ""): _prepare(plan, config, "fp32", "", progress)}
     reference = _reference(plan, config, backends, reference_backend, prepared[("fp32", "")], progress)
@@ -433,7 +455,7 @@ def _run_model(
                 series = SeriesResult(key=key, accuracy=accuracy, error=failure)
                 state.series.append(series)
                 if failure is None and not validated_only:
-                    _measure(series, plan, config, backend, variant, state, progress)
+                    _measure(series, plan, config, backend, variant, state, progress, base)
 
 
 def _measure(
@@ -444,8 +466,10 @@ def _measure(
     variant: Variant,
     state: _RunState,
     progress: Progress,
+    base: _Base | None = None,
 ) -> None:
-    """Load or build one series and benchmark it where the backend can run; a backend failure is recorded."""
+    """Load or build one series and benchmark it where the backend can run; a backend failure is recorded.
+    When the PR changed the model, also time it against the merge-base's version, interleaved."""
     assert variant.prepared is not None
     batch = series.key.batch
     settings = config.bench_for(plan.config)
@@ -463,6 +487,8 @@ def _measure(
             feeds = bench_feeds(plan, batch)
             with progress.task(f"{series.key.label}: benchmarking") as update:
                 series.bench = session.benchmark(feeds, settings, batch, update)
+            if base is not None:
+                _ab_against_merge_base(series, session, feeds, base, config, backend, variant, state, progress)
     except BackendError as e:
         series.error = str(e)
         return
@@ -472,6 +498,103 @@ def _measure(
             f"{series.key.label}: unstable, CV {series.bench.stats.cv:.1%} above {settings.max_cv:.1%}; "
             "results on a busy machine are noisy"
         )
+
+
+def _merge_base_model(plan: ModelPlan, context: RunContext, config: Config, state: _RunState) -> _Base | None:
+    """The model file as it was at the PR's merge-base, when the PR changed it (git show); else None.
+
+    A model the PR changed has a new hash, so it has no history: it is judged by timing both versions in
+    alternating rounds in this job instead (drift-free, measured until the interval is narrow enough).
+    """
+    if context.merge_base is None or config.compare.ab_budget_s <= 0:
+        return None
+    path = plan.config.path
+    try:
+        shown = subprocess.run(
+            ["git", "-C", str(path.parent), "show", f"{context.merge_base}:./{path.name}"],
+            capture_output=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if shown.returncode != 0:
+        return None  # not in git, or a model this PR adds
+    digest = hashlib.sha256(shown.stdout).hexdigest()
+    if digest == plan.info.sha256:
+        return None
+    target = config.cache_dir / "merge-base" / f"{digest[:16]}.onnx"
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if not target.is_file():
+            partial = target.with_suffix(".tmp")
+            partial.write_bytes(shown.stdout)
+            partial.replace(target)
+        info = inspect_model(target)
+    except (OSError, ModelError) as e:
+        state.warnings.append(f"{plan.name}: no A/B against the merge-base's model: {e}")
+        return None
+    if [(i.name, i.dtype) for i in info.inputs] != [(i.name, i.dtype) for i in plan.info.inputs]:
+        state.warnings.append(f"{plan.name}: no A/B against the merge-base's model: its inputs differ")
+        return None
+    model = plan.config.model_copy(update={"path": target, "name": plan.name})
+    return _Base(ModelPlan(model, info, plan.calibration, plan.validation, plan.shapes, plan.shape_ranges))
+
+
+def _ab_against_merge_base(
+    series: SeriesResult,
+    head: Session,
+    feeds: dict[str, np.ndarray],
+    base: _Base,
+    config: Config,
+    backend: Backend,
+    variant: Variant,
+    state: _RunState,
+    progress: Progress,
+) -> None:
+    key = (variant.precision, variant.quantization)
+    if key not in base.prepared:
+        base.prepared[key] = _prepare(base.plan, config, *key, progress)
+    old = base.prepared[key]
+    if old.prepared is None:
+        state.warnings.append(f"{series.key.label}: no A/B against the merge-base's model: {old.error}")
+        return
+    threshold = settings_for(series.key, config.compare).threshold
+    request = _request(base.plan, config, old.prepared, series.key.batch, backend)
+    try:
+        with contextlib.closing(backend.load(request)) as a:
+            with progress.task(f"{series.key.label}: A/B against the merge-base's model"):
+                state.ab[series.key.id] = ab_test(
+                    lambda: a.run(feeds),
+                    lambda: head.run(feeds),
+                    time_budget_s=config.compare.ab_budget_s,
+                    min_effect=threshold,
+                    confidence=config.compare.confidence,
+                )
+    except BackendError as e:
+        state.warnings.append(f"{series.key.label}: no A/B against the merge-base's model: {e}")
+
+
+def _ab_comparison(first: Comparison, ab: ABResult, run: RunResult, settings: CompareSettings) -> Comparison:
+    """The verdict of the A/B against the merge-base's model, replacing the history comparison of a changed model."""
+    verdict = decide_ab(ab, first.threshold)
+    change = f"{(ab.ratio - 1) * 100:+.1f}% (CI {(ab.low - 1) * 100:+.1f}%..{(ab.high - 1) * 100:+.1f}%)"
+    comparison = replace(
+        first,
+        verdict=verdict,
+        ratio=ab.ratio,
+        baseline=first.current / ab.ratio if first.current is not None else None,
+        interval=[ab.low, ab.high],
+        resolution=ab.resolution,
+        noise=None,
+        method=AB_METHOD,
+        reason=(
+            f"the model changed: interleaved A/B against the merge-base's version, {change} in {ab.rounds} rounds "
+            f"({ab.elapsed_s:.1f} s), threshold {first.threshold:.0%}"
+        ),
+    )
+    series = next(s for s in run.series if s.key.id == first.series_id)
+    acknowledge(comparison, series.key, settings, run.context.labels)
+    return comparison
 
 
 def _reference(
