@@ -176,6 +176,16 @@ def test_trend_of_a_regression_in_the_comment(store):
     assert "[Dashboard with every series](https://acme.github.io/vision/)" in text
 
 
+def test_trend_marks_where_the_base_branch_stepped(store):
+    run = make_run("now", [series_at(16, "int8")], started_at="2026-11-30T08:00:00Z")
+    s = run.series[0]
+    run.comparisons = [Comparison(s.key.id, s.key.label, "regression", "latency_median_ms", 2.0, 0.84, 2.4, 0.1)]
+    extra = trend_extra(store, run, last=12)
+    # series_at makes int8 step from 0.6 to 0.84 ms at run 10: the one change point in r4..r15
+    assert extra["trends"][0]["changes"] == ["r10c0ff"]
+    assert "Change points (a new level starts): r10c0ff" in render(run, "comment.md.j2", extra=extra)
+
+
 def test_no_trend_section_without_regressions(store):
     run = make_run("now", [series_at(16, "fp32")])
     assert trend_extra(store, run)["trends"] == []

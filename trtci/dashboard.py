@@ -17,6 +17,7 @@ from typing import Any
 import jinja2
 
 from trtci import __version__
+from trtci.changepoints import change_points
 from trtci.errors import ConfigError
 from trtci.report import DEFAULT_TEMPLATE_DIR
 from trtci.results import RunResult
@@ -76,8 +77,6 @@ class Card:
 
 def build_cards(store: Store, *, branch: str | None = None, last: int = 200) -> list[Card]:
     """A card per series with at least one benchmark on `branch` (any branch when None), its latest `last` runs."""
-    from trtci.changepoints import change_points
-
     history = store.history(branch=branch, limit=last)
     cards = []
     for meta in store.series():
@@ -145,7 +144,8 @@ def trend_extra(
     store: Store, run: RunResult, *, branch: str | None = None, last: int = 12, dashboard_url: str | None = None
 ) -> dict[str, Any]:
     """What `templates/_trend.md.j2` reads from `extra`: for each regressed series its latest medians on the
-    baseline branch, then this run's, and the dashboard URL. Pass it as `report.render(..., extra=...)`."""
+    baseline branch, then this run's, and the commits where a new level starts (change points); and the dashboard
+    URL. Pass it as `report.render(..., extra=...)`."""
     branch = branch or run.context.base_branch or run.context.branch
     trends = []
     for comparison in run.regressions:
@@ -154,9 +154,11 @@ def trend_extra(
             for p in store.series_history(comparison.series_id, branch=branch, limit=last)
             if p["run_id"] != run.context.run_id
         ]
+        # change points of the base branch's history only: this run's own jump is the regression, shown anyway
+        changes = [points[i]["commit"] for i in change_points([p["median_ms"] for p in points])]
         if comparison.current is not None:
             points.append({"commit": (run.context.commit or "this run")[:7], "median_ms": comparison.current})
-        trends.append({"label": comparison.label, "points": points})
+        trends.append({"label": comparison.label, "points": points, "changes": changes})
     return {"trends": trends, "dashboard_url": dashboard_url}
 
 
