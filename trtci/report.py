@@ -12,6 +12,7 @@ import math
 import re
 import traceback
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,22 +88,24 @@ def safe_url(value: Any) -> str:
     return text if _SAFE_URL.fullmatch(text) else ""
 
 
-def _nonfinite(value: float) -> str | None:
+def _number(value: float | None, finite: Callable[[float], str]) -> str:
+    """NONE_TEXT for None, 'NaN' or '±∞' for non-finite values, else `finite(value)`: every number filter's frame."""
+    if value is None:
+        return NONE_TEXT
+    value = float(value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "∞" if value > 0 else "-∞"
-    return None
+    return finite(value)
 
 
 def sig(value: float | None, digits: int = 3) -> str:
     """`value` with `digits` significant digits: 0.0123, 1.23, 12.3, 123, 4568; below 0.001 as 1.23e-05."""
-    if value is None:
-        return NONE_TEXT
-    value = float(value)
-    special = _nonfinite(value)
-    if special is not None:
-        return special
+    return _number(value, lambda v: _significant(v, digits))
+
+
+def _significant(value: float, digits: int) -> str:
     if value == 0:
         return "0"
     if abs(value) < 1e-3:
@@ -114,65 +117,43 @@ def sig(value: float | None, digits: int = 3) -> str:
 
 def count(value: float | None) -> str:
     """A rate or count: thousands separated above 1000 ('12,345'), else three significant digits."""
-    if value is None:
-        return NONE_TEXT
-    value = float(value)
-    if math.isfinite(value) and abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return sig(value)
+    return _number(value, lambda v: f"{v:,.0f}" if abs(v) >= 1000 else _significant(v, 3))
 
 
 def fixed(value: float | None, decimals: int = 4) -> str:
     """`value` with a fixed number of decimals (cosine similarity: 0.9991)."""
-    if value is None:
-        return NONE_TEXT
-    value = float(value)
-    return _nonfinite(value) or f"{value:.{decimals}f}"
+    return _number(value, lambda v: f"{v:.{decimals}f}")
 
 
 def percent(value: float | None) -> str:
     """A fraction as a percentage with one decimal: 0.0312 -> '3.1%'."""
-    if value is None:
-        return NONE_TEXT
-    value = float(value)
-    return _nonfinite(value) or f"{value * 100:.1f}%"
+    return _number(value, lambda v: f"{v * 100:.1f}%")
 
 
 def change(ratio: float | None) -> str:
     """A current/baseline ratio as a signed percent change: 1.218 -> '+21.8%'."""
-    if ratio is None:
-        return NONE_TEXT
-    ratio = float(ratio)
-    return _nonfinite(ratio) or f"{(ratio - 1) * 100:+.1f}%"
+    return _number(ratio, lambda r: f"{(r - 1) * 100:+.1f}%")
 
 
 def points(value: float | None, unit: bool = True) -> str:
     """A difference of two fractions in percentage points, signed: -0.0021 -> '-0.2 pt' ('-0.2' without unit)."""
-    if value is None:
-        return NONE_TEXT
-    value = float(value)
-    special = _nonfinite(value)
-    if special is not None:
-        return special
-    # Adding 0.0 turns a rounded -0.0 into 0.0, so a tiny negative difference reads "+0.0", not "-0.0".
-    text = f"{round(value * 100, 1) + 0.0:+.1f}"
-    return f"{text} pt" if unit else text
+
+    def signed(v: float) -> str:
+        # Adding 0.0 turns a rounded -0.0 into 0.0, so a tiny negative difference reads "+0.0", not "-0.0".
+        text = f"{round(v * 100, 1) + 0.0:+.1f}"
+        return f"{text} pt" if unit else text
+
+    return _number(value, signed)
 
 
 def times(value: float | None) -> str:
     """A speed ratio: 2.7 -> '2.70x'."""
-    if value is None:
-        return NONE_TEXT
-    value = float(value)
-    return _nonfinite(value) or f"{value:.2f}x"
+    return _number(value, lambda v: f"{v:.2f}x")
 
 
 def decibels(value: float | None) -> str:
     """An SQNR: '38.2 dB', infinity (identical outputs) as '∞'."""
-    if value is None:
-        return NONE_TEXT
-    value = float(value)
-    return _nonfinite(value) or f"{value:.1f} dB"
+    return _number(value, lambda v: f"{v:.1f} dB")
 
 
 def plain(value: Any) -> str:
@@ -368,7 +349,7 @@ def _accuracy_text(series: SeriesResult) -> Text:
 def _line(text: str) -> Text:
     """Untrusted text (model names, warnings from another leg's run file) as one plain line: never rich markup,
     and no line breaks, so nothing in it can start a line with a GitHub Actions workflow command (::...)."""
-    return Text(" ".join(text.split()) if any(c in text for c in "\r\n\x0b\x0c\x85\u2028\u2029") else text)
+    return Text(" ".join(text.split()))  # str.split() breaks at every Unicode line break
 
 
 def print_table(run: RunResult, console: Console) -> None:
