@@ -119,7 +119,6 @@ def run(ctx: click.Context, **options) -> None:
     from trtci.context import run_context
     from trtci.dashboard import trend_extra
     from trtci.github import actions
-    from trtci.merge import gate_failure
     from trtci.retention import apply_retention
     from trtci.runfile import write_runfile
     from trtci.store import Store
@@ -147,7 +146,7 @@ def run(ctx: click.Context, **options) -> None:
     if os.environ.get("GITHUB_STEP_SUMMARY"):  # the job summary: the long report, cut to GitHub's 1 MiB
         actions.append_summary(report.render(result, "summary.md.j2", config.template_dir, extra=extra))
     report.print_table(result, make_console())
-    failed = gate_failure(result, options["fail_on"])
+    failed = result.gate_failure(options["fail_on"])
     actions.set_output("regressions", str(len(result.regressions)))
     actions.set_output("accuracy-failures", str(len(result.accuracy_failures)))
     console.print(

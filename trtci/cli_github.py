@@ -186,7 +186,7 @@ def merge(
     from rich.console import Console
 
     from trtci import report as reporting
-    from trtci.merge import gate_failure, merge_runs, write_merged_summary
+    from trtci.merge import merge_runs, write_merged_summary
     from trtci.store import Store
 
     expected = [name for value in expect for name in value.split(",") if name.strip()]
@@ -210,7 +210,7 @@ def merge(
         text = "missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in merged.missing)
         click.echo(actions.warning(text, title="trtci") if actions.in_actions() else f"warning: {text}", err=True)
     reporting.print_table(merged.run, Console())
-    failed = gate_failure(merged.run, fail_on)
+    failed = merged.run.gate_failure(fail_on)
     for name, value in (
         ("regressions", len(merged.run.regressions)),
         ("accuracy-failures", len(merged.run.accuracy_failures)),

@@ -242,15 +242,5 @@ def write_merged_summary(merged: Merged, path: Path) -> None:
         raise ConfigError(f"{path}: cannot write the JSON summary ({e.strerror or e}); pass a writable path") from e
 
 
-def gate_failure(run: RunResult, fail_on: str) -> str:
-    """Why the merged gate fails under `fail_on` (both, accuracy, performance, none), or '' when it passes."""
-    reasons = []
-    if fail_on in ("both", "accuracy") and run.accuracy_failures:
-        reasons.append(f"{len(run.accuracy_failures)} series failed accuracy or did not run")
-    if fail_on in ("both", "performance") and run.regressions:
-        reasons.append(f"{len(run.regressions)} performance regressions")
-    return "gate failed: " + ", ".join(reasons) if reasons else ""
-
-
 def _answers_to(leg: Leg, wanted: str) -> bool:
     return leg.name.lower() == wanted or any(wanted in name.lower() for name in leg.device_names)

@@ -209,5 +209,14 @@ class RunResult:
     def passed(self) -> bool:
         return not self.accuracy_failures and not self.regressions
 
+    def gate_failure(self, fail_on: str = "both") -> str:
+        """Why the gate fails when it judges `fail_on` (both, accuracy, performance or none); '' when it passes."""
+        reasons = []
+        if fail_on in ("both", "accuracy") and self.accuracy_failures:
+            reasons.append(f"{len(self.accuracy_failures)} series failed accuracy or did not run")
+        if fail_on in ("both", "performance") and self.regressions:
+            reasons.append(f"{len(self.regressions)} performance regressions")
+        return "gate failed: " + ", ".join(reasons) if reasons else ""
+
     def __bool__(self) -> bool:
         return self.passed
