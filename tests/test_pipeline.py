@@ -504,3 +504,15 @@ def test_an_unchanged_model_is_not_ab_tested(tmp_path):
     )
     (comparison,) = pipeline.run(ab_config(root), pr).comparisons
     assert comparison.method != pipeline.AB_METHOD and comparison.verdict == "new"
+
+
+def test_retention_applies_after_each_recorded_run(workdir):
+    config = config_for(workdir, precisions=["fp32"], batch_sizes=[1])
+    config = config.model_copy(
+        update={"history": config.history.model_copy(update={"keep_runs": 1, "keep_days": None})}
+    )
+    pipeline.run(config, context("run1"))
+    pipeline.run(config, context("run2"))
+    with sqlite3.connect(workdir / "results.db") as db:
+        assert [r[0] for r in db.execute("select id from runs")] == ["run2"]
+        assert db.execute("select count(*) from benchmarks").fetchone()[0] == 1

@@ -119,7 +119,6 @@ def run(ctx: click.Context, **options) -> None:
     from trtci.context import run_context
     from trtci.dashboard import trend_extra
     from trtci.github import actions
-    from trtci.retention import apply_retention
     from trtci.runfile import write_runfile
     from trtci.store import Store
 
@@ -134,9 +133,10 @@ def run(ctx: click.Context, **options) -> None:
         }
     )
     result = pipeline.run(config, context, _Progress(console))
-    with Store(config.database) as store:
-        apply_retention(store, config.history, vacuum=False)  # a cheap delete; `trtci db prune` also vacuums
-        extra = trend_extra(store, result, dashboard_url=options["dashboard_url"])
+    extra: dict = {}
+    if result.regressions:  # each regression's trend in the comment needs the base branch's history
+        with Store(config.database) as store:
+            extra = trend_extra(store, result, dashboard_url=options["dashboard_url"])
     if config.report is not None:
         _write(config.report, report.render(result, "comment.md.j2", config.template_dir, extra=extra))
     if config.summary_json is not None:

@@ -28,6 +28,7 @@ from trtci.errors import BackendError, ConfigError, DataError, ModelError, Store
 from trtci.model import ModelInfo, TensorSpec, inspect_model
 from trtci.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
 from trtci.results import AccuracyResult, Comparison, RunContext, RunResult, SeriesKey, SeriesResult, stable_hash
+from trtci.retention import apply_retention
 from trtci.store import Store
 
 AB_METHOD = "ab-merge-base"  # Comparison.method of a verdict from A/B against the merge-base's model
@@ -259,6 +260,7 @@ def run(config: Config, context: RunContext, progress: Progress | None = None) -
         result.warnings.extend(stale_acknowledgements(result, config.compare))
         confirm(result, state.remeasure, store, config.compare, progress)
         store.record_run(result)
+        apply_retention(store, config.history, vacuum=False)  # a cheap delete; `trtci db prune` also vacuums
     finally:
         store.close()
     return result
