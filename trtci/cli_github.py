@@ -12,13 +12,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_OK, TrtciError
 from trtci.github import actions
 from trtci.github.comment import COMMENT_MODES
-from trtci.github.event import check_safety, load_event
+from trtci.github.event import EventContext, check_safety, load_event
+
+if TYPE_CHECKING:
+    from trtci.github.api import GitHubClient
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,7 @@ TWO_WORKFLOW_HINT = (
     show_default=True,
     help="Append the report to the job summary when the token cannot comment (off when a step already did).",
 )
-@click.pass_context
 def comment(
-    ctx: click.Context,
     report: Path,
     repo: str | None,
     pr_number: int | None,
@@ -77,7 +79,7 @@ def comment(
     summary_fallback: bool,
 ) -> None:
     """Post the report as the pull request's sticky comment, or update the one trtci posted before."""
-    from trtci.github.api import GitHubClient, GitHubError
+    from trtci.github.api import GitHubError
     from trtci.github.comment import DEFAULT_AUTHORS, publish_comment, pull_request_for_commit
 
     env = os.environ
@@ -86,15 +88,7 @@ def comment(
         if mode == "never":
             click.echo("comment mode is never: nothing posted")
             return
-        token = env.get(token_env, "")
-        if token and actions.in_actions(env):
-            click.echo(actions.add_mask(token))
-        event = load_event(env)
-        repo = repo or event.repository
-        if not repo:
-            raise TrtciError("no repository: pass --repo owner/name or set GITHUB_REPOSITORY")
-        options = ctx.find_object(ClientOptions) or ClientOptions()
-        client = GitHubClient.from_env(token_env, env, sleep=options.sleep, timeout_s=options.timeout_s)
+        client, repo, event = _connect(env, token_env, repo)
         number = pr_number or event.pr_number
         if number is None and event.name == "workflow_run" and event.head_sha:
             number = pull_request_for_commit(client, repo, event.head_sha)
@@ -244,22 +238,15 @@ def status(
 ) -> None:
     """Put the gate's verdict on the commit: a commit status (needs `statuses: write`) and/or a check run
     (`checks: write`). A read-only token (fork pull requests) gives a warning, not a failure."""
-    from trtci.github.api import GitHubClient, GitHubError
+    from trtci.github.api import GitHubError
     from trtci.github.checks import gate_from_summary, post_check_run, post_status
 
     env = os.environ
     try:
         gate = gate_from_summary(json_path)
         text = _read_report(report) if report is not None else f"trtci: {gate.words}"
-        token = env.get(token_env, "")
-        if token and actions.in_actions(env):
-            click.echo(actions.add_mask(token))
-        event = load_event(env)
-        repo = repo or event.repository
-        if not repo:
-            raise TrtciError("no repository: pass --repo owner/name or set GITHUB_REPOSITORY")
+        client, repo, event = _connect(env, token_env, repo)
         sha = sha or event.head_sha or env.get("GITHUB_SHA", "")
-        client = GitHubClient.from_env(token_env, env)
         url = _summary_url(env)
         if commit_status:
             post_status(client, repo, sha, gate, context=status_context, target_url=url)
@@ -291,15 +278,11 @@ def baseline_fetch(repo: str | None, branch: str, artifact_name: str, out: Path,
     """Download the run files of BRANCH's newest results artifact into --out (needs `actions: read`). Load
     them with `trtci merge OUT --db results.db --fail-on none` before `trtci run --db results.db`. Finding no
     artifact is a notice, not an error: the PR's series are then new."""
-    from trtci.github.api import GitHubClient
     from trtci.github.artifacts import fetch_baseline
 
     env = os.environ
     try:
-        repo = repo or env.get("GITHUB_REPOSITORY")
-        if not repo:
-            raise TrtciError("no repository: pass --repo owner/name or set GITHUB_REPOSITORY")
-        client = GitHubClient.from_env(token_env, env)
+        client, repo, _ = _connect(env, token_env, repo)
         fetched = fetch_baseline(client, repo, branch, artifact_name, out)
     except TrtciError as exc:
         _fail(exc)
@@ -315,6 +298,24 @@ def baseline_fetch(repo: str | None, branch: str, artifact_name: str, out: Path,
         f"baseline: {len(fetched.files)} run files from artifact {artifact.id} "
         f"({branch} at {(artifact.head_sha or '?')[:12]}, {artifact.created_at}) into {out}"
     )
+
+
+def _connect(env: Mapping[str, str], token_env: str, repo: str | None) -> tuple[GitHubClient, str, EventContext]:
+    """What every GitHub command does first: mask the token before anything prints, read the event, settle the
+    repository, and build the client (with the test's sleep and timeout when a ClientOptions is the context
+    object)."""
+    from trtci.github.api import GitHubClient
+
+    token = env.get(token_env, "")
+    if token and actions.in_actions(env):
+        click.echo(actions.add_mask(token))
+    event = load_event(env)
+    repo = repo or event.repository
+    if not repo:
+        raise TrtciError("no repository: pass --repo owner/name or set GITHUB_REPOSITORY")
+    options = click.get_current_context().find_object(ClientOptions) or ClientOptions()
+    client = GitHubClient.from_env(token_env, env, sleep=options.sleep, timeout_s=options.timeout_s)
+    return client, repo, event
 
 
 def register(group: click.Group) -> None:
