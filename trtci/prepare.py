@@ -32,6 +32,7 @@ import onnx
 
 from trtci import __version__
 from trtci.errors import ConfigError, DataError, ModelError
+from trtci.host import cpu_info
 from trtci.model import ModelInfo
 from trtci.results import stable_hash
 
@@ -95,17 +96,12 @@ def recipe(scheme: str) -> dict[str, Any]:
 
 
 def _x86_without_vnni() -> bool:
-    import platform
-
-    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686"):
+    """True on x86 CPUs without AVX-512 VNNI or AVX-VNNI (also when the CPU's flags cannot be read: the safe side)."""
+    cpu = cpu_info()
+    if str(cpu["arch"]).lower() not in ("x86_64", "amd64", "i386", "i686"):
         return False
-    try:
-        flags = next(
-            line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")
-        ).split()
-    except (OSError, StopIteration):
-        return True  # the safe choice when the CPU cannot be asked
-    return not {"avx512_vnni", "avx_vnni"}.intersection(flags)
+    isa = cpu["isa"]
+    return not (isinstance(isa, list) and {"avx512_vnni", "avx_vnni"}.intersection(isa))
 
 
 @dataclass(frozen=True)
