@@ -29,6 +29,12 @@ CPU = DeviceInfo(kind="cpu", name="Test CPU")
 MAIN_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 
+def within_run(**settings) -> CompareSettings:
+    """Settings that judge on a short history (min_history=1): most tests here build one or two base runs to
+    exercise the decision itself; the default, which waits for 3 base runs, has its own test below."""
+    return CompareSettings(**{"min_history": 1, **settings})
+
+
 def key(model: str) -> SeriesKey:
     return SeriesKey(
         model=model, model_hash="f" * 64, precision="fp16", batch=1, backend="onnxruntime", device_id=CPU.id
@@ -97,7 +103,7 @@ def test_verdicts_against_the_base_branch(store):
         base_branch="main",
         commit="9" * 40,
     )
-    comparisons = compare(current, store, CompareSettings(threshold=0.10))
+    comparisons = compare(current, store, within_run(threshold=0.10))
     result = by_model(comparisons)
     assert [c.label.split()[0] for c in comparisons] == ["slower", "faster", "same", "fresh", "gone"]
     assert {name: c.verdict for name, c in result.items()} == {
@@ -131,7 +137,7 @@ def test_half_the_threshold_is_the_floor_of_a_flag_symmetric_in_ratio(store):
     current = run(
         "pr-1", [measured(name, ratio) for name, ratio in models.items()], branch="feature", base_branch="main"
     )
-    result = by_model(compare(current, store, CompareSettings(threshold=threshold)))
+    result = by_model(compare(current, store, within_run(threshold=threshold)))
     assert result["half"].verdict == "regression"  # exactly t / 2 counts
     assert result["down"].verdict == "improvement"  # and so does its inverse
     assert result["below"].verdict == "unchanged" and result["less"].verdict == "unchanged"
@@ -143,7 +149,7 @@ def test_latest_main_run_is_the_baseline_and_the_run_itself_never_is(store):
     # Recorded before comparing, on main itself: its own row must not count as its baseline.
     this = run("this", [measured("m", 1.3)], started_at="2026-11-28T08:00:00Z")
     store.record_run(this)
-    (comparison,) = compare(this, store, CompareSettings(window=1))
+    (comparison,) = compare(this, store, within_run(window=1))
     assert (comparison.baseline_run, comparison.baseline, comparison.verdict) == ("new", 1.0, "regression")
     assert "on main (run new)" in comparison.reason
 
@@ -152,33 +158,33 @@ def test_explicit_base_branch_wins(store):
     store.record_run(run("main-1", [measured("m", 1.0)]))
     store.record_run(run("rel-1", [measured("m", 2.0)], branch="release"))
     current = run("pr-1", [measured("m", 2.0)], branch="feature", base_branch="main")
-    (comparison,) = compare(current, store, CompareSettings(), base_branch="release")
+    (comparison,) = compare(current, store, within_run(), base_branch="release")
     assert (comparison.baseline_run, comparison.verdict) == ("rel-1", "unchanged")
 
 
 def test_without_base_branch_the_runs_own_branch_is_used(store):
     store.record_run(run("feature-1", [measured("m", 1.0)], branch="feature"))
     current = run("feature-2", [measured("m", 1.5)], branch="feature")
-    (comparison,) = compare(current, store, CompareSettings())
+    (comparison,) = compare(current, store, within_run())
     assert (comparison.baseline_run, comparison.verdict) == ("feature-1", "regression")
 
 
 def test_no_branch_known_means_new(store):
     store.record_run(run("main-1", [measured("m", 1.0)]))
     current = run("local", [measured("m", 5.0)], branch=None)
-    (comparison,) = compare(current, store, CompareSettings())
+    (comparison,) = compare(current, store, within_run())
     assert comparison.verdict == "new" and "--base-branch" in comparison.reason
 
 
 def test_series_without_benchmark_or_error_is_not_compared(store):
     accuracy_only = SeriesResult(key=key("acc"), accuracy=AccuracyResult(passed=True, reasons=[], samples=8))
-    assert compare(run("r", [accuracy_only]), store, CompareSettings()) == []
+    assert compare(run("r", [accuracy_only]), store, within_run()) == []
 
 
 def test_comparisons_round_trip_through_the_store(store):
     store.record_run(run("main-1", [measured("m", 1.0)]))
     current = run("pr-1", [measured("m", 1.2)], branch="feature", base_branch="main")
-    current.comparisons = compare(current, store, CompareSettings())
+    current.comparisons = compare(current, store, within_run())
     store.record_run(current)
     row = store.db.execute(
         "SELECT verdict, ratio, baseline_run, reason FROM comparisons WHERE run_id = 'pr-1'"
@@ -214,7 +220,7 @@ def pr(model_median: float, rng, *, merge_base: str | None = None, **key_fields)
 def test_baseline_is_the_median_of_the_windows_run_medians_so_one_outlier_run_does_not_move_it(store):
     rng = np.random.default_rng(0)
     main_history(store, rng, [1.0, 1.01, 0.99, 3.0, 1.0, 1.02])  # run 3 hit a busy runner
-    (c,) = compare(pr(1.0, rng), store, CompareSettings(window=6))
+    (c,) = compare(pr(1.0, rng), store, within_run(window=6))
     assert c.baseline == pytest.approx(1.005) and c.history_runs == 6
     assert c.verdict == "unchanged" and c.method == "bootstrap+history"
     assert c.noise is not None and c.noise < 0.05  # successive differences: one outlier run barely counts
@@ -223,7 +229,7 @@ def test_baseline_is_the_median_of_the_windows_run_medians_so_one_outlier_run_do
 def test_history_noise_widens_the_interval_into_inconclusive_with_advice(store):
     rng = np.random.default_rng(1)
     main_history(store, rng, (np.exp(rng.normal(0.0, 0.12, 8))).tolist())
-    (c,) = compare(pr(1.08, rng), store, CompareSettings(threshold=0.05))
+    (c,) = compare(pr(1.08, rng), store, within_run(threshold=0.05))
     assert c.verdict == "inconclusive" and c.noise > 0.05
     low, high = c.interval
     assert low < 1.05 < high and c.resolution > 0.05  # too noisy to see a change of the threshold
@@ -234,7 +240,7 @@ def test_quiet_history_lets_a_real_regression_through_and_records_its_numbers(st
     rng = np.random.default_rng(2)
     main_history(store, rng, (np.exp(rng.normal(0.0, 0.005, 6))).tolist())
     current = pr(1.20, rng)
-    current.comparisons = compare(current, store, CompareSettings(threshold=0.05))
+    current.comparisons = compare(current, store, within_run(threshold=0.05))
     (c,) = current.comparisons
     assert c.verdict == "regression" and c.interval[0] > 1.05 and c.p_value < 1e-6
     # A quiet history resolves changes below the threshold, down to the floor of half of it.
@@ -247,33 +253,33 @@ def test_quiet_history_lets_a_real_regression_through_and_records_its_numbers(st
 def test_baseline_stops_at_the_merge_base(store):
     rng = np.random.default_rng(3)
     main_history(store, rng, [1.0, 1.0, 1.0, 1.5, 1.5])  # main got slower after the PR branched at main-2
-    (at_merge_base,) = compare(pr(1.0, rng, merge_base=f"{2:040x}"), store, CompareSettings(window=3))
+    (at_merge_base,) = compare(pr(1.0, rng, merge_base=f"{2:040x}"), store, within_run(window=3))
     assert at_merge_base.baseline_run == "main-2" and at_merge_base.verdict == "unchanged"
-    (latest,) = compare(pr(1.0, rng), store, CompareSettings(window=2))
+    (latest,) = compare(pr(1.0, rng), store, within_run(window=2))
     assert latest.baseline_run == "main-4" and latest.verdict == "improvement"
-    (unknown,) = compare(pr(1.0, rng, merge_base="e" * 40), store, CompareSettings(window=2))
+    (unknown,) = compare(pr(1.0, rng, merge_base="e" * 40), store, within_run(window=2))
     assert unknown.baseline_run == "main-4" and "merge-base eeeeeee was not measured on main" in unknown.reason
 
 
 def test_another_device_or_options_is_reported_not_judged(store):
     rng = np.random.default_rng(4)
     main_history(store, rng, [1.0, 1.0, 1.0])
-    (device,) = compare(pr(5.0, rng, device_id="other-cpu"), store, CompareSettings())
+    (device,) = compare(pr(5.0, rng, device_id="other-cpu"), store, within_run())
     assert device.verdict == "new" and "another device: not compared" in device.reason
-    (options,) = compare(pr(5.0, rng, options_hash="int8-calib-2"), store, CompareSettings())
+    (options,) = compare(pr(5.0, rng, options_hash="int8-calib-2"), store, within_run())
     assert options.verdict == "new" and "another options: not compared" in options.reason
 
 
 def test_base_series_this_run_did_not_measure_is_missing(store):
     store.record_run(run("main-1", [measured("kept", 1.0), measured("dropped", 1.0)]))
     current = run("pr", [measured("kept", 1.0)], branch="f", base_branch="main")
-    result = by_model(compare(current, store, CompareSettings()))
+    result = by_model(compare(current, store, within_run()))
     assert result["dropped"].verdict == "missing" and result["dropped"].baseline_run == "main-1"
     assert result["kept"].verdict == "unchanged"
 
 
 def test_decide_classes_follow_the_interval():
-    settings = CompareSettings(threshold=0.05)
+    settings = within_run(threshold=0.05)
     assert decide(1.2, None, 0.01, 10, settings)[0] == "regression"
     assert decide(0.8, None, 0.01, 10, settings)[0] == "improvement"
     assert decide(1.0, None, 0.01, 10, settings)[0] == "unchanged"
@@ -283,7 +289,7 @@ def test_decide_classes_follow_the_interval():
 
 
 def test_a_change_of_the_threshold_is_flagged_when_the_interval_is_narrower_than_half_of_it():
-    settings = CompareSettings(threshold=0.05, confidence=0.98)
+    settings = within_run(threshold=0.05, confidence=0.98)
     z = normal_quantile(settings.confidence)
     history_runs = 10
     inflation = math.sqrt(1 + math.pi / 2 / history_runs)
@@ -356,7 +362,7 @@ def test_a_series_threshold_overrides_the_global_one_by_label_or_id(store):
         "pr", [measured("loose", 1.3), measured("by-id", 1.3), measured("plain", 1.3)], branch="f", base_branch="main"
     )
     thresholds = {current.series[0].key.label: 0.8, current.series[1].key.id: 0.8}
-    result = by_model(compare(current, store, CompareSettings(threshold=0.10, thresholds=thresholds)))
+    result = by_model(compare(current, store, within_run(threshold=0.10, thresholds=thresholds)))
     # +30% is below half of 80%, and inside it: unchanged where overridden, a regression under the global 10%.
     assert {name: c.verdict for name, c in result.items()} == {
         "loose": "unchanged",
@@ -375,8 +381,8 @@ def test_a_known_regression_is_acknowledged_by_config_label_or_id_and_keeps_its_
         base_branch="main",
     )
     acknowledge = {current.series[0].key.label: "new tokenizer, tracked in #12", current.series[1].key.id: "expected"}
-    plain = by_model(compare(current, store, CompareSettings()))
-    result = by_model(compare(current, store, CompareSettings(acknowledge=acknowledge)))
+    plain = by_model(compare(current, store, within_run()))
+    result = by_model(compare(current, store, within_run(acknowledge=acknowledge)))
     assert {name: c.verdict for name, c in result.items()} == {
         "by-label": "acknowledged",
         "by-id": "acknowledged",
@@ -409,29 +415,29 @@ def test_the_pr_label_accepts_every_regression_and_a_config_reason_wins(store):
         base_branch="main",
     )
     current.context.labels = ["bug", "trtci:accept-regression"]
-    settings = CompareSettings(acknowledge={current.series[1].key.label: "known"})
+    settings = within_run(acknowledge={current.series[1].key.label: "known"})
     result = by_model(compare(current, store, settings))
     assert result["slower"].verdict == "acknowledged"
     assert result["slower"].acknowledgement == "acknowledged by the PR label trtci:accept-regression"
     assert result["named"].acknowledgement == "acknowledged in trtci.yml: known"
     assert result["faster"].verdict == "improvement" and result["faster"].acknowledgement == ""
     current.context.labels = ["bug", "trtci:accept-regressions"]  # a near miss accepts nothing
-    assert by_model(compare(current, store, CompareSettings()))["slower"].verdict == "regression"
+    assert by_model(compare(current, store, within_run()))["slower"].verdict == "regression"
 
 
 def test_an_acknowledgement_naming_no_series_of_the_run_is_a_warning():
     current = run("pr", [measured("kept", 1.0)])
-    settings = CompareSettings(
+    settings = within_run(
         acknowledge={current.series[0].key.label: "a", current.series[0].key.id: "b", "renamed fp16 b1 x": "c"}
     )
     (warning,) = stale_acknowledgements(current, settings)
     assert "'renamed fp16 b1 x'" in warning and "no series of this run" in warning
-    assert stale_acknowledgements(current, CompareSettings()) == []
+    assert stale_acknowledgements(current, within_run()) == []
 
 
 def test_an_acknowledgement_needs_a_reason():
     with pytest.raises(ValidationError):
-        CompareSettings(acknowledge={"x fp16 b1 onnxruntime": ""})
+        within_run(acknowledge={"x fp16 b1 onnxruntime": ""})
 
 
 def test_an_acknowledged_regression_passes_the_run_and_is_not_re_measured(tmp_path):
@@ -447,3 +453,16 @@ def test_an_acknowledged_regression_passes_the_run_and_is_not_re_measured(tmp_pa
     with Store(config.database) as store:
         (stored,) = store.load_run("pr").comparisons
     assert (stored.verdict, stored.acknowledgement) == ("acknowledged", "acknowledged in trtci.yml: slower by design")
+
+
+def test_by_default_a_short_history_does_not_judge_a_change(store):
+    """One base run says nothing about drift between runs: +25% is inconclusive (passes the gate) until 3 exist."""
+    store.record_run(run("main-1", [measured("slower", 1.0)]))
+    current = run("pr", [measured("slower", 1.25)], branch="feature", base_branch="main", commit="9" * 40)
+    (short,) = compare(current, store, CompareSettings(threshold=0.10))
+    assert short.verdict == "inconclusive" and short
+    assert "judged once the base branch has 3 runs" in short.reason
+    for i in (2, 3):
+        store.record_run(run(f"main-{i}", [measured("slower", 1.0)], started_at=f"2026-11-2{i}T08:00:00Z"))
+    (judged,) = compare(current, store, CompareSettings(threshold=0.10))
+    assert judged.verdict == "regression" and not judged

@@ -86,7 +86,8 @@ def test_malformed_json_exits_2_with_one_line(tmp_path, cli):
 
 def test_ingest_records_then_judges_the_next_file_against_the_base(tmp_path, cli):
     db = tmp_path / "t.db"
-    args = ["ingest", "pytest-benchmark", "--db", str(db), "--commit", "a" * 40]
+    # One base file: the second is judged on the two files' samples alone (the default waits for 3 base runs).
+    args = ["ingest", "pytest-benchmark", "--db", str(db), "--commit", "a" * 40, "--min-history", "1"]
     first = CliRunner().invoke(cli, [*args, str(WITH_DATA), "--branch", "main"])
     assert first.exit_code == 0, first.output
     assert first.output.count("new") == 2

@@ -33,8 +33,16 @@ def ingest() -> None:
 @click.option("--commit", help="Commit of this run; defaults to git's or GitHub's.")
 @click.option("--threshold", type=float, default=CompareSettings().threshold, show_default=True,
               help="Smallest relative change of the median that counts.")  # fmt: skip
+@click.option("--min-history", type=click.IntRange(1), default=CompareSettings().min_history, show_default=True,
+              help="Base runs needed before a change is judged (1: judge on the two runs' samples alone).")  # fmt: skip
 def pytest_benchmark(
-    results: Path, db: Path, branch: str | None, base_branch: str | None, commit: str | None, threshold: float
+    results: Path,
+    db: Path,
+    branch: str | None,
+    base_branch: str | None,
+    commit: str | None,
+    threshold: float,
+    min_history: int,
 ) -> None:
     """Record RESULTS (pytest --benchmark-json, best with --benchmark-save-data) and compare with the base branch.
 
@@ -44,7 +52,7 @@ def pytest_benchmark(
         context = run_context(overrides={"branch": branch, "base_branch": base_branch, "commit": commit})
         run = benchmark_run(results, context)
         with Store(db) as store:
-            run.comparisons = compare(run, store, CompareSettings(threshold=threshold))
+            run.comparisons = compare(run, store, CompareSettings(threshold=threshold, min_history=min_history))
             store.record_run(run)
     except TrtciError as e:
         click.echo(f"error: {e}", err=True)

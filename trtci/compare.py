@@ -31,6 +31,7 @@ from trtci.stats import Interval, mann_whitney, median_ratio_interval, normal_qu
 from trtci.store import Store
 
 METRIC = "latency_median_ms"
+NOISE_RUNS = 3  # base runs stats.run_noise needs to estimate run-to-run noise
 PROVENANCE = ("model", "precision", "quantization", "batch", "backend")  # same "thing measured"
 ACCEPT_LABEL = "trtci:accept-regression"  # a pull request label that accepts every regression of the PR
 
@@ -181,8 +182,12 @@ def compare_series(
         return comparison
     ratio = current / baseline
     within = _within_run(series.bench.samples_ms, latest.samples_ms, settings)
-    noise = run_noise(medians[::-1]) if len(points) >= settings.min_history else None
+    noise = run_noise(medians[::-1])  # None below NOISE_RUNS base runs
     verdict, interval, resolution = decide(ratio, within, noise, len(points), settings)
+    if len(points) < settings.min_history and verdict in ("regression", "improvement"):
+        # A within-run interval says nothing about drift between runs, which on a shared runner is often larger
+        # than the change (seen here: one model's median 22, 35 and 15 us in three runs of the same code).
+        verdict = "inconclusive"
     comparison.ratio, comparison.verdict, comparison.interval = ratio, verdict, interval
     comparison.noise, comparison.resolution = noise, resolution
     comparison.method = "bootstrap" if within is not None else "medians"
@@ -216,7 +221,12 @@ def _reason(comparison: Comparison, branch: str | None, latest: HistoryPoint, se
         f"threshold {settings.threshold * 100:g}%)"
     )
     if comparison.noise is None:
-        text += f"; run-to-run noise unknown ({runs} base runs, {settings.min_history} needed): within-run only"
+        text += f"; run-to-run noise unknown ({runs} base runs, {NOISE_RUNS} needed): within-run only"
+        if runs < settings.min_history and comparison.verdict == "inconclusive":
+            return text + (
+                "; a change cannot be told from drift between runs yet: it is judged once the base branch has "
+                f"{settings.min_history} runs, or now with interleaved A/B (trtci ab)"
+            )
     if comparison.verdict == "inconclusive":
         noise = f"noise {comparison.noise * 100:.1f}% on this runner" if comparison.noise is not None else "noisy"
         text += (

@@ -56,7 +56,9 @@ class CompareSettings(Strict):
 
     threshold: Annotated[float, Field(gt=0, lt=10)] = 0.10  # minimum relative change of the median that counts
     window: Annotated[int, Field(ge=1, le=1000)] = 10  # base runs whose per-run medians form the baseline
-    min_history: Annotated[int, Field(ge=3, le=1000)] = 3  # base runs needed to estimate run-to-run noise
+    # Base runs needed before a change is judged: with fewer, run-to-run drift is unknown and a change stays
+    # "inconclusive" (1 judges on the within-run interval alone, as when runs are known to be stable).
+    min_history: Annotated[int, Field(ge=1, le=1000)] = 3
     # Two-sided confidence of the ratio's interval: 0.98 leaves 1% in each tail, so a series that did not change
     # is flagged with at most 1% probability per comparison (docs/statistics.md).
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.98
