@@ -15,6 +15,7 @@ from rich.console import Console
 from trtci.errors import TemplateError
 from trtci.report import DEFAULT_TEMPLATE_DIR, FILTERS, md, print_table, render, sig
 from trtci.results import (
+    AccuracyChange,
     AccuracyResult,
     BenchResult,
     Comparison,
@@ -80,7 +81,8 @@ def compared(series: SeriesResult, verdict: str, ratio: float | None, reason: st
 
 def sample_run() -> RunResult:
     """Two devices; fp32/fp16/int8 series; a regression, an accuracy failure, a new series, an error, a missing
-    series, an improvement, an unstable series, an infinite SQNR, and two lower precisions slower than FP32."""
+    series, an improvement, an unstable series, an infinite SQNR, two lower precisions slower than FP32, and an
+    accuracy regression against the base branch."""
     cpu_fp32 = SeriesResult(key("digits", "fp32", 8, "onnxruntime", CPU), bench=bench(1.0, 8))
     cpu_fp16 = SeriesResult(
         key("digits", "fp16", 8, "onnxruntime", CPU),
@@ -160,12 +162,46 @@ def sample_run() -> RunResult:
         merge_base="fedcba9876543210fedcba9876543210fedcba98",
         finished_at="2025-06-01T12:04:31Z",
     )
+    accuracy_changes = [
+        AccuracyChange(
+            cpu_fp16.key.id,
+            cpu_fp16.key.variant_label,
+            "unchanged",
+            "top1_agreement",
+            0.998,
+            0.998,
+            0.0,
+            [0.0, 0.0],
+            0.01,
+            512,
+            baseline_commit="fedcba9876543210fedcba9876543210fedcba98",
+            reason="top-1 agreement with FP32 99.80% vs 99.80%; 0 of 512 samples changed",
+        ),
+        AccuracyChange(
+            cpu_int8_ort.key.id,
+            cpu_int8_ort.key.variant_label,
+            "regression",
+            "top1",
+            0.952,
+            0.971,
+            -0.019,
+            [-0.0312, -0.0078],
+            0.01,
+            512,
+            baseline_commit="fedcba9876543210fedcba9876543210fedcba98",
+            reason=(
+                "top-1 95.20% vs 97.10% on main@fedcba9 (-1.90 pt, interval -3.12..-0.78 pt, threshold 1 pt); "
+                "10 of 512 samples changed"
+            ),
+        ),
+    ]
     return RunResult(
         context=context,
         devices=[CPU, GPU],
         series=[cpu_fp32, cpu_fp16, cpu_int8_ort, cpu_int8_trt, gpu_fp32, gpu_fp16, gpu_int8],
         comparisons=comparisons,
         warnings=["GPU clocks were not locked: latency may vary between runs (lock them with nvidia-smi -lgc)"],
+        accuracy_changes=accuracy_changes,
     )
 
 
@@ -173,7 +209,7 @@ def passing_run() -> RunResult:
     """The sample run with only the series that pass, and no comparisons."""
     run = sample_run()
     kept = [s for s in run.series if s.passed]
-    return RunResult(run.context, run.devices, kept, [], [])
+    return RunResult(run.context, run.devices, kept)
 
 
 def check_golden(name: str, text: str) -> None:
@@ -209,7 +245,7 @@ def test_passing_comment_matches_golden():
 def test_comment_starts_with_marker_and_headline_counts_failures():
     text = render(sample_run())
     assert text.splitlines()[0] == "<!-- trtci:report -->"
-    assert "## trtci: 1 regression, 1 accuracy failure, 1 error" in text
+    assert "## trtci: 1 regression, 1 accuracy regression, 1 accuracy failure, 1 error" in text
     assert "## trtci: pass" in render(passing_run())
 
 
@@ -317,7 +353,10 @@ def test_three_significant_digits(value, text):
 
 def test_user_template_overrides_by_file_name(tmp_path):
     (tmp_path / "comment.md.j2").write_text("custom {{ verdict.words }} {{ run.series|length }}\n")
-    assert render(sample_run(), template_dir=tmp_path) == "custom 1 regression, 1 accuracy failure, 1 error 7\n"
+    assert (
+        render(sample_run(), template_dir=tmp_path)
+        == "custom 1 regression, 1 accuracy regression, 1 accuracy failure, 1 error 7\n"
+    )
     summary = render(sample_run(), "summary.md.j2", template_dir=tmp_path)
     assert summary.startswith("<!-- trtci:summary -->")
 
@@ -394,7 +433,7 @@ def test_console_table_shows_each_series_and_its_verdict():
     )
     print_table(run, Console(file=buffer, width=200, color_system=None))
     text = buffer.getvalue()
-    assert "trtci: 1 regression, 1 accuracy failure, 1 error" in text
+    assert "trtci: 1 regression, 1 accuracy regression, 1 accuracy failure, 1 error" in text
     assert "[bold]not markup[/bold]" in text
     for word in ("regression", "fail-accuracy", "error", "improvement", "inconclusive", "unchanged"):
         assert re.search(rf"│ {re.escape(word)}\s+│", text), word

@@ -4,7 +4,9 @@ Outputs arrive by name, each stacked over the N validation samples along axis 0,
 With labels the gate is MLPerf's: top-1 of the precision over top-1 of FP32 must reach `min_ratio`; the top-1
 difference (candidate minus FP32) comes with a 95% paired bootstrap interval over the samples, shown, not gated.
 Without labels the outputs themselves must agree (cosine, SQNR and, for class scores, top-1 agreement), as Polygraphy
-checks them. NaN or Inf in a candidate output always fails.
+checks them. NaN or Inf in a candidate output always fails. Each check also keeps one bit per sample (`hits`: top-1
+right, or without labels equal to FP32's top-1), so a later run can judge its accuracy against this one, paired by
+sample (compare_accuracy.py).
 
 SQNR is +inf for identical outputs. JSON has no infinity: writers should store non-finite floats as null
 (`json.dumps(..., allow_nan=False)` after mapping them), and a report shows a null SQNR with max_abs_err 0 as
@@ -13,6 +15,8 @@ SQNR is +inf for identical outputs. JSON has no infinity: writers should store n
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from collections.abc import Sequence
 
@@ -258,6 +262,15 @@ def validate(
         for m in metrics:
             if not m.nonfinite:
                 reasons.extend(_agreement_reasons(m, thresholds))
+        for name in reference:  # the first class-score output: per-sample agreement, for later runs to pair with
+            ref_scores, cand_scores = (
+                _class_scores(np.asarray(reference[name])),
+                _class_scores(np.asarray(candidate[name])),
+            )
+            if ref_scores is not None and cand_scores is not None:
+                result.hits = pack_hits(ref_scores.argmax(axis=1) == cand_scores.argmax(axis=1))
+                result.hits_metric = "top1_agreement"
+                break
     else:
         _apply_labels(result, reference, candidate, labels, label_output, thresholds)
     result.passed = not reasons
@@ -279,6 +292,7 @@ def _apply_labels(
     classes = ref_scores.size // ref_scores.shape[0]  # [N, C] once singleton dims are dropped
     result.thresholds = {"min_ratio": thresholds.min_ratio}
     correct, reference_correct = label_correct(cand_scores, labels, 1), label_correct(ref_scores, labels, 1)
+    result.hits, result.hits_metric = pack_hits(correct), "top1"
     result.top1 = float(np.mean(correct))
     result.reference_top1 = float(np.mean(reference_correct))
     result.delta, result.delta_low, result.delta_high = accuracy_delta_interval(
@@ -299,3 +313,19 @@ def _apply_labels(
             f"{name}: top-1 {result.top1:.4f} is {result.ratio:.4f} of FP32's {result.reference_top1:.4f} "
             f"< {thresholds.min_ratio:g}"
         )
+
+
+def pack_hits(hits: np.ndarray) -> str:
+    """Per-sample booleans as base64 of numpy.packbits: 10,000 samples take 1,668 characters."""
+    return base64.b64encode(np.packbits(np.asarray(hits, dtype=bool)).tobytes()).decode("ascii")
+
+
+def unpack_hits(text: str, samples: int) -> np.ndarray | None:
+    """The inverse of `pack_hits` for `samples` samples; None when `text` is empty or does not hold that many."""
+    try:
+        raw = np.frombuffer(base64.b64decode(text, validate=True), dtype=np.uint8)
+    except (binascii.Error, ValueError):
+        return None
+    if not text or samples <= 0 or raw.size != (samples + 7) // 8:
+        return None
+    return np.unpackbits(raw)[:samples].astype(bool)

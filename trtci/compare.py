@@ -20,13 +20,14 @@ docs/statistics.md explains the method and its measured false-alarm rate.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 
 from trtci.abtest import ABResult
 from trtci.baseline import Cutoff, HistoryPoint, cutoff, history, latest_base_series
 from trtci.config import CompareSettings
-from trtci.results import Comparison, RunResult, SeriesKey, SeriesResult
+from trtci.results import AccuracyChange, Comparison, RunResult, SeriesKey, SeriesResult
 from trtci.stats import Interval, mann_whitney, median_ratio_interval, normal_quantile, run_noise
 from trtci.store import Store
 
@@ -67,7 +68,7 @@ def compare(
         comparison = compare_series(series, points, branch, own, other)
         if until.note:
             comparison.reason = f"{comparison.reason}; {until.note}"
-        acknowledge(comparison, series.key, settings, run.context.labels)
+        acknowledge(comparison, (series.key.label, series.key.id), settings, run.context.labels)
         comparisons.append(comparison)
     comparisons.extend(_missing(run, base_run, base_keys, settings.threshold))
     return comparisons
@@ -79,12 +80,15 @@ def settings_for(key: SeriesKey, settings: CompareSettings) -> CompareSettings:
     return settings if threshold is None else settings.model_copy(update={"threshold": threshold})
 
 
-def acknowledge(comparison: Comparison, key: SeriesKey, settings: CompareSettings, labels: list[str]) -> None:
-    """Turn a regression into "acknowledged" when `settings.acknowledge` names the series (label or id) or the
-    pull request carries ACCEPT_LABEL; the trtci.yml entry's reason wins. Other verdicts stay as they are."""
+def acknowledge(
+    comparison: Comparison | AccuracyChange, names: Sequence[str], settings: CompareSettings, labels: list[str]
+) -> None:
+    """Turn a regression into "acknowledged" when `settings.acknowledge` has an entry for one of `names` (a series
+    label or id, a variant label) or the pull request carries ACCEPT_LABEL; the trtci.yml entry's reason wins.
+    Other verdicts stay as they are."""
     if comparison.verdict != "regression":
         return
-    reason = settings.acknowledge.get(key.label, settings.acknowledge.get(key.id))
+    reason = next((settings.acknowledge[name] for name in names if name in settings.acknowledge), None)
     if reason is not None:
         comparison.acknowledgement = f"acknowledged in trtci.yml: {reason}"
     elif ACCEPT_LABEL in labels:
@@ -96,7 +100,7 @@ def acknowledge(comparison: Comparison, key: SeriesKey, settings: CompareSetting
 
 def stale_acknowledgements(run: RunResult, settings: CompareSettings) -> list[str]:
     """One warning per `compare.acknowledge` entry that names no series of the run (by label or id)."""
-    names = {name for s in run.series for name in (s.key.label, s.key.id)}
+    names = {name for s in run.series for name in (s.key.label, s.key.id, s.key.variant_label)}
     return [
         f"compare.acknowledge names {entry!r}, which is no series of this run: remove the entry from trtci.yml "
         "or give a series label as the report shows it"

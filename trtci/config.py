@@ -71,6 +71,9 @@ class CompareSettings(Strict):
     # Known regressions accepted with a reason: a series label or id -> why. Such a series gets the verdict
     # "acknowledged", keeps its numbers and passes the gate (docs/statistics.md).
     acknowledge: dict[str, Annotated[str, Field(min_length=1)]] = Field(default_factory=dict)
+    # Top-1 change against the base branch's, on the same validation samples, that counts: 0.01 is one percentage
+    # point. Judged with a paired bootstrap interval, like latency (docs/statistics.md).
+    accuracy_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.01
 
 
 class HistorySettings(Strict):

@@ -150,7 +150,7 @@ def missing_legs(legs: list[Leg], expect: Iterable[str], left_out: Iterable[Left
 
 def combine(legs: list[Leg], notes: Iterable[str] = ()) -> RunResult:
     """One RunResult for the report: the first leg's context spanning every leg's time, the union of devices,
-    every series and comparison, and each leg's warnings prefixed with its name, then `notes`."""
+    every series, comparison and accuracy change, and each leg's warnings prefixed with its name, then `notes`."""
     if not legs:
         raise DataError("no trtci run files to merge: check that the matrix legs uploaded their run files")
     first = legs[0].run.context
@@ -172,6 +172,7 @@ def combine(legs: list[Leg], notes: Iterable[str] = ()) -> RunResult:
         series=[s for leg in legs for s in leg.run.series],
         comparisons=[c for leg in legs for c in leg.run.comparisons],
         warnings=[*warnings, *notes],
+        accuracy_changes=[c for leg in legs for c in leg.run.accuracy_changes],
     )
 
 

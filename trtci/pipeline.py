@@ -22,6 +22,7 @@ from trtci.accuracy import may_hold_class_scores, validate
 from trtci.backends import get_backend
 from trtci.backends.base import Backend, LoadRequest, Session
 from trtci.compare import acknowledge, compare, decide_ab, settings_for, stale_acknowledgements
+from trtci.compare_accuracy import compare_accuracy
 from trtci.config import BenchSettings, CompareSettings, Config, InputSpec, ModelConfig
 from trtci.data import Dataset, check_against_model, load_dataset
 from trtci.errors import BackendError, ConfigError, DataError, ModelError, StoreError
@@ -257,6 +258,7 @@ def run(config: Config, context: RunContext, progress: Progress | None = None) -
             _ab_comparison(c, state.ab[c.series_id], result, config.compare) if c.series_id in state.ab else c
             for c in compare(result, store, config.compare)
         ]
+        result.accuracy_changes = compare_accuracy(result, store, config.compare)
         result.warnings.extend(stale_acknowledgements(result, config.compare))
         confirm(result, state.remeasure, store, config.compare, progress)
         store.record_run(result)
@@ -595,7 +597,7 @@ def _ab_comparison(first: Comparison, ab: ABResult, run: RunResult, settings: Co
         ),
     )
     series = next(s for s in run.series if s.key.id == first.series_id)
-    acknowledge(comparison, series.key, settings, run.context.labels)
+    acknowledge(comparison, (series.key.label, series.key.id), settings, run.context.labels)
     return comparison
 
 
@@ -705,9 +707,11 @@ def _validate(
     labels = plan.validation.labels
     label_output = plan.config.validation.label_output if plan.config.validation else None
     try:
-        return validate(reference, candidate, plan.config.accuracy, labels=labels, label_output=label_output)
+        result = validate(reference, candidate, plan.config.accuracy, labels=labels, label_output=label_output)
     except DataError as e:
         raise DataError(f"{plan.name}: {e}") from e
+    result.validation_hash = plan.validation.sha256  # per-sample hits pair only with hits on the same samples
+    return result
 
 
 def bench_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:

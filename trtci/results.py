@@ -53,8 +53,17 @@ class SeriesKey:
     @property
     def label(self) -> str:
         """Short human name, e.g. 'digits int8(tensorrt) b8 onnxruntime'."""
-        precision = f"{self.precision}({self.quantization})" if self.quantization else self.precision
-        return f"{self.model} {precision} b{self.batch} {self.backend}"
+        return f"{self.model} {self._precision} b{self.batch} {self.backend}"
+
+    @property
+    def variant_label(self) -> str:
+        """The label without the batch, e.g. 'digits int8(tensorrt) onnxruntime': every batch of a variant shares
+        one accuracy check."""
+        return f"{self.model} {self._precision} {self.backend}"
+
+    @property
+    def _precision(self) -> str:
+        return f"{self.precision}({self.quantization})" if self.quantization else self.precision
 
 
 @dataclass
@@ -117,6 +126,12 @@ class AccuracyResult:
     delta: float | None = None
     delta_low: float | None = None
     delta_high: float | None = None
+    # Per validation sample, one bit: top-1 equal to the label ("top1") or, without labels, to FP32's top-1 on the
+    # first class-score output ("top1_agreement"). Base64 of numpy.packbits; "" when no output holds class scores.
+    # With the validation set's hash, this lets a later run judge its own accuracy against this one, paired by sample.
+    hits: str = ""
+    hits_metric: str = ""
+    validation_hash: str = ""
 
     def __bool__(self) -> bool:
         return self.passed
@@ -170,6 +185,32 @@ class Comparison:
 
 
 @dataclass
+class AccuracyChange:
+    """A precision's top-1 against the base branch's on the same validation samples. False for a regression.
+
+    One per model variant (precision, quantization, backend, device): every batch of a variant shares its accuracy.
+    """
+
+    series_id: str  # the variant's first series in this run
+    label: str  # the variant without its batch, e.g. 'digits int8(onnxruntime) onnxruntime'
+    verdict: str  # one of VERDICTS
+    metric: str  # "top1" (against the labels) or "top1_agreement" (against this run's FP32)
+    current: float | None
+    baseline: float | None
+    delta: float | None  # current - baseline, in accuracy units (0.01 is one percentage point)
+    interval: list[float] | None  # [low, high] of delta: paired bootstrap over the validation samples
+    threshold: float  # absolute change that counts (compare.accuracy_threshold)
+    samples: int
+    baseline_run: str | None = None
+    baseline_commit: str | None = None
+    reason: str = ""
+    acknowledgement: str = ""
+
+    def __bool__(self) -> bool:
+        return self.verdict != "regression"
+
+
+@dataclass
 class RunContext:
     """Where and why a run happened: from GITHUB_* variables in Actions, else from git."""
 
@@ -196,6 +237,7 @@ class RunResult:
     series: list[SeriesResult]
     comparisons: list[Comparison] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    accuracy_changes: list[AccuracyChange] = field(default_factory=list)
 
     @property
     def accuracy_failures(self) -> list[SeriesResult]:
@@ -206,14 +248,20 @@ class RunResult:
         return [c for c in self.comparisons if not c]
 
     @property
+    def accuracy_regressions(self) -> list[AccuracyChange]:
+        return [c for c in self.accuracy_changes if not c]
+
+    @property
     def passed(self) -> bool:
-        return not self.accuracy_failures and not self.regressions
+        return not self.accuracy_failures and not self.regressions and not self.accuracy_regressions
 
     def gate_failure(self, fail_on: str = "both") -> str:
         """Why the gate fails when it judges `fail_on` (both, accuracy, performance or none); '' when it passes."""
         reasons = []
         if fail_on in ("both", "accuracy") and self.accuracy_failures:
             reasons.append(f"{len(self.accuracy_failures)} series failed accuracy or did not run")
+        if fail_on in ("both", "accuracy") and self.accuracy_regressions:
+            reasons.append(f"{len(self.accuracy_regressions)} accuracy regressions against the base branch")
         if fail_on in ("both", "performance") and self.regressions:
             reasons.append(f"{len(self.regressions)} performance regressions")
         return "gate failed: " + ", ".join(reasons) if reasons else ""

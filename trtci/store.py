@@ -25,6 +25,7 @@ import sqlite_utils
 from trtci import __version__
 from trtci.errors import StoreError
 from trtci.results import (
+    AccuracyChange,
     AccuracyResult,
     BenchResult,
     Comparison,
@@ -219,6 +220,43 @@ _M002_STATEMENTS = (
 )
 
 
+@migration
+def m003_accuracy_hits_and_changes(db: sqlite_utils.Database) -> None:
+    for statement in _M003_STATEMENTS:
+        db.execute(statement)
+
+
+_M003_STATEMENTS = (
+    # The accuracy delta vs FP32 with its interval, and one bit per validation sample (accuracy.pack_hits), so a
+    # later run can judge its accuracy against this one, paired by sample, on the same validation set.
+    "ALTER TABLE accuracy ADD COLUMN delta REAL",
+    "ALTER TABLE accuracy ADD COLUMN delta_low REAL",
+    "ALTER TABLE accuracy ADD COLUMN delta_high REAL",
+    "ALTER TABLE accuracy ADD COLUMN hits TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE accuracy ADD COLUMN hits_metric TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE accuracy ADD COLUMN validation_hash TEXT NOT NULL DEFAULT ''",
+    """CREATE TABLE accuracy_changes (
+        run_id TEXT NOT NULL REFERENCES runs (id),
+        series_id TEXT NOT NULL REFERENCES series (id),
+        label TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        metric TEXT NOT NULL,
+        current REAL,
+        baseline REAL,
+        delta REAL,
+        delta_low REAL,
+        delta_high REAL,
+        threshold REAL NOT NULL,
+        samples INTEGER NOT NULL,
+        baseline_run TEXT REFERENCES runs (id),
+        baseline_commit TEXT,
+        reason TEXT NOT NULL,
+        acknowledgement TEXT NOT NULL,
+        PRIMARY KEY (run_id, series_id)
+    )""",
+)
+
+
 def encode_samples(samples_ms: list[float]) -> bytes:
     """Samples as float32 little-endian, 4 bytes each: about a fifth of their JSON size, ~7 significant digits."""
     return struct.pack(f"<{len(samples_ms)}f", *samples_ms)
@@ -367,12 +405,20 @@ class Store:
             )
             for c in self.db.query("SELECT * FROM comparisons WHERE run_id = ? ORDER BY rowid", [run_id])
         ]
+        accuracy_changes = [
+            AccuracyChange(
+                **{name: row[name] for name in _ACCURACY_CHANGE_COLUMNS},
+                interval=[row["delta_low"], row["delta_high"]] if row["delta_low"] is not None else None,
+            )
+            for row in self.db.query("SELECT * FROM accuracy_changes WHERE run_id = ? ORDER BY rowid", [run_id])
+        ]
         return RunResult(
             context=context,
             devices=devices,
             series=series,
             comparisons=comparisons,
             warnings=json.loads(run_row["warnings"]),
+            accuracy_changes=accuracy_changes,
         )
 
     def series_history(
@@ -446,6 +492,7 @@ class Store:
             "builds",
             "series_errors",
             "comparisons",
+            "accuracy_changes",
             "run_series",
         )
         with _transaction(self.db.conn):
@@ -458,7 +505,8 @@ class Store:
                 if self.db.execute("SELECT 1 FROM run_series WHERE run_id = ? LIMIT 1", [run_id]).fetchone() is None
             ]
             for run_id in empty:
-                self.db.conn.execute("UPDATE comparisons SET baseline_run = NULL WHERE baseline_run = ?", [run_id])
+                for table in ("comparisons", "accuracy_changes"):
+                    self.db.conn.execute(f"UPDATE {table} SET baseline_run = NULL WHERE baseline_run = ?", [run_id])
                 for table in per_series + ("run_devices",):
                     self.db.conn.execute(f"DELETE FROM {table} WHERE run_id = ?", [run_id])
                 self.db.conn.execute("DELETE FROM runs WHERE id = ?", [run_id])
@@ -552,6 +600,10 @@ class Store:
                     "extra": _json(_comparison_extra(comparison)),
                 },
             )
+        for change in run.accuracy_changes:
+            row = {name: getattr(change, name) for name in _ACCURACY_CHANGE_COLUMNS}
+            low, high = change.interval if change.interval is not None else (None, None)
+            self._insert("accuracy_changes", {"run_id": context.run_id, **row, "delta_low": low, "delta_high": high})
 
     def _insert_series(self, run_id: str, series: SeriesResult, position: int) -> None:
         key = series.key
@@ -605,6 +657,7 @@ class Store:
                     "reference_top5": accuracy.reference_top5,
                     "ratio": accuracy.ratio,
                     "thresholds": _json(accuracy.thresholds),
+                    **{name: getattr(accuracy, name) for name in _ACCURACY_EXTRA_COLUMNS},
                 },
             )
             for output in accuracy.outputs:
@@ -666,6 +719,7 @@ class Store:
                 reference_top5=a["reference_top5"],
                 ratio=a["ratio"],
                 thresholds=json.loads(a["thresholds"]),
+                **{name: a[name] for name in _ACCURACY_EXTRA_COLUMNS},
             )
         for build in self.db.query(f"SELECT facts FROM builds {where}", ids):
             result.build = json.loads(build["facts"])
@@ -681,6 +735,8 @@ class Store:
         self.db.conn.execute(f"{verb} INTO {table} ({columns}) VALUES ({placeholders})", list(row.values()))
 
 
+_ACCURACY_EXTRA_COLUMNS = ("delta", "delta_low", "delta_high", "hits", "hits_metric", "validation_hash")  # m003
+
 _COMPARISON_COLUMNS = (
     "series_id",
     "label",
@@ -694,6 +750,9 @@ _COMPARISON_COLUMNS = (
     "baseline_commit",
     "reason",
 )
+
+
+_ACCURACY_CHANGE_COLUMNS = tuple(f.name for f in fields(AccuracyChange) if f.name != "interval")
 
 
 def _comparison_extra_fields() -> set[str]:

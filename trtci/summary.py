@@ -122,6 +122,7 @@ class RunVerdict:
     new: int
     missing: int  # series on the base branch that this run did not measure
     slower_than_fp32: int
+    accuracy_regressions: int = 0  # variants whose top-1 fell against the base branch's (not acknowledged)
 
     def __bool__(self) -> bool:
         return self.passed
@@ -133,6 +134,7 @@ class RunVerdict:
             return "pass"
         counts = [
             (self.regressions, "regression", "regressions"),
+            (self.accuracy_regressions, "accuracy regression", "accuracy regressions"),
             (self.accuracy_failures, "accuracy failure", "accuracy failures"),
             (self.errors, "error", "errors"),
         ]
@@ -154,6 +156,7 @@ def run_verdict(run: RunResult) -> RunVerdict:
         new=verdicts.count("new"),
         missing=verdicts.count("missing"),
         slower_than_fp32=len(slower_than_fp32(run)),
+        accuracy_regressions=len(run.accuracy_regressions),
     )
 
 
@@ -198,12 +201,19 @@ def _result(series: SeriesResult, comparison: Comparison | None, device_names: d
         "timer": bench.timer if bench is not None else None,
         "bench_extra": bench.extra if bench is not None else None,
         "speedup_vs_fp32": speedups.get(key.id),
-        "accuracy": asdict(series.accuracy) if series.accuracy is not None else None,
+        "accuracy": _accuracy(series),
         "comparison": comparison.verdict if comparison is not None else None,
         "verdict": series_verdict(series, comparison),
         "error": series.error,
         "build": series.build,
     }
+
+
+def _accuracy(series: SeriesResult) -> dict | None:
+    """The accuracy check without its per-sample hits: like raw latency samples, those stay in the database."""
+    if series.accuracy is None:
+        return None
+    return {k: v for k, v in asdict(series.accuracy).items() if k != "hits"}
 
 
 def summary_dict(run: RunResult) -> dict:
@@ -221,6 +231,7 @@ def summary_dict(run: RunResult) -> dict:
         "devices": [{"id": d.id, "kind": d.kind, "name": d.name, "details": d.details} for d in run.devices],
         "results": [_result(s, comparisons.get(s.key.id), device_names, speedups) for s in run.series],
         "comparisons": [asdict(c) for c in run.comparisons],
+        "accuracy_changes": [asdict(c) for c in run.accuracy_changes],
         "warnings": list(run.warnings),
     }
     return json_safe(summary)
