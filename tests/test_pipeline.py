@@ -18,8 +18,9 @@ from tests.models import mlp_classifier
 from trtci import pipeline
 from trtci.backends.base import LoadRequest
 from trtci.backends.onnxruntime import OnnxRuntimeBackend
-from trtci.config import CompareSettings, parse_config
+from trtci.config import CompareSettings, load_config, parse_config
 from trtci.errors import BackendError, ConfigError, DataError, ModelError
+from trtci.merge_base import config_at, file_at
 from trtci.results import Comparison, DeviceInfo, RunContext, RunResult
 from trtci.store import Store
 
@@ -491,7 +492,7 @@ def test_a_pr_that_changes_the_model_is_judged_by_ab_against_the_merge_base_vers
     (comparison,) = result.comparisons
     assert comparison.method == pipeline.AB_METHOD
     assert comparison.verdict == "regression" and comparison.ratio > 2
-    assert comparison.interval[0] > 1 and "merge-base's version" in comparison.reason
+    assert comparison.interval[0] > 1 and "the model changed" in comparison.reason
     assert comparison.confirmed is None  # A/B is not re-measured against history
     assert not result  # the gate fails
 
@@ -516,3 +517,71 @@ def test_retention_applies_after_each_recorded_run(workdir):
     with sqlite3.connect(workdir / "results.db") as db:
         assert [r[0] for r in db.execute("select id from runs")] == ["run2"]
         assert db.execute("select count(*) from benchmarks").fetchone()[0] == 1
+
+
+def commit_all(root: Path, message: str) -> str:
+    """Commit every file under `root` (a git repository) and return the commit."""
+    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
+    for args in (["add", "-A"], [*identity, "commit", "-q", "-m", message]):
+        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
+    return subprocess.run(
+        ["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def settings_repo(root: Path, length: int) -> tuple[str, Path]:
+    """A git repository with relu.onnx (input [N, S]) and a trtci.yml timing it at S = `length`; (commit, trtci.yml)."""
+    root.mkdir()
+    open_dim_model(root / "relu.onnx")
+    config = root / "trtci.yml"
+    config.write_text(
+        f"models: [{{path: relu.onnx, precisions: [fp32], inputs: [{{name: x, shape: [1, {length}]}}]}}]\n"
+        "database: results.db\ncache_dir: cache\n"
+        "bench: {warmup_ms: 0, duration_s: 0.02, min_iterations: 5}\n"
+        "compare: {ab_budget_s: 10}\n"
+    )
+    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True, capture_output=True)
+    return commit_all(root, "model and config"), config
+
+
+def pr_context(merge_base: str) -> RunContext:
+    return RunContext(
+        run_id="pr", started_at="2026-11-27T09:00:00Z", branch="f", base_branch="main", merge_base=merge_base
+    )
+
+
+def test_a_pr_that_changes_build_settings_is_judged_by_ab_against_the_merge_base_build(tmp_path):
+    merge_base, path = settings_repo(tmp_path / "repo", length=256)
+    path.write_text(path.read_text().replace("[1, 256]", "[1, 262144]"))  # the PR times 1024x the work
+    base_config = config_at(path, merge_base)
+    assert base_config.models[0].inputs[0].shape == [1, 256]
+    result = pipeline.run(load_config(path), pr_context(merge_base), base_config=base_config)
+    (comparison,) = result.comparisons
+    assert comparison.method == pipeline.AB_METHOD
+    assert "the build settings changed" in comparison.reason
+    assert comparison.verdict == "regression" and comparison.interval[0] > 2
+
+
+def test_a_config_change_that_leaves_a_series_as_it_was_runs_no_ab(tmp_path):
+    merge_base, path = settings_repo(tmp_path / "repo", length=256)
+    text = path.read_text().replace("ab_budget_s: 10", "ab_budget_s: 10, threshold: 0.2")
+    path.write_text(text.replace("precisions: [fp32]", "precisions: [fp32, fp16]"))  # and adds FP16
+    result = pipeline.run(load_config(path), pr_context(merge_base), base_config=config_at(path, merge_base))
+    assert [(c.label, c.verdict) for c in result.comparisons] == [
+        ("relu fp32 b1 onnxruntime", "new"),
+        ("relu fp16 b1 onnxruntime", "new"),
+    ]
+    assert all(c.method != pipeline.AB_METHOD for c in result.comparisons)
+
+
+def test_the_merge_base_config_is_read_from_git_and_absent_outside_it(tmp_path):
+    merge_base, path = settings_repo(tmp_path / "repo", length=256)
+    assert file_at(path, merge_base) == path.read_bytes()
+    assert config_at(tmp_path / "repo" / "other.yml", merge_base) is None  # a config the PR adds
+    outside = tmp_path / "outside.yml"
+    outside.write_text("models: [{path: m.onnx}]\n")
+    assert config_at(outside, merge_base) is None
+    path.write_text("models: [{path: relu.onnx, precision: fp32}]\n")  # a key trtci does not know
+    broken = commit_all(tmp_path / "repo", "typo")
+    with pytest.raises(ConfigError, match=r"trtci.yml at [0-9a-f]{12}"):
+        config_at(path, broken)

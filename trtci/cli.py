@@ -132,7 +132,8 @@ def run(ctx: click.Context, **options) -> None:
             "pr_number": options["pr_number"],
         }
     )
-    result = pipeline.run(config, context, _Progress(console))
+    base_config = _merge_base_config(options, context.merge_base, console)
+    result = pipeline.run(config, context, _Progress(console), base_config=base_config)
     extra: dict = {}
     if result.regressions:  # each regression's trend in the comment needs the base branch's history
         with Store(config.database) as store:
@@ -214,6 +215,20 @@ def _config_from_options(options: dict):
     else:
         raise ConfigError("give --config trtci.yml, or --model model.onnx (see trtci run --help)")
     return _apply_overrides(config, options)
+
+
+def _merge_base_config(options: dict, merge_base: str | None, console):
+    """trtci.yml as the PR's merge-base had it, with the same command-line overrides, or None where unknown."""
+    from trtci.merge_base import config_at
+
+    if options["config_path"] is None or merge_base is None:
+        return None
+    try:
+        base = config_at(options["config_path"], merge_base)
+    except ConfigError as e:
+        console.print(f"[yellow]warning[/]: {e}: build settings are not A/B tested against the merge-base")
+        return None
+    return _apply_overrides(base, options) if base is not None else None
 
 
 def _apply_overrides(config, options: dict):

@@ -64,7 +64,8 @@ class CompareSettings(Strict):
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.98
     resamples: Annotated[int, Field(ge=100, le=100_000)] = 2000  # bootstrap resamples
     confirm_budget_s: Annotated[float, Field(ge=0, le=3600)] = 30.0  # re-measuring a suspect series; 0: no check
-    # When a PR changes a model file: seconds of interleaved A/B against the merge-base's version, per series; 0: off.
+    # When a PR changes a model file or its build settings: seconds of interleaved A/B against the merge-base's build,
+    # per series; 0: off.
     ab_budget_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
     # Per-series thresholds: a series label ("resnet50 fp16 b1 onnxruntime") or series id -> its threshold.
     thresholds: dict[str, Annotated[float, Field(gt=0, lt=10)]] = Field(default_factory=dict)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,13 +25,14 @@ from trtci.compare_accuracy import compare_accuracy
 from trtci.config import BenchSettings, CompareSettings, Config, InputSpec, ModelConfig
 from trtci.data import Dataset, check_against_model, load_dataset
 from trtci.errors import BackendError, ConfigError, DataError, ModelError, StoreError
+from trtci.merge_base import file_at
 from trtci.model import ModelInfo, TensorSpec, inspect_model
 from trtci.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
 from trtci.results import AccuracyResult, Comparison, RunContext, RunResult, SeriesKey, SeriesResult, stable_hash
 from trtci.retention import apply_retention
 from trtci.store import Store
 
-AB_METHOD = "ab-merge-base"  # Comparison.method of a verdict from A/B against the merge-base's model
+AB_METHOD = "ab-merge-base"  # Comparison.method of a verdict from A/B against the merge-base's build
 Shapes = dict[str, tuple[int, ...]]
 ShapeRanges = dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]
 
@@ -92,15 +92,37 @@ class _RunState:
     # Recipes, not open sessions: holding every engine until the end of a run could exhaust GPU memory, and
     # loading again is cheap (the prepared model and the engine are cached).
     remeasure: dict[str, Remeasure] = field(default_factory=dict)
-    ab: dict[str, ABResult] = field(default_factory=dict)  # series id -> A/B against the merge-base's model
+    ab: dict[str, _AB] = field(default_factory=dict)  # series id -> A/B against what the merge-base had
 
 
 @dataclass
 class _Base:
-    """The model as it was at the PR's merge-base, when the PR changed it, and its prepared variants."""
+    """The model and its settings as they were at the PR's merge-base, and the variants prepared from them."""
 
     plan: ModelPlan
+    config: Config  # the merge-base's trtci.yml where it is known, else this run's
     prepared: dict[tuple[str, str], Variant] = field(default_factory=dict)
+
+    def changed(self, key: SeriesKey, backend: Backend) -> str:
+        """What the PR changed of this series: "model", "build settings", both, or "" (nothing, or a precision the
+        merge-base did not build: then there is nothing to time against)."""
+        precision, batch = key.precision, key.batch
+        if precision not in self.plan.config.precisions:
+            return ""
+        changed = []
+        if self.plan.info.sha256 != key.model_hash:
+            changed.append("model")
+        if _options_hash(self.plan, self.config, precision, backend, batch) != key.options_hash:
+            changed.append("build settings")
+        return " and ".join(changed)
+
+
+@dataclass
+class _AB:
+    """An A/B of one series against what the merge-base had, and what the PR changed."""
+
+    result: ABResult
+    changed: str
 
 
 def plan_model(model: ModelConfig) -> ModelPlan:
@@ -238,8 +260,15 @@ def shape_ranges(model: ModelConfig, shapes: Shapes) -> ShapeRanges:
     return ranges
 
 
-def run(config: Config, context: RunContext, progress: Progress | None = None) -> RunResult:
-    """Run every model on every backend, compare with the baseline and record the run."""
+def run(
+    config: Config, context: RunContext, progress: Progress | None = None, *, base_config: Config | None = None
+) -> RunResult:
+    """Run every model on every backend, compare with the baseline and record the run.
+
+    `base_config` is the trtci.yml of the PR's merge-base (merge_base.config_at): a series whose model file or
+    build settings the PR changed is then timed against the merge-base's build in alternating rounds. Without
+    it, only model files are taken from the merge-base, built with this run's settings.
+    """
     progress = progress or _Silent()
     plans = [plan_model(model) for model in config.models]
     store = _open_store(config.database)  # before any work: an unwritable path fails in a second
@@ -248,7 +277,7 @@ def run(config: Config, context: RunContext, progress: Progress | None = None) -
         reference_backend = _reference_backend(backends, config)
         state = _RunState(warnings=notes)
         for plan in plans:
-            base = _merge_base_model(plan, context, config, state)
+            base = _merge_base_side(plan, context, config, base_config, state)
             _run_model(plan, config, backends, reference_backend, state, progress, base)
         devices = {backend.device().id: backend.device() for backend in backends}
         result = RunResult(
@@ -504,44 +533,49 @@ def _measure(
         )
 
 
-def _merge_base_model(plan: ModelPlan, context: RunContext, config: Config, state: _RunState) -> _Base | None:
-    """The model file as it was at the PR's merge-base, when the PR changed it (git show); else None.
+def _merge_base_side(
+    plan: ModelPlan, context: RunContext, config: Config, base_config: Config | None, state: _RunState
+) -> _Base | None:
+    """The model and its settings as they were at the PR's merge-base (git show), or None where there is nothing
+    to compare with: no merge-base, A/B turned off, a model the PR adds, a model file outside git.
 
-    A model the PR changed has a new hash, so it has no history: it is judged by timing both versions in
-    alternating rounds in this job instead (drift-free, measured until the interval is narrow enough).
+    A series whose model file or build settings the PR changed has a new identity, so it has no history: it is
+    judged by timing both builds in alternating rounds in this job instead (drift-free, measured until the
+    interval is narrow enough). Data sets are read as they are now on both sides.
     """
     if context.merge_base is None or config.compare.ab_budget_s <= 0:
         return None
-    path = plan.config.path
-    try:
-        shown = subprocess.run(
-            ["git", "-C", str(path.parent), "show", f"{context.merge_base}:./{path.name}"],
-            capture_output=True,
-            timeout=120,
-        )
-    except (OSError, subprocess.TimeoutExpired):
+    model, settings = plan.config, config
+    if base_config is not None:
+        named = next((m for m in base_config.models if m.display_name == plan.name), None)
+        if named is None:
+            return None  # a model this PR adds
+        model, settings = named, base_config
+    shown = file_at(model.path, context.merge_base)
+    if shown is None:
         return None
-    if shown.returncode != 0:
-        return None  # not in git, or a model this PR adds
-    digest = hashlib.sha256(shown.stdout).hexdigest()
-    if digest == plan.info.sha256:
-        return None
+    digest = hashlib.sha256(shown).hexdigest()
     target = config.cache_dir / "merge-base" / f"{digest[:16]}.onnx"
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if not target.is_file():
-            partial = target.with_suffix(".tmp")
-            partial.write_bytes(shown.stdout)
-            partial.replace(target)
-        info = inspect_model(target)
-    except (OSError, ModelError) as e:
-        state.warnings.append(f"{plan.name}: no A/B against the merge-base's model: {e}")
+        if digest == plan.info.sha256:
+            target, info = plan.config.path, plan.info
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if not target.is_file():
+                partial = target.with_suffix(".tmp")
+                partial.write_bytes(shown)
+                partial.replace(target)
+            info = inspect_model(target)
+        if [(i.name, i.dtype) for i in info.inputs] != [(i.name, i.dtype) for i in plan.info.inputs]:
+            raise ModelError("its inputs differ")
+        model = model.model_copy(update={"path": target, "name": plan.name})
+        sample = plan.validation or plan.calibration
+        shapes = {b: input_shapes(model, info, b, sample) for b in plan.config.batch_sizes}
+        ranges = {b: shape_ranges(model, shapes[b]) for b in plan.config.batch_sizes}
+    except (OSError, ModelError, ConfigError, DataError) as e:
+        state.warnings.append(f"{plan.name}: no A/B against the merge-base: {e}")
         return None
-    if [(i.name, i.dtype) for i in info.inputs] != [(i.name, i.dtype) for i in plan.info.inputs]:
-        state.warnings.append(f"{plan.name}: no A/B against the merge-base's model: its inputs differ")
-        return None
-    model = plan.config.model_copy(update={"path": target, "name": plan.name})
-    return _Base(ModelPlan(model, info, plan.calibration, plan.validation, plan.shapes, plan.shape_ranges))
+    return _Base(ModelPlan(model, info, plan.calibration, plan.validation, shapes, ranges), settings)
 
 
 def _ab_against_merge_base(
@@ -555,31 +589,38 @@ def _ab_against_merge_base(
     state: _RunState,
     progress: Progress,
 ) -> None:
+    changed = base.changed(series.key, backend)
+    if not changed:
+        return  # the same series as on the base branch: its history judges it
     key = (variant.precision, variant.quantization)
     if key not in base.prepared:
-        base.prepared[key] = _prepare(base.plan, config, *key, progress)
+        base.prepared[key] = _prepare(base.plan, base.config, *key, progress)
     old = base.prepared[key]
     if old.prepared is None:
-        state.warnings.append(f"{series.key.label}: no A/B against the merge-base's model: {old.error}")
+        state.warnings.append(f"{series.key.label}: no A/B against the merge-base: {old.error}")
         return
     threshold = settings_for(series.key, config.compare).threshold
-    request = _request(base.plan, config, old.prepared, series.key.batch, backend)
+    request = _request(base.plan, base.config, old.prepared, series.key.batch, backend)
+    base_feeds = bench_feeds(base.plan, series.key.batch)  # the input shapes may be what the PR changed
     try:
         with contextlib.closing(backend.load(request)) as a:
-            with progress.task(f"{series.key.label}: A/B against the merge-base's model"):
-                state.ab[series.key.id] = ab_test(
-                    lambda: a.run(feeds),
+            with progress.task(f"{series.key.label}: A/B against the merge-base's {changed}"):
+                result = ab_test(
+                    lambda: a.run(base_feeds),
                     lambda: head.run(feeds),
                     time_budget_s=config.compare.ab_budget_s,
                     min_effect=threshold,
                     confidence=config.compare.confidence,
                 )
     except BackendError as e:
-        state.warnings.append(f"{series.key.label}: no A/B against the merge-base's model: {e}")
+        state.warnings.append(f"{series.key.label}: no A/B against the merge-base: {e}")
+        return
+    state.ab[series.key.id] = _AB(result, changed)
 
 
-def _ab_comparison(first: Comparison, ab: ABResult, run: RunResult, settings: CompareSettings) -> Comparison:
-    """The verdict of the A/B against the merge-base's model, replacing the history comparison of a changed model."""
+def _ab_comparison(first: Comparison, done: _AB, run: RunResult, settings: CompareSettings) -> Comparison:
+    """The verdict of the A/B against the merge-base's build, replacing the history comparison of a changed series."""
+    ab = done.result
     verdict = decide_ab(ab, first.threshold)
     change = f"{(ab.ratio - 1) * 100:+.1f}% (CI {(ab.low - 1) * 100:+.1f}%..{(ab.high - 1) * 100:+.1f}%)"
     comparison = replace(
@@ -592,8 +633,8 @@ def _ab_comparison(first: Comparison, ab: ABResult, run: RunResult, settings: Co
         noise=None,
         method=AB_METHOD,
         reason=(
-            f"the model changed: interleaved A/B against the merge-base's version, {change} in {ab.rounds} rounds "
-            f"({ab.elapsed_s:.1f} s), threshold {first.threshold:.0%}"
+            f"the {done.changed} changed: interleaved A/B against the merge-base's build, {change} in "
+            f"{ab.rounds} rounds ({ab.elapsed_s:.1f} s), threshold {first.threshold:.0%}"
         ),
     )
     series = next(s for s in run.series if s.key.id == first.series_id)
