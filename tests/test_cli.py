@@ -183,3 +183,38 @@ def test_run_writes_step_outputs_for_the_action(model_dir, monkeypatch, capsys):
     lines = outputs.read_text().splitlines()
     assert "regressions=0" in lines and "accuracy-failures=0" in lines
     assert code == 0
+
+
+def test_run_in_a_pr_branch_times_changed_build_settings_against_the_merge_base_config(tmp_path, monkeypatch, capsys):
+    from tests.test_pipeline import settings_repo
+
+    root = tmp_path / "repo"
+    settings_repo(root, length=256)
+    subprocess.run(["git", "-C", str(root), "checkout", "-q", "-b", "feature"], check=True)
+    config = root / "trtci.yml"
+    config.write_text(config.read_text().replace("[1, 256]", "[1, 262144]") + "summary_json: s.json\n")
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    code, _, err = trtci(monkeypatch, capsys, "run", "--config", "trtci.yml", "--base-branch", "main")
+    (comparison,) = json.loads((root / "s.json").read_text())["comparisons"]
+    assert comparison["method"] == "ab-merge-base", err
+    assert comparison["verdict"] == "regression" and "build settings changed" in comparison["reason"]
+    assert code == 1
+
+
+def test_a_merge_base_config_that_does_not_parse_is_a_warning_not_a_failure(tmp_path, monkeypatch, capsys):
+    from tests.test_pipeline import commit_all, settings_repo
+
+    root = tmp_path / "repo"
+    settings_repo(root, length=256)
+    config = root / "trtci.yml"
+    good = config.read_text()
+    config.write_text(good.replace("compare:", "comparre:"))
+    commit_all(root, "a typo on main")
+    subprocess.run(["git", "-C", str(root), "checkout", "-q", "-b", "feature"], check=True)
+    config.write_text(good)
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    code, _, err = trtci(monkeypatch, capsys, "run", "--config", "trtci.yml", "--base-branch", "main")
+    assert code == 0
+    assert "warning" in err and "build settings are not A/B tested" in err and "comparre" in err
