@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -208,3 +209,17 @@ def test_a_pr_whose_retrained_model_loses_accuracy_fails_the_gate_end_to_end(tmp
     assert verdicts == {"mlp fp32 onnxruntime": "regression", "mlp fp16 onnxruntime": "regression"}
     assert worse.accuracy_changes[0].baseline == pytest.approx(1.0)
     assert not worse.passed and worse.regressions == []  # the gate fails on accuracy, not on latency
+
+
+def test_the_same_device_is_preferred_over_a_newer_run_on_another(store):
+    other = DeviceInfo(kind="gpu", name="other GPU")
+    elsewhere = SeriesResult(replace(key(), device_id=other.id), accuracy=checked(hits_with(100)))
+    store.record_run(replace(a_run("newer-other-device", "main", [elsewhere]), devices=[other]))
+    change = judge(store, checked(hits_with(360))).accuracy_changes[0]
+    assert change.baseline_run == "base" and change.verdict == "unchanged"
+    assert "another device" not in change.reason
+    lonely = a_run(
+        "head2", "feature", [SeriesResult(replace(key(), device_id="nowhere"), accuracy=checked(hits_with(360)))]
+    )
+    (fallback,) = compare_accuracy(lonely, store, CompareSettings())
+    assert fallback.baseline_run == "newer-other-device" and "another device" in fallback.reason

@@ -135,14 +135,14 @@ def latest_accuracy(
     store: Store, key: SeriesKey, branch: str, *, until: Cutoff, exclude_run: str | None
 ) -> BaseAccuracy | None:
     """The newest base run at or before `until` that checked the accuracy of `key`'s variant (model name, precision,
-    quantization, backend) with per-sample hits; within that run, a series on `key`'s device first."""
+    quantization, backend) with per-sample hits on `key`'s device; where none did, on any device."""
     limit_sql, limit_args = _until_sql(until)
     row = store.db.execute(
         f"""SELECT runs.id, runs."commit", s.device_id, a.samples, a.hits, a.hits_metric, a.validation_hash
             FROM accuracy AS a JOIN runs ON runs.id = a.run_id JOIN series AS s ON s.id = a.series_id
             WHERE runs.branch = ? AND runs.id IS NOT ? {limit_sql} AND a.hits != ''
               AND s.model = ? AND s.precision = ? AND s.quantization = ? AND s.backend = ?
-            ORDER BY runs.started_at DESC, runs.rowid DESC, s.device_id = ? DESC LIMIT 1""",
+            ORDER BY s.device_id = ? DESC, runs.started_at DESC, runs.rowid DESC LIMIT 1""",
         [branch, exclude_run, *limit_args, key.model, key.precision, key.quantization, key.backend, key.device_id],
     ).fetchone()
     return BaseAccuracy(*row) if row is not None else None

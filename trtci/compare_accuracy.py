@@ -1,11 +1,12 @@
 """Judge each precision's top-1 against the base branch's, paired by validation sample.
 
 Latency drifts with the runner; accuracy on a fixed validation set does not, so one base run is the baseline: the
-newest base run at or before the PR's merge-base that checked the same variant (model name, precision, quantization,
-backend; the same device preferred). Every accuracy check stores one bit per sample (top-1 right against the labels,
-or without labels equal to FP32's top-1), so the change is the difference of two hit vectors over the same samples
-with a paired bootstrap interval, and the sampling noise of which samples happen to be hard cancels. With `t` the
-threshold (`compare.accuracy_threshold`, absolute: 0.01 is one percentage point):
+newest base run at or before the PR's merge-base that checked the same variant (model name, precision,
+quantization, backend) on the same device, else on any device (the reason then says so). Every accuracy check
+stores one bit per sample (top-1 right against the labels, or without labels equal to FP32's top-1), so the change
+is the difference of two hit vectors over the same samples with a paired bootstrap interval, and the sampling
+noise of which samples happen to be hard cancels. With `t` the threshold (`compare.accuracy_threshold`, absolute:
+0.01 is one percentage point):
 
 - regression: the whole interval is below 0 and the drop is at least t / 2;
 - improvement: the whole interval is above 0 and the gain is at least t / 2;
