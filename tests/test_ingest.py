@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
@@ -10,7 +11,7 @@ from click.testing import CliRunner
 from trtci.cli_stats import register
 from trtci.errors import DataError
 from trtci.ingest import BACKEND, benchmark_run, read_pytest_benchmark
-from trtci.results import RunContext
+from trtci.results import DeviceInfo, RunContext
 from trtci.store import Store
 
 DATA = Path(__file__).parent / "data" / "pytest-benchmark"
@@ -104,3 +105,106 @@ def test_reading_checks_version_before_anything_else(tmp_path):
     path = bad_file(tmp_path, lambda r: r.update(version="9.0.0"))
     with pytest.raises(DataError, match="version 9.0.0"):
         read_pytest_benchmark(path)
+
+
+# What the trtci_benchmark fixture writes into extra_info["trtci"] (tests/test_pytest_plugin.py runs the fixture).
+PROVENANCE = {
+    "model": "resnet",
+    "model_sha256": "ab" * 32,
+    "precision": "fp16",
+    "quantization": "",
+    "batch": 8,
+    "backend": "onnxruntime",
+    "device": {"kind": "cpu", "name": "AMD EPYC", "details": {"onnxruntime": "1.20.0", "threads": "default"}},
+    "options": {"threads": 0, "shapes": {"input": [8, 3, 224, 224]}},
+}
+
+
+def with_provenance(tmp_path: Path, change=lambda info: None) -> Path:
+    """WITH_DATA with the fixture's provenance on its first benchmark, changed by `change`."""
+    info = copy.deepcopy(PROVENANCE)
+    change(info)
+    return bad_file(tmp_path, lambda raw: raw["benchmarks"][0]["extra_info"].update(trtci=info))
+
+
+def test_fixture_provenance_keys_the_series_and_registers_its_device(tmp_path):
+    raw = json.loads(WITH_DATA.read_text())
+    run = benchmark_run(with_provenance(tmp_path), context())
+    timed, plain = run.series
+    device = DeviceInfo(**PROVENANCE["device"])
+    assert timed.key.model == raw["benchmarks"][0]["fullname"]  # still unique in the file
+    assert (timed.key.model_hash, timed.key.precision, timed.key.batch, timed.key.backend) == (
+        "ab" * 32,
+        "fp16",
+        8,
+        "onnxruntime",
+    )
+    assert timed.key.device_id == device.id and plain.key.backend == BACKEND and plain.key.device_id != device.id
+    assert {d.id for d in run.devices} == {device.id, plain.key.device_id}
+    # throughput counts inferences: batch 8 per call
+    calls_per_s = len(timed.bench.samples_ms) / timed.bench.duration_s
+    assert timed.bench.stats.throughput == pytest.approx(8 * calls_per_s)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda info: info.update(model_sha256="cd" * 32),
+        lambda info: info.update(precision="fp32"),
+        lambda info: info["device"].update(name="NVIDIA H100"),
+        lambda info: info["options"].update(threads=4),
+    ],
+)
+def test_another_model_file_precision_device_or_option_is_another_series(tmp_path, change):
+    before = benchmark_run(with_provenance(tmp_path), context()).series[0].key
+    after = benchmark_run(with_provenance(tmp_path, change), context()).series[0].key
+    assert before.id != after.id and before.model == after.model
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda info: info.pop("batch"), "batch: Field required"),
+        (lambda info: info.update(batch="8"), "batch: Input should be a valid integer"),
+        (lambda info: info.update(batch=0), "batch: Input should be greater than or equal to 1"),
+        (lambda info: info.update(model_sha256="abc"), "model_sha256: String should match pattern"),
+        (lambda info: info.update(precision="fp8"), "precision: Input should be 'fp32', 'fp16' or 'int8'"),
+        (lambda info: info.update(backend="pytest-benchmark"), "backend: Input should be 'onnxruntime'"),
+        (lambda info: info["device"].update(kind="tpu"), "device.kind: Input should be 'cpu' or 'gpu'"),
+        (lambda info: info["device"].pop("details"), "device.details: Field required"),
+        (lambda info: info.update(engine="x"), "engine: unknown key"),
+        (lambda info: info.update(options=[]), "options: Input should be a valid dictionary"),
+    ],
+)
+def test_malformed_provenance_names_file_benchmark_and_key(tmp_path, change, message):
+    with pytest.raises(DataError) as error:
+        benchmark_run(with_provenance(tmp_path, change), context())
+    text = str(error.value)
+    assert text.startswith(f"{tmp_path / 'bad.json'}: test_x.py::test_sum: extra_info.trtci is malformed (")
+    assert message in text and "\n" not in text
+
+
+def test_provenance_that_is_not_a_mapping_is_refused(tmp_path):
+    path = bad_file(tmp_path, lambda raw: raw["benchmarks"][1]["extra_info"].update(trtci="fp16"))
+    with pytest.raises(DataError, match="test_x.py::test_sorted: extra_info.trtci is malformed"):
+        benchmark_run(path, context())
+
+
+def test_malformed_provenance_exits_2_with_one_line(tmp_path, cli):
+    path = with_provenance(tmp_path, lambda info: info.update(batch=-1))
+    result = CliRunner().invoke(cli, ["ingest", "pytest-benchmark", str(path), "--db", str(tmp_path / "t.db")])
+    assert result.exit_code == 2 and "extra_info.trtci is malformed" in result.output
+    assert result.output.count("\n") == 1
+
+
+def test_provenance_series_are_recorded_with_their_device(tmp_path, cli):
+    db = tmp_path / "t.db"
+    args = ["ingest", "pytest-benchmark", str(with_provenance(tmp_path)), "--db", str(db), "--commit", "a" * 40]
+    result = CliRunner().invoke(cli, [*args, "--branch", "main"])
+    assert result.exit_code == 0, result.output
+    assert "test_x.py::test_sum fp16 b8 onnxruntime" in result.output
+    with Store(db) as store:
+        rows = store.db.execute(
+            "SELECT devices.name FROM series JOIN devices ON devices.id = series.device_id WHERE series.batch = 8"
+        ).fetchall()
+    assert rows == [("AMD EPYC",)]

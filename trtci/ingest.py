@@ -1,6 +1,16 @@
 """Turn a pytest-benchmark JSON file (`pytest --benchmark-json=FILE`, versions 3 to 5) into a trtci run.
 
-Each benchmark becomes one series, judged against the base branch like any engine:
+Each benchmark becomes one series, judged against the base branch like any engine. A benchmark timed by the
+`trtci_benchmark` fixture (trtci/pytest_plugin.py) carries its provenance in `extra_info["trtci"]`, checked
+strictly (`TrtciExtraInfo`), and its series key comes from it:
+
+- model: the benchmark's `fullname` (unique in the file); model_hash: the sha256 of the model file it timed;
+- precision, quantization, batch and backend as the fixture ran them;
+- device: the backend's device (a GPU for TensorRT), registered with the run;
+- options_hash: a hash of pytest-benchmark's `options` and the fixture's options (threads, input shapes).
+
+So a changed model file or another precision is a new series, and each backend and device is judged apart.
+Any other benchmark keeps the generic key:
 
 - model: the benchmark's `fullname` (e.g. `tests/test_pre.py::test_resize[224]`); model_hash: a hash of it;
 - precision "n/a", batch 1, backend "pytest-benchmark", quantization "";
@@ -18,9 +28,10 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from trtci.bench import latency_stats
 from trtci.config import BenchSettings
@@ -40,6 +51,31 @@ BACKEND = "pytest-benchmark"
 PRECISION = "n/a"
 SUPPORTED_MAJORS = (3, 4, 5)
 SECONDS_TO_MS = 1e3
+EXTRA_INFO_KEY = "trtci"
+
+
+class _Strict(BaseModel):
+    # strict: JSON gives exact types, so "8" or true where a number belongs is damage, not something to coerce
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, protected_namespaces=())
+
+
+class ExtraInfoDevice(_Strict):
+    kind: Literal["cpu", "gpu"]
+    name: Annotated[str, Field(min_length=1)]
+    details: dict[str, Any]
+
+
+class TrtciExtraInfo(_Strict):
+    """`extra_info["trtci"]` of a benchmark timed by the trtci_benchmark fixture: what was timed, where, how."""
+
+    model: Annotated[str, Field(min_length=1)]  # the model file's stem
+    model_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  # sha256 of the model file, as SeriesKey.model_hash
+    precision: Literal["fp32", "fp16", "int8"]
+    quantization: Literal["", "onnxruntime", "tensorrt"]
+    batch: Annotated[int, Field(ge=1)]
+    backend: Literal["onnxruntime", "tensorrt", "tensorrt-rtx"]
+    device: ExtraInfoDevice
+    options: dict[str, Any]  # what else changes the numbers: threads, input shapes, TensorRT build options
 
 
 @dataclass
@@ -76,39 +112,79 @@ def read_pytest_benchmark(path: Path) -> PytestBenchmarkFile:
 def benchmark_run(path: Path, context: RunContext) -> RunResult:
     """A RunResult with one series per benchmark in the file, ready for compare and Store.record_run."""
     parsed = read_pytest_benchmark(path)
-    series = [_series(path, item, parsed.device) for item in parsed.benchmarks]
+    measured = [_series(path, item, parsed.device) for item in parsed.benchmarks]
+    series = [s for s, _ in measured]
     names = [s.key.model for s in series]
     duplicates = sorted({name for name in names if names.count(name) > 1})
     if duplicates:
         raise DataError(f"{path}: benchmark {duplicates[0]} appears twice; give each benchmark a unique name")
-    return RunResult(context=context, devices=[parsed.device], series=series)
+    # Every device a series names, in order of first use (the store refers series to them); the file's
+    # machine always when no benchmark was timed, as before.
+    devices = {device.id: device for _, device in measured} or {parsed.device.id: parsed.device}
+    return RunResult(context=context, devices=list(devices.values()), series=series)
 
 
-def _series(path: Path, item: Any, device: DeviceInfo) -> SeriesResult:
+def _series(path: Path, item: Any, machine: DeviceInfo) -> tuple[SeriesResult, DeviceInfo]:
+    """One benchmark's series and the device it ran on: from extra_info["trtci"] when there, else the machine."""
     if not isinstance(item, dict) or not isinstance(item.get("stats"), dict):
         raise DataError(f"{path}: a benchmark without 'stats'; the file is damaged")
     name = str(item.get("fullname") or item.get("name") or "")
     if not name:
         raise DataError(f"{path}: a benchmark without 'fullname' or 'name'; the file is damaged")
+    options = item.get("options") or {}
+    provenance = trtci_extra_info(path, name, item.get("extra_info"))
+    if provenance is None:
+        key = SeriesKey(
+            model=name,
+            model_hash=stable_hash(name, 64),
+            precision=PRECISION,
+            batch=1,
+            backend=BACKEND,
+            device_id=machine.id,
+            options_hash=stable_hash(options),
+        )
+        return SeriesResult(key=key, bench=_bench(path, name, item["stats"], options, batch=1)), machine
+    device = DeviceInfo(
+        kind=provenance.device.kind, name=provenance.device.name, details=dict(provenance.device.details)
+    )
     key = SeriesKey(
         model=name,
-        model_hash=stable_hash(name, 64),
-        precision=PRECISION,
-        batch=1,
-        backend=BACKEND,
+        model_hash=provenance.model_sha256,
+        precision=provenance.precision,
+        batch=provenance.batch,
+        backend=provenance.backend,
         device_id=device.id,
-        options_hash=stable_hash(item.get("options") or {}),
+        quantization=provenance.quantization,
+        options_hash=stable_hash({"pytest-benchmark": options, "trtci": provenance.options}),
     )
-    return SeriesResult(key=key, bench=_bench(path, name, item["stats"], item.get("options") or {}))
+    return SeriesResult(key=key, bench=_bench(path, name, item["stats"], options, provenance.batch)), device
 
 
-def _bench(path: Path, name: str, stats: dict[str, Any], options: dict[str, Any]) -> BenchResult:
+def trtci_extra_info(path: Path, name: str, extra_info: Any) -> TrtciExtraInfo | None:
+    """The benchmark's `extra_info["trtci"]`, checked; None when it has none. Raises DataError naming what is wrong."""
+    if not isinstance(extra_info, dict) or EXTRA_INFO_KEY not in extra_info:
+        return None
+    try:
+        return TrtciExtraInfo.model_validate(extra_info[EXTRA_INFO_KEY])
+    except ValidationError as e:
+        problems = []
+        for error in e.errors():
+            where = ".".join(str(p) for p in error["loc"])
+            message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{where}: {message}" if where else message)
+        raise DataError(
+            f"{path}: {name}: extra_info.{EXTRA_INFO_KEY} is malformed ({'; '.join(problems)}); it is written by "
+            "the trtci_benchmark fixture: rerun the benchmark with the installed trtci, or remove the key"
+        ) from e
+
+
+def _bench(path: Path, name: str, stats: dict[str, Any], options: dict[str, Any], batch: int) -> BenchResult:
     data = stats.get("data")
     timer = str(options.get("timer", "perf_counter"))
     if data:
         samples_ms = _times_ms(path, name, "stats.data", data)
         wall_s = sum(samples_ms) / SECONDS_TO_MS
-        latency = latency_stats(samples_ms, batch=1, wall_s=wall_s, max_cv=BenchSettings().max_cv)
+        latency = latency_stats(samples_ms, batch=batch, wall_s=wall_s, max_cv=BenchSettings().max_cv)
         return BenchResult(stats=latency, samples_ms=samples_ms, warmup_ms=0.0, duration_s=wall_s, timer=timer)
     fields = ("min", "max", "mean", "median", "stddev")
     if any(not isinstance(stats.get(f), (int, float)) for f in fields):
@@ -129,7 +205,7 @@ def _bench(path: Path, name: str, stats: dict[str, Any], options: dict[str, Any]
         std=std,
         cv=std / mean if mean > 0 else 0.0,
         iterations=rounds,
-        throughput=1e3 / mean if mean > 0 else 0.0,
+        throughput=batch * 1e3 / mean if mean > 0 else 0.0,
         unstable=mean > 0 and std / mean > BenchSettings().max_cv,
     )
     total = float(stats.get("total") or 0.0)

@@ -507,7 +507,7 @@ def _measure(
     batch = series.key.batch
     settings = config.bench_for(plan.config)
     try:
-        request = _request(plan, config, variant.prepared, batch, backend)
+        request = load_request(plan, config, variant.prepared, batch, backend)
         if backend.name == "onnxruntime":
             session = backend.load(request)
         else:
@@ -600,7 +600,7 @@ def _ab_against_merge_base(
         state.warnings.append(f"{series.key.label}: no A/B against the merge-base: {old.error}")
         return
     threshold = settings_for(series.key, config.compare).threshold
-    request = _request(base.plan, base.config, old.prepared, series.key.batch, backend)
+    request = load_request(base.plan, base.config, old.prepared, series.key.batch, backend)
     base_feeds = bench_feeds(base.plan, series.key.batch)  # the input shapes may be what the PR changed
     try:
         with contextlib.closing(backend.load(request)) as a:
@@ -661,7 +661,7 @@ def _reference(
         if fp32.prepared is None:
             raise BackendError(fp32.error or "FP32 preparation failed")
         if plan.validation is None:
-            request = _request(plan, config, fp32.prepared, _validation_batch(plan), reference_backend)
+            request = load_request(plan, config, fp32.prepared, _validation_batch(plan), reference_backend)
             reference_backend.load(request).close()
             return None
         with progress.task(f"{plan.name}: FP32 reference outputs on onnxruntime") as update:
@@ -673,7 +673,8 @@ def _reference(
         ) from e
 
 
-def _request(plan: ModelPlan, config: Config, prepared: PreparedModel, batch: int, backend: Backend) -> LoadRequest:
+def load_request(plan: ModelPlan, config: Config, prepared: PreparedModel, batch: int, backend: Backend) -> LoadRequest:
+    """What `backend.load` gets for one prepared model at one batch: shapes, profile, cache and options."""
     options: dict[str, object] = {"threads": config.bench_for(plan.config).threads}
     if backend.name != "onnxruntime":
         options.update(config.tensorrt.model_dump())
@@ -689,6 +690,10 @@ def _request(plan: ModelPlan, config: Config, prepared: PreparedModel, batch: in
 
 
 def _options_hash(plan: ModelPlan, config: Config, precision: str, backend: Backend, batch: int) -> str:
+    return stable_hash(series_options(plan, config, precision, backend, batch))
+
+
+def series_options(plan: ModelPlan, config: Config, precision: str, backend: Backend, batch: int) -> dict:
     """What else changes the numbers of a series: input shapes (an open sequence length, say), calibration data,
     batch and method, session or build options and, for engines, the optimization profile."""
     options: dict[str, object] = {"threads": config.bench_for(plan.config).threads, "shapes": plan.shapes[batch]}
@@ -697,7 +702,7 @@ def _options_hash(plan: ModelPlan, config: Config, precision: str, backend: Back
     if backend.name != "onnxruntime":
         options["tensorrt"] = config.tensorrt.model_dump(mode="json")
         options["shape_ranges"] = plan.shape_ranges[batch]
-    return stable_hash(options)
+    return options
 
 
 def _validation_batch(plan: ModelPlan) -> int:
@@ -720,7 +725,7 @@ def _outputs(
     batch = _validation_batch(plan)
     chunks: dict[str, list[np.ndarray]] = {}
     total, done = plan.validation.size, 0
-    session: Session = backend.load(_request(plan, config, prepared, batch, backend))
+    session: Session = backend.load(load_request(plan, config, prepared, batch, backend))
     with contextlib.closing(session):
         for feeds, real in plan.validation.full_batches(batch):
             for name, value in session.run(feeds).items():
