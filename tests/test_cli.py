@@ -181,7 +181,7 @@ def test_run_writes_step_outputs_for_the_action(model_dir, monkeypatch, capsys):
     monkeypatch.setenv("GITHUB_OUTPUT", str(outputs))
     code, _, _ = trtci(monkeypatch, capsys, "run", "--model", "m.onnx", "--precision", "fp32", *FAST)
     lines = outputs.read_text().splitlines()
-    assert "regressions=0" in lines and "accuracy-failures=0" in lines
+    assert "regressions=0" in lines and "accuracy-failures=0" in lines and "accuracy-regressions=0" in lines
     assert code == 0
 
 

@@ -150,6 +150,7 @@ def run(ctx: click.Context, **options) -> None:
     failed = result.gate_failure(options["fail_on"])
     actions.set_output("regressions", str(len(result.regressions)))
     actions.set_output("accuracy-failures", str(len(result.accuracy_failures)))
+    actions.set_output("accuracy-regressions", str(len(result.accuracy_regressions)))
     console.print(
         f"[bold {'red' if failed else 'green'}]{failed or 'gate passed'}[/] · results in {config.database}"
         + (f" · report {config.report}" if config.report else ""),

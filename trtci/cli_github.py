@@ -208,6 +208,7 @@ def merge(
     for name, value in (
         ("regressions", len(merged.run.regressions)),
         ("accuracy-failures", len(merged.run.accuracy_failures)),
+        ("accuracy-regressions", len(merged.run.accuracy_regressions)),
         ("missing-legs", ",".join(m.name for m in merged.missing)),
         ("verdict", "error" if merged.problems else "fail" if failed else "pass"),
     ):
