@@ -218,3 +218,19 @@ def test_a_merge_base_config_that_does_not_parse_is_a_warning_not_a_failure(tmp_
     code, _, err = trtci(monkeypatch, capsys, "run", "--config", "trtci.yml", "--base-branch", "main")
     assert code == 0
     assert "warning" in err and "build settings are not A/B tested" in err and "comparre" in err
+
+
+def test_an_override_the_merge_base_config_cannot_take_is_a_warning(tmp_path):
+    from rich.console import Console
+
+    from tests.test_pipeline import settings_repo
+    from trtci.cli import _merge_base_config
+
+    merge_base, path = settings_repo(tmp_path / "repo", length=256)  # no model with calibration data there
+    keys = ("db", "report", "json_path", "template_dir", "cache_dir", "backend", "threshold", "duration", "warmup")
+    options = {**dict.fromkeys(keys), "device": None, "config_path": path, "calibration_method": "entropy"}
+    console = Console(record=True, width=300)
+    assert _merge_base_config(options, merge_base, console) is None
+    text = console.export_text()
+    assert "--calibration-method" in text and "not A/B tested" in text
+    assert _merge_base_config({**options, "calibration_method": None}, merge_base, console).bench.warmup_ms == 0

@@ -134,7 +134,7 @@ def test_swapped_samples_cancel_in_the_pairing_but_still_count_as_noise(store):
 
 def test_another_validation_set_or_metric_is_never_paired(store):
     other_set = judge(store, checked(hits_with(100), validation_hash="val2")).accuracy_changes[0]
-    assert other_set.verdict == "new" and "another validation set" in other_set.reason
+    assert other_set.verdict == "new" and "on this validation set" in other_set.reason
     other_metric = judge(store, checked(hits_with(100), metric="top1_agreement")).accuracy_changes[0]
     assert other_metric.verdict == "new"
 
@@ -143,15 +143,16 @@ def test_no_base_history_is_new_and_the_fp32_reference_without_labels_is_skipped
     store = Store(tmp_path / "empty.db")
     run = a_run("head", "feature", [SeriesResult(key(), accuracy=checked(hits_with(300)))])
     (change,) = compare_accuracy(run, store, CompareSettings())
-    assert change.verdict == "new" and "no earlier accuracy check" in change.reason
+    assert change.verdict == "new" and "no earlier check of this variant" in change.reason
     reference = a_run(
         "head", "feature", [SeriesResult(key("fp32"), accuracy=checked(hits_with(400), metric="top1_agreement"))]
     )
     assert compare_accuracy(reference, store, CompareSettings()) == []
 
 
-def test_an_accuracy_regression_can_be_acknowledged_by_variant_label_or_pr_label(store):
-    settings = CompareSettings(acknowledge={"m int8(onnxruntime) onnxruntime": "retrained on new data"})
+@pytest.mark.parametrize("name", ["m int8(onnxruntime) onnxruntime", "m int8(onnxruntime) b8 onnxruntime"])
+def test_an_accuracy_regression_can_be_acknowledged_by_variant_label_or_pr_label(store, name):
+    settings = CompareSettings(acknowledge={name: "retrained on new data"})  # the variant, or any of its series
     run = judge(store, checked(hits_with(340)), settings)
     assert run.accuracy_changes[0].verdict == "acknowledged"
     assert "retrained on new data" in run.accuracy_changes[0].acknowledgement
@@ -223,3 +224,19 @@ def test_the_same_device_is_preferred_over_a_newer_run_on_another(store):
     )
     (fallback,) = compare_accuracy(lonely, store, CompareSettings())
     assert fallback.baseline_run == "newer-other-device" and "another device" in fallback.reason
+
+
+def test_a_check_on_another_validation_set_never_hides_a_pairable_one(store):
+    # the same device's check is older and on another set; a newer check on the current set ran elsewhere
+    other = DeviceInfo(kind="gpu", name="other GPU")
+    current_set = SeriesResult(replace(key(), device_id=other.id), accuracy=checked(hits_with(400), "val2"))
+    store.record_run(replace(a_run("newer-other-device", "main", [current_set]), devices=[other]))
+    change = judge(store, checked(hits_with(340), "val2")).accuracy_changes[0]
+    assert change.baseline_run == "newer-other-device" and change.verdict == "regression"
+
+
+def test_the_reason_says_when_the_merge_base_was_not_measured(store):
+    run = a_run("head", "feature", [SeriesResult(key(), accuracy=checked(hits_with(360)))])
+    run.context.merge_base = "f" * 40
+    (change,) = compare_accuracy(run, store, CompareSettings())
+    assert "merge-base fffffff was not measured on main" in change.reason

@@ -585,3 +585,39 @@ def test_the_merge_base_config_is_read_from_git_and_absent_outside_it(tmp_path):
     broken = commit_all(tmp_path / "repo", "typo")
     with pytest.raises(ConfigError, match=r"trtci.yml at [0-9a-f]{12}"):
         config_at(path, broken)
+
+
+def relu_model(path: Path, dims: list) -> Path:
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "base_dims, pr_dims, judged_by_ab",
+    [(["N", 4], ["N", 8], True), (["N", "S", "T"], ["N", "S"], False)],
+    ids=["a-fixed-dim-changed", "the-rank-changed"],
+)
+def test_a_pr_that_changes_input_shapes_with_data_of_the_new_shape(tmp_path, base_dims, pr_dims, judged_by_ab):
+    # the validation data is the PR's, shaped for its model: the merge-base's build gets inputs of its own shape,
+    # or, where no shape of the merge-base's fits (another rank), no A/B: a warning, never a crash
+    root = tmp_path / "repo"
+    root.mkdir()
+    relu_model(root / "m.onnx", base_dims)
+    (root / "trtci.yml").write_text(
+        "models: [{path: m.onnx, precisions: [fp32], validation: {data: val.npz}}]\n"
+        "database: results.db\ncache_dir: cache\nbench: {warmup_ms: 0, duration_s: 0.02, min_iterations: 5}\n"
+        "compare: {ab_budget_s: 2}\n"
+    )
+    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True, capture_output=True)
+    merge_base = commit_all(root, "base")
+    relu_model(root / "m.onnx", pr_dims)
+    np.savez(root / "val.npz", x=np.ones([8] + [4 if isinstance(d, str) else d for d in pr_dims[1:]], np.float32))
+    path = root / "trtci.yml"
+    result = pipeline.run(load_config(path), pr_context(merge_base), base_config=config_at(path, merge_base))
+    (comparison,) = result.comparisons
+    assert (comparison.method == pipeline.AB_METHOD) == judged_by_ab, result.warnings
+    if not judged_by_ab:
+        assert any("inputs differ in name, type or rank" in w for w in result.warnings)

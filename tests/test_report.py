@@ -166,33 +166,33 @@ def sample_run() -> RunResult:
         AccuracyChange(
             cpu_fp16.key.id,
             cpu_fp16.key.variant_label,
-            "unchanged",
-            "top1_agreement",
-            0.998,
-            0.998,
-            0.0,
-            [0.0, 0.0],
-            0.01,
-            512,
-            baseline_commit="fedcba9876543210fedcba9876543210fedcba98",
-            reason="top-1 agreement with FP32 99.80% vs 99.80%; 0 of 512 samples changed",
-        ),
-        AccuracyChange(
-            cpu_int8_ort.key.id,
-            cpu_int8_ort.key.variant_label,
             "regression",
-            "top1",
-            0.952,
+            "top1_agreement",
             0.971,
-            -0.019,
-            [-0.0312, -0.0078],
+            0.998,
+            -0.027,
+            [-0.0431, -0.0137],
             0.01,
             512,
             baseline_commit="fedcba9876543210fedcba9876543210fedcba98",
             reason=(
-                "top-1 95.20% vs 97.10% on main@fedcba9 (-1.90 pt, interval -3.12..-0.78 pt, threshold 1 pt); "
-                "10 of 512 samples changed"
+                "top-1 agreement with FP32 97.10% vs 99.80% on main@fedcba9 (-2.70 pt, interval -4.31..-1.37 pt, "
+                "threshold 1 pt); 14 of 512 samples changed"
             ),
+        ),
+        AccuracyChange(
+            cpu_int8_ort.key.id,
+            cpu_int8_ort.key.variant_label,
+            "unchanged",
+            "top1",
+            0.952,
+            0.952,
+            0.0,
+            [-0.0039, 0.0039],
+            0.01,
+            512,
+            baseline_commit="fedcba9876543210fedcba9876543210fedcba98",
+            reason="top-1 95.20% vs 95.20% on main@fedcba9 (+0.00 pt, interval -0.39..+0.39 pt, threshold 1 pt)",
         ),
     ]
     return RunResult(

@@ -136,6 +136,21 @@ def test_accuracy_delta_interval_is_paired():
     assert delta == pytest.approx((b.sum() - a.sum()) / 2000)
     assert low <= delta <= high < 0  # a sure loss: paired, the interval excludes 0
     same_delta, same_low, same_high = accuracy_delta_interval(a, a)
-    assert same_delta == same_low == same_high == 0
+    assert same_delta == 0 and -0.005 < same_low <= 0 <= same_high < 0.005  # 2000 unchanged samples: narrow
     with pytest.raises(ValueError):
         accuracy_delta_interval(a, b[:10])
+
+
+def test_accuracy_delta_interval_does_not_claim_certainty_from_empty_cells():
+    # resampling bare counts gives [0, 0] when no sample changed, at any sample count, and a sure loss from five
+    # losses and no gain; with half a sample added to each discordant cell neither happens
+    same = np.ones(64, dtype=bool)
+    _, low, high = accuracy_delta_interval(same, same)
+    assert low < -0.01 and high > 0.01  # 64 samples cannot show "within one point"
+    a = np.ones(1000, dtype=bool)
+    b = a.copy()
+    b[:5] = False  # McNemar's exact p = 0.0625: not a sure loss at 98%
+    delta, low, high = accuracy_delta_interval(a, b, confidence=0.98)
+    assert delta == pytest.approx(-0.005) and low < delta and high >= 0
+    b[:12] = False  # 12 losses, no gain: p = 0.0005
+    assert accuracy_delta_interval(a, b, confidence=0.98)[2] < 0

@@ -79,7 +79,7 @@ def test_verdict_combines_error_accuracy_and_comparison():
     verdicts = {label: r["verdict"] for label, r in results.items()}
     assert verdicts == {
         "digits fp32 b8 onnxruntime": "unchanged",
-        "digits fp16 b8 onnxruntime": "unchanged",
+        "digits fp16 b8 onnxruntime": "accuracy-regression",  # its latency is unchanged: accuracy outranks it
         "digits int8(onnxruntime) b8 onnxruntime": "regression",
         "digits int8(tensorrt) b8 onnxruntime": "fail-accuracy",  # also "new": accuracy outranks it
         "resnet18 fp32 b1 tensorrt": "improvement",
@@ -87,6 +87,8 @@ def test_verdict_combines_error_accuracy_and_comparison():
         "resnet18 int8(tensorrt) b1 tensorrt": "error",
     }
     assert results["digits int8(tensorrt) b8 onnxruntime"]["comparison"] == "new"
+    fp16 = results["digits fp16 b8 onnxruntime"]
+    assert (fp16["comparison"], fp16["accuracy_change"]) == ("unchanged", "regression")
     passing = summary_dict(passing_run())
     assert passing["passed"] is True
     assert {r["verdict"] for r in passing["results"]} == {"pass"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from trtci.results import SeriesKey
+from trtci.results import AccuracyResult, SeriesKey
 from trtci.store import Store, decode_stored_samples
 
 FULL_SAMPLES = "all"  # benchmarks.samples_kept of a row whose raw samples were not thinned
@@ -127,22 +127,33 @@ class BaseAccuracy:
     device_id: str
     samples: int
     hits: str
-    hits_metric: str
-    validation_hash: str
 
 
 def latest_accuracy(
-    store: Store, key: SeriesKey, branch: str, *, until: Cutoff, exclude_run: str | None
+    store: Store, key: SeriesKey, accuracy: AccuracyResult, branch: str, *, until: Cutoff, exclude_run: str | None
 ) -> BaseAccuracy | None:
-    """The newest base run at or before `until` that checked the accuracy of `key`'s variant (model name, precision,
-    quantization, backend) with per-sample hits on `key`'s device; where none did, on any device."""
+    """The newest base run at or before `until` that checked `key`'s variant (model name, precision, quantization,
+    backend) with per-sample hits of the same metric on the same validation set as `accuracy`: on `key`'s device
+    where one did, else on any device. Checks on another set cannot be paired, so they are never the baseline."""
     limit_sql, limit_args = _until_sql(until)
     row = store.db.execute(
-        f"""SELECT runs.id, runs."commit", s.device_id, a.samples, a.hits, a.hits_metric, a.validation_hash
+        f"""SELECT runs.id, runs."commit", s.device_id, a.samples, a.hits
             FROM accuracy AS a JOIN runs ON runs.id = a.run_id JOIN series AS s ON s.id = a.series_id
-            WHERE runs.branch = ? AND runs.id IS NOT ? {limit_sql} AND a.hits != ''
+            WHERE runs.branch = ? AND runs.id IS NOT ? {limit_sql}
+              AND a.hits != '' AND a.hits_metric = ? AND a.validation_hash = ?
               AND s.model = ? AND s.precision = ? AND s.quantization = ? AND s.backend = ?
             ORDER BY s.device_id = ? DESC, runs.started_at DESC, runs.rowid DESC LIMIT 1""",
-        [branch, exclude_run, *limit_args, key.model, key.precision, key.quantization, key.backend, key.device_id],
+        [
+            branch,
+            exclude_run,
+            *limit_args,
+            accuracy.hits_metric,
+            accuracy.validation_hash,
+            key.model,
+            key.precision,
+            key.quantization,
+            key.backend,
+            key.device_id,
+        ],
     ).fetchone()
     return BaseAccuracy(*row) if row is not None else None

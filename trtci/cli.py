@@ -226,10 +226,10 @@ def _merge_base_config(options: dict, merge_base: str | None, console):
         return None
     try:
         base = config_at(options["config_path"], merge_base)
+        return _apply_overrides(base, options) if base is not None else None
     except ConfigError as e:
         console.print(f"[yellow]warning[/]: {e}: build settings are not A/B tested against the merge-base")
         return None
-    return _apply_overrides(base, options) if base is not None else None
 
 
 def _apply_overrides(config, options: dict):

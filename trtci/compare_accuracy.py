@@ -11,7 +11,8 @@ noise of which samples happen to be hard cancels. With `t` the threshold (`compa
 - regression: the whole interval is below 0 and the drop is at least t / 2;
 - improvement: the whole interval is above 0 and the gain is at least t / 2;
 - unchanged: the interval lies within [-t, t];  inconclusive: anything else (too few validation samples);
-- new: no base result with per-sample hits, or one on another validation set or metric (never paired);
+- new: no base check of this variant with per-sample hits of the same metric on the same validation set (checks
+  on another set, or from before trtci kept hits, cannot be paired);
 - acknowledged: a regression accepted like a latency regression (compare.acknowledge names the variant, one of its
   series or its id; or the PR label trtci:accept-regression).
 
@@ -40,19 +41,26 @@ def compare_accuracy(
     if branch is None:
         return []
     until = cutoff(store, branch, run.context.merge_base)
-    changes = []
-    seen = set()
+    variants: dict[tuple, list[SeriesKey]] = {}
+    checks: dict[tuple, AccuracyResult] = {}
     for series in run.series:
         key, accuracy = series.key, series.accuracy
-        variant = (key.model, key.precision, key.quantization, key.backend, key.device_id)
-        if accuracy is None or not accuracy.hits or variant in seen:
+        if accuracy is None or not accuracy.hits:
             continue
-        seen.add(variant)
         if accuracy.hits_metric == "top1_agreement" and key.precision == "fp32" and key.backend == REFERENCE_BACKEND:
             continue
-        base = latest_accuracy(store, key, branch, until=until, exclude_run=run.context.run_id)
+        variant = (key.model, key.precision, key.quantization, key.backend, key.device_id)
+        variants.setdefault(variant, []).append(key)
+        checks.setdefault(variant, accuracy)
+    changes = []
+    for variant, keys in variants.items():
+        key, accuracy = keys[0], checks[variant]
+        base = latest_accuracy(store, key, accuracy, branch, until=until, exclude_run=run.context.run_id)
         change = judge(key, accuracy, base, branch, settings)
-        acknowledge(change, (change.label, key.label, key.id), settings, run.context.labels)
+        if until.note:
+            change.reason = f"{change.reason}; {until.note}"
+        names = [key.variant_label, *(k.label for k in keys), *(k.id for k in keys)]
+        acknowledge(change, names, settings, run.context.labels)
         changes.append(change)
     return changes
 
@@ -76,17 +84,14 @@ def judge(
         threshold=settings.accuracy_threshold,
         samples=accuracy.samples,
     )
-    if base is None:
-        change.reason = f"{what} {change.current:.2%}; no earlier accuracy check of this variant on {branch}"
-        return change
-    change.baseline_run, change.baseline_commit = base.run_id, base.commit
-    base_hits = unpack_hits(base.hits, base.samples)
-    same_set = base.validation_hash == accuracy.validation_hash and base.hits_metric == accuracy.hits_metric
-    if not same_set or base_hits is None:
+    base_hits = unpack_hits(base.hits, base.samples) if base is not None else None
+    if base is None or base_hits is None or base_hits.size != hits.size:
         change.reason = (
-            f"{what} {change.current:.2%}; the base branch checked it on another validation set or metric: not compared"
+            f"{what} {change.current:.2%}; no earlier check of this variant on {branch} kept per-sample results "
+            "on this validation set"
         )
         return change
+    change.baseline_run, change.baseline_commit = base.run_id, base.commit
     delta, low, high = accuracy_delta_interval(
         base_hits, hits, confidence=settings.confidence, resamples=settings.resamples, seed=SEED
     )

@@ -566,8 +566,10 @@ def _merge_base_side(
                 partial.write_bytes(shown)
                 partial.replace(target)
             info = inspect_model(target)
-        if [(i.name, i.dtype) for i in info.inputs] != [(i.name, i.dtype) for i in plan.info.inputs]:
-            raise ModelError("its inputs differ")
+        if [(i.name, i.dtype, len(i.shape)) for i in info.inputs] != [
+            (i.name, i.dtype, len(i.shape)) for i in plan.info.inputs
+        ]:
+            raise ModelError("its inputs differ in name, type or rank")
         model = model.model_copy(update={"path": target, "name": plan.name})
         sample = plan.validation or plan.calibration
         shapes = {b: input_shapes(model, info, b, sample) for b in plan.config.batch_sizes}
@@ -601,7 +603,7 @@ def _ab_against_merge_base(
         return
     threshold = settings_for(series.key, config.compare).threshold
     request = load_request(base.plan, base.config, old.prepared, series.key.batch, backend)
-    base_feeds = bench_feeds(base.plan, series.key.batch)  # the input shapes may be what the PR changed
+    base_feeds = _own_feeds(base.plan, series.key.batch)  # the input shapes may be what the PR changed
     try:
         with contextlib.closing(backend.load(request)) as a:
             with progress.task(f"{series.key.label}: A/B against the merge-base's {changed}"):
@@ -758,6 +760,15 @@ def _validate(
         raise DataError(f"{plan.name}: {e}") from e
     result.validation_hash = plan.validation.sha256  # per-sample hits pair only with hits on the same samples
     return result
+
+
+def _own_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:
+    """`bench_feeds`, or seeded random inputs where the data does not fit the plan's shapes (the merge-base's model
+    or settings may take other shapes than the data sets of today)."""
+    feeds = bench_feeds(plan, batch)
+    if all(tuple(value.shape) == tuple(plan.shapes[batch][name]) for name, value in feeds.items()):
+        return feeds
+    return bench_feeds(replace(plan, calibration=None, validation=None), batch)
 
 
 def bench_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:

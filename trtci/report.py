@@ -27,7 +27,14 @@ from trtci import __version__
 from trtci.config import ALL_PRECISIONS
 from trtci.errors import TemplateError
 from trtci.results import Comparison, DeviceInfo, RunResult, SeriesResult
-from trtci.summary import comparisons_by_series, run_verdict, series_verdict, slower_than_fp32, speedups_vs_fp32
+from trtci.summary import (
+    accuracy_changes_by_series,
+    comparisons_by_series,
+    run_verdict,
+    series_verdict,
+    slower_than_fp32,
+    speedups_vs_fp32,
+)
 
 
 def _default_template_dir() -> Path:
@@ -227,12 +234,13 @@ def group_by_device(run: RunResult) -> list[DeviceGroup]:
     """The run's series as rows grouped per device, devices in run order, rows by model, backend, batch and
     precision (fp32, fp16, int8)."""
     comparisons = comparisons_by_series(run)
+    changes = accuracy_changes_by_series(run)
     speedups = speedups_vs_fp32(run)
     devices = {d.id: d for d in run.devices}
     rows: dict[str, list[Row]] = {d.id: [] for d in run.devices}
     for s in run.series:
         comparison = comparisons.get(s.key.id)
-        row = Row(s, comparison, series_verdict(s, comparison), speedups.get(s.key.id))
+        row = Row(s, comparison, series_verdict(s, comparison, changes.get(s.key.id)), speedups.get(s.key.id))
         rows.setdefault(s.key.device_id, []).append(row)
     return [
         DeviceGroup(device_id, devices.get(device_id), sorted(group, key=_row_order))

@@ -176,7 +176,10 @@ def accuracy_delta_interval(
 
     `correct_a[i]` and `correct_b[i]` say whether each precision got sample i right; pairing by sample removes
     the variance of which samples happen to be hard. Only the four counts of (a, b) outcomes matter, so the
-    bootstrap draws them from a multinomial instead of resampling indices.
+    bootstrap draws them from a multinomial instead of resampling indices. Each discordant cell gets half a
+    sample more (Agresti and Min's adjustment for paired proportions): resampling the bare counts never draws a
+    change in a direction not seen, so 0 of 64 samples changed would claim "no change within 0 points" and 5
+    losses with no gain in 1,000 samples a certain drop (McNemar: p = 0.06). The delta itself is as observed.
     """
     a = np.asarray(correct_a, dtype=bool).ravel()
     b = np.asarray(correct_b, dtype=bool).ravel()
@@ -186,7 +189,8 @@ def accuracy_delta_interval(
     only_b = int((b & ~a).sum())
     only_a = int((a & ~b).sum())
     rng = np.random.default_rng(seed)
-    draws = rng.multinomial(n, [only_b / n, only_a / n, 1.0 - (only_a + only_b) / n], size=resamples)
+    gained, lost = (only_b + 0.5) / (n + 1), (only_a + 0.5) / (n + 1)
+    draws = rng.multinomial(n, [gained, lost, 1.0 - gained - lost], size=resamples)
     deltas = (draws[:, 0] - draws[:, 1]) / n
     tail = (1.0 - confidence) / 2.0
     low, high = np.quantile(deltas, [tail, 1.0 - tail])

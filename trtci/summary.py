@@ -21,7 +21,7 @@ from typing import Any
 
 from trtci import __version__
 from trtci.errors import ConfigError
-from trtci.results import Comparison, RunResult, SeriesResult
+from trtci.results import AccuracyChange, Comparison, RunResult, SeriesKey, SeriesResult
 
 SCHEMA_VERSION = 1
 
@@ -30,6 +30,7 @@ SCHEMA_VERSION = 1
 SERIES_VERDICTS = (
     "error",
     "fail-accuracy",
+    "accuracy-regression",
     "regression",
     "acknowledged",
     "inconclusive",
@@ -38,21 +39,26 @@ SERIES_VERDICTS = (
     "new",
     "pass",
 )
-FAILING_VERDICTS = ("error", "fail-accuracy", "regression")
+FAILING_VERDICTS = ("error", "fail-accuracy", "accuracy-regression", "regression")
 
 LATENCY_KEYS = ("min", "mean", "median", "p90", "p95", "p99", "max", "std")
 
 
-def series_verdict(series: SeriesResult, comparison: Comparison | None) -> str:
-    """One word for a series, combining its error, accuracy verdict and comparison (docs/json-summary.md).
+def series_verdict(
+    series: SeriesResult, comparison: Comparison | None, accuracy_change: AccuracyChange | None = None
+) -> str:
+    """One word for a series, combining its error, accuracy verdict, accuracy change and comparison
+    (docs/json-summary.md).
 
-    An error outranks an accuracy failure, which outranks the comparison's verdict; a series with neither an
-    accuracy failure nor a comparison is "pass".
+    An error outranks an accuracy failure, which outranks an accuracy regression against the base branch, which
+    outranks the comparison's verdict; a series with none of these is "pass".
     """
     if series.error is not None:
         return "error"
     if series.accuracy is not None and not series.accuracy.passed:
         return "fail-accuracy"
+    if accuracy_change is not None and accuracy_change.verdict == "regression":
+        return "accuracy-regression"
     if comparison is not None:
         return comparison.verdict
     return "pass"
@@ -61,6 +67,17 @@ def series_verdict(series: SeriesResult, comparison: Comparison | None) -> str:
 def comparisons_by_series(run: RunResult) -> dict[str, Comparison]:
     """The run's comparisons keyed by series id (the last one wins if a series was compared twice)."""
     return {c.series_id: c for c in run.comparisons}
+
+
+def accuracy_changes_by_series(run: RunResult) -> dict[str, AccuracyChange]:
+    """Each series' accuracy change: the one of its variant (every batch shares one accuracy check)."""
+
+    def variant(key: SeriesKey) -> tuple:
+        return (key.model, key.precision, key.quantization, key.backend, key.device_id)
+
+    keys = {s.key.id: s.key for s in run.series}
+    by_variant = {variant(keys[c.series_id]): c for c in run.accuracy_changes if c.series_id in keys}
+    return {s.key.id: by_variant[variant(s.key)] for s in run.series if variant(s.key) in by_variant}
 
 
 def _fp32_partner_key(series: SeriesResult) -> tuple:
@@ -177,7 +194,13 @@ def json_safe(value: Any) -> Any:
     return str(value)
 
 
-def _result(series: SeriesResult, comparison: Comparison | None, device_names: dict, speedups: dict) -> dict:
+def _result(
+    series: SeriesResult,
+    comparison: Comparison | None,
+    change: AccuracyChange | None,
+    device_names: dict,
+    speedups: dict,
+) -> dict:
     key = series.key
     bench = series.bench
     stats = bench.stats if bench is not None else None
@@ -203,7 +226,8 @@ def _result(series: SeriesResult, comparison: Comparison | None, device_names: d
         "speedup_vs_fp32": speedups.get(key.id),
         "accuracy": _accuracy(series),
         "comparison": comparison.verdict if comparison is not None else None,
-        "verdict": series_verdict(series, comparison),
+        "accuracy_change": change.verdict if change is not None else None,
+        "verdict": series_verdict(series, comparison, change),
         "error": series.error,
         "build": series.build,
     }
@@ -219,6 +243,7 @@ def _accuracy(series: SeriesResult) -> dict | None:
 def summary_dict(run: RunResult) -> dict:
     """The run as a JSON-able dict (schema 1, docs/json-summary.md) with finite numbers only: inf/nan -> None."""
     comparisons = comparisons_by_series(run)
+    changes = accuracy_changes_by_series(run)
     device_names = {d.id: d.name for d in run.devices}
     speedups = speedups_vs_fp32(run)
     verdict = run_verdict(run)
@@ -229,7 +254,9 @@ def summary_dict(run: RunResult) -> dict:
         "passed": run.passed,
         "counts": {k: v for k, v in asdict(verdict).items() if k != "passed"},
         "devices": [{"id": d.id, "kind": d.kind, "name": d.name, "details": d.details} for d in run.devices],
-        "results": [_result(s, comparisons.get(s.key.id), device_names, speedups) for s in run.series],
+        "results": [
+            _result(s, comparisons.get(s.key.id), changes.get(s.key.id), device_names, speedups) for s in run.series
+        ],
         "comparisons": [asdict(c) for c in run.comparisons],
         "accuracy_changes": [asdict(c) for c in run.accuracy_changes],
         "warnings": list(run.warnings),
