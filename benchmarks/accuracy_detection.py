@@ -3,10 +3,11 @@
 Each trial builds a base run's per-sample hits (top-1 right with probability `BASE_TOP1`) and a head run's: a share
 `CHURN` of the samples flips, as many right ones to wrong as wrong ones to right in expectation (retraining or a new
 calibration moves predictions near the decision boundary without changing accuracy), and then a share `drop` of all
-samples, taken from those the base got right, turns wrong. The head is judged by the real `trtci.compare_accuracy.judge` (paired bootstrap, Agresti-Min adjusted, at
-`compare.confidence` 0.98 and `compare.accuracy_threshold` 1 point), against a plain rule a dashboard would use:
-flag when top-1 fell by at least the threshold. Recall: share of trials with a drop flagged as a regression; false
-alarm: share of trials with no drop flagged.
+samples, taken from those the base got right, turns wrong. The head is judged by the real
+`trtci.compare_accuracy.judge` (paired bootstrap, Agresti-Min adjusted, at `compare.confidence` 0.98 and
+`compare.accuracy_threshold` 1 point), against a plain rule a dashboard would use: flag when top-1 fell by at least
+the threshold. Recall: share of trials with a drop flagged as a regression; false alarm: share of trials with no
+drop flagged.
 
 Run from the repository root: `python -m benchmarks.accuracy_detection` (about 15 seconds). The last line is the
 summary: `accuracy_detection: recall_at_2pt_n1000=<x> false_alarm_n1000=<y>`.
