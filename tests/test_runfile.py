@@ -93,3 +93,13 @@ def test_series_of_an_unlisted_device_are_refused(tmp_path):
     path.write_bytes(gzip.compress(json.dumps(data).encode()))
     with pytest.raises(DataError, match="which it does not list"):
         read_runfile(path)
+
+
+@pytest.mark.parametrize("field", ["comparisons", "accuracy_changes"])
+def test_an_interval_that_is_not_low_and_high_is_refused_before_any_template_reads_it(tmp_path, field):
+    data = run_to_dict(sample_run())
+    data["run"][field][0]["interval"] = [0.1]
+    path = tmp_path / "short-interval.trtci.json.gz"
+    path.write_bytes(gzip.compress(json.dumps(data).encode()))
+    with pytest.raises(DataError, match=r"an interval is \[low, high\]"):
+        read_runfile(path)

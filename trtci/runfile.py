@@ -85,6 +85,9 @@ def run_from_dict(data: Any, source: str) -> RunResult:
     strays = sorted({s.key.device_id for s in run.series} - devices)
     if strays:
         raise DataError(f"{source}: damaged trtci run file (series of device {strays[0]}, which it does not list)")
+    for verdict in (*run.comparisons, *run.accuracy_changes):
+        if verdict.interval is not None and len(verdict.interval) != 2:
+            raise DataError(f"{source}: damaged trtci run file ({verdict.label}: an interval is [low, high])")
     return run
 
 
