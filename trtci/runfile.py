@@ -26,7 +26,7 @@ import pydantic
 
 from trtci import __version__
 from trtci.errors import DataError
-from trtci.results import RunResult
+from trtci.results import AccuracyChange, Comparison, RunResult
 from trtci.store import decode_samples, encode_samples
 
 FORMAT = 1
@@ -85,7 +85,8 @@ def run_from_dict(data: Any, source: str) -> RunResult:
     strays = sorted({s.key.device_id for s in run.series} - devices)
     if strays:
         raise DataError(f"{source}: damaged trtci run file (series of device {strays[0]}, which it does not list)")
-    for verdict in (*run.comparisons, *run.accuracy_changes):
+    verdicts: list[Comparison | AccuracyChange] = [*run.comparisons, *run.accuracy_changes]
+    for verdict in verdicts:
         if verdict.interval is not None and len(verdict.interval) != 2:
             raise DataError(f"{source}: damaged trtci run file ({verdict.label}: an interval is [low, high])")
     return run
