@@ -8,24 +8,11 @@ import subprocess
 import sys
 
 import pytest
+from test_cli import trtci
 from test_history import clone, data_files, origin  # noqa: F401  (pytest fixture)
 from test_store import full_run, history_store
 
-from trtci.cli import cli, main
-from trtci.cli_history import register
 from trtci.store import Store
-
-if "db" not in cli.commands:  # until trtci.cli registers the history commands itself
-    register(cli)
-
-
-def trtci(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `trtci ARGS` in-process through the real entry point; return exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["trtci", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -156,8 +143,7 @@ def test_commands_have_help():
             [
                 sys.executable,
                 "-c",
-                "from trtci.cli import cli; from trtci.cli_history import "
-                "register; 'db' in cli.commands or register(cli); cli()",
+                "from trtci.cli import cli; cli()",
                 *args,
                 "--help",
             ],

@@ -41,20 +41,17 @@ def compare_accuracy(
     if branch is None:
         return []
     until = cutoff(store, branch, run.context.merge_base)
-    variants: dict[tuple, list[SeriesKey]] = {}
-    checks: dict[tuple, AccuracyResult] = {}
+    variants: dict[tuple, tuple[AccuracyResult, list[SeriesKey]]] = {}  # the check and every series sharing it
     for series in run.series:
         key, accuracy = series.key, series.accuracy
         if accuracy is None or not accuracy.hits:
             continue
         if accuracy.hits_metric == "top1_agreement" and key.precision == "fp32" and key.backend == REFERENCE_BACKEND:
             continue
-        variant = (key.model, key.precision, key.quantization, key.backend, key.device_id)
-        variants.setdefault(variant, []).append(key)
-        checks.setdefault(variant, accuracy)
+        variants.setdefault(key.variant, (accuracy, []))[1].append(key)
     changes = []
-    for variant, keys in variants.items():
-        key, accuracy = keys[0], checks[variant]
+    for accuracy, keys in variants.values():
+        key = keys[0]
         base = latest_accuracy(store, key, accuracy, branch, until=until, exclude_run=run.context.run_id)
         change = judge(key, accuracy, base, branch, settings)
         if until.note:

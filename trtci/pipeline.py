@@ -555,6 +555,8 @@ def _merge_base_side(
     if shown is None:
         return None
     digest = hashlib.sha256(shown).hexdigest()
+    if base_config is None and digest == plan.info.sha256:
+        return None  # the same model with this run's own settings: nothing can differ
     target = config.cache_dir / "merge-base" / f"{digest[:16]}.onnx"
     try:
         if digest == plan.info.sha256:

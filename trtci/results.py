@@ -56,6 +56,11 @@ class SeriesKey:
         return f"{self.model} {self._precision} b{self.batch} {self.backend}"
 
     @property
+    def variant(self) -> tuple[str, str, str, str, str]:
+        """What every batch of one accuracy check shares: model, precision, quantization, backend, device."""
+        return (self.model, self.precision, self.quantization, self.backend, self.device_id)
+
+    @property
     def variant_label(self) -> str:
         """The label without the batch, e.g. 'digits int8(tensorrt) onnxruntime': every batch of a variant shares
         one accuracy check."""

@@ -66,10 +66,14 @@ def migration(fn: Migration) -> Migration:
     return fn
 
 
+def _execute_all(db: sqlite_utils.Database, statements: tuple[str, ...]) -> None:
+    for statement in statements:
+        db.execute(statement)
+
+
 @migration
 def m001_initial(db: sqlite_utils.Database) -> None:
-    for statement in _M001_STATEMENTS:
-        db.execute(statement)
+    _execute_all(db, _M001_STATEMENTS)
 
 
 _M001_STATEMENTS = (
@@ -188,8 +192,7 @@ _M001_STATEMENTS = (
 
 @migration
 def m002_compact_samples_and_run_members(db: sqlite_utils.Database) -> None:
-    for statement in _M002_STATEMENTS:
-        db.execute(statement)
+    _execute_all(db, _M002_STATEMENTS)
 
 
 _M002_STATEMENTS = (
@@ -222,8 +225,7 @@ _M002_STATEMENTS = (
 
 @migration
 def m003_accuracy_hits_and_changes(db: sqlite_utils.Database) -> None:
-    for statement in _M003_STATEMENTS:
-        db.execute(statement)
+    _execute_all(db, _M003_STATEMENTS)
 
 
 _M003_STATEMENTS = (

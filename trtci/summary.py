@@ -21,7 +21,7 @@ from typing import Any
 
 from trtci import __version__
 from trtci.errors import ConfigError
-from trtci.results import AccuracyChange, Comparison, RunResult, SeriesKey, SeriesResult
+from trtci.results import AccuracyChange, Comparison, RunResult, SeriesResult
 
 SCHEMA_VERSION = 1
 
@@ -71,13 +71,9 @@ def comparisons_by_series(run: RunResult) -> dict[str, Comparison]:
 
 def accuracy_changes_by_series(run: RunResult) -> dict[str, AccuracyChange]:
     """Each series' accuracy change: the one of its variant (every batch shares one accuracy check)."""
-
-    def variant(key: SeriesKey) -> tuple:
-        return (key.model, key.precision, key.quantization, key.backend, key.device_id)
-
     keys = {s.key.id: s.key for s in run.series}
-    by_variant = {variant(keys[c.series_id]): c for c in run.accuracy_changes if c.series_id in keys}
-    return {s.key.id: by_variant[variant(s.key)] for s in run.series if variant(s.key) in by_variant}
+    by_variant = {keys[c.series_id].variant: c for c in run.accuracy_changes if c.series_id in keys}
+    return {s.key.id: by_variant[s.key.variant] for s in run.series if s.key.variant in by_variant}
 
 
 def _fp32_partner_key(series: SeriesResult) -> tuple:
