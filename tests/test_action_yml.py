@@ -153,9 +153,9 @@ def read_outputs(path: Path) -> dict[str, str]:
     return values
 
 
-def run_step(step_id: str, context: dict, base_env: dict[str, str], tmp: Path) -> int:
+def run_step(step_id: str, context: dict, base_env: dict[str, str], tmp: Path, cwd: Path | None = None) -> int:
     step = next(s for s in action()["runs"]["steps"] if s.get("id") == step_id)
-    return run_bash(step, step_id, context, {**base_env, "GITHUB_ACTION_PATH": str(ROOT)}, tmp)
+    return run_bash(step, step_id, context, {**base_env, "GITHUB_ACTION_PATH": str(ROOT)}, tmp, cwd)
 
 
 def run_bash(step: dict, step_id: str, context: dict, base_env: dict[str, str], tmp: Path, cwd: Path | None = None):
@@ -297,6 +297,55 @@ def test_fork_code_under_pull_request_target_is_refused_by_preflight(runner, tmp
     assert run_step("preflight", context, env, tmp) == 0
 
 
+def hostile_workspace(root: Path) -> Path:
+    """A pull request's checkout that plants modules Python would run from the current directory."""
+    root.mkdir()
+    for name in ("venv", "pip", "ensurepip", "sitecustomize", "usercustomize", "json", "os"):
+        (root / f"{name}.py").write_text(f"open({str(root / 'pwned')!r}, 'a').write({name!r})\n")
+    shadow = root / "trtci" / "github"
+    shadow.mkdir(parents=True)
+    (root / "trtci" / "__init__.py").write_text(f"open({str(root / 'pwned')!r}, 'a').write('trtci')\n")
+    (shadow / "__init__.py").write_text("")
+    return root
+
+
+def test_preflight_runs_first_and_runs_nothing_from_the_workspace(runner, tmp_path):
+    context, env, tmp = runner
+    ids = [s.get("id") for s in action()["runs"]["steps"]]
+    assert ids.index("preflight") == 0 and ids.index("install") == 1
+    workspace = hostile_workspace(tmp_path / "workspace")
+    data = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())
+    data["pull_request"]["head"]["repo"]["full_name"] = "mallory/Hello-World"
+    forked = tmp_path / "fork-event.json"
+    forked.write_text(json.dumps(data))
+    env = {
+        **env,
+        "GITHUB_EVENT_NAME": "pull_request_target",
+        "GITHUB_EVENT_PATH": str(forked),
+        "PYTHONPATH": str(workspace),
+    }
+    assert run_step("preflight", context, env, tmp, cwd=workspace) == 2, context["log"]
+    assert "refusing to benchmark code from the fork mallory/Hello-World" in context["log"]
+    assert not (workspace / "pwned").exists(), (workspace / "pwned").read_text()
+    # The same event from the repository itself passes, still without touching the workspace's files.
+    assert run_step("preflight", context, {**env, "GITHUB_EVENT_NAME": "pull_request"}, tmp, cwd=workspace) == 0
+    assert context["steps"]["preflight"]["is-fork"] == "true"
+    assert not (workspace / "pwned").exists()
+
+
+@pytest.mark.slow
+def test_install_step_runs_no_workspace_code(runner, tmp_path):
+    """The real install step (venv + pip, trtci alone: --no-deps) in a hostile checkout."""
+    context, env, tmp = runner
+    workspace = hostile_workspace(tmp_path / "workspace")
+    context["inputs"].update({"python": sys.executable, "pip-args": "--no-deps --quiet"})
+    code = run_step("install", context, env, tmp, cwd=workspace)
+    assert code == 0, context["log"]
+    assert not (workspace / "pwned").exists(), (workspace / "pwned").read_text()
+    installed = Path(context["steps"]["install"]["trtci"])
+    assert installed.parent.parent == Path(context["temp"]) / "trtci-venv" and installed.exists()
+
+
 def test_fork_safe_pair_uploads_a_run_file_that_the_commenter_merges_and_posts(runner, github, tmp_path):
     context, env, tmp = runner
     bench = load(EXAMPLES / "fork-safe.yml")["jobs"]["bench"]["steps"]
@@ -333,3 +382,20 @@ def test_fork_safe_pair_uploads_a_run_file_that_the_commenter_merges_and_posts(r
     assert run_bash(step, "comment-job", commenter, commenter_env, tmp, cwd=workspace) == 0, commenter["log"]
     [posted] = github.issue_comments(repo, 7)
     assert "Merged from 1 leg: **pr**" in posted["body"]
+
+
+def test_preflight_needs_nothing_but_the_standard_library():
+    """The action runs preflight before installing anything, on whatever Python the runner has."""
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); before = set(sys.modules); import trtci.github.preflight; "
+        "print(' '.join(m for m in set(sys.modules) - before if m.split('.')[0] not in sys.stdlib_module_names))"
+    )
+    out = subprocess.run([sys.executable, "-I", "-c", probe, str(ROOT)], capture_output=True, text=True, check=True)
+    assert set(out.stdout.split()) == {
+        "trtci",
+        "trtci.errors",
+        "trtci.github",
+        "trtci.github.actions",
+        "trtci.github.event",
+        "trtci.github.preflight",
+    }

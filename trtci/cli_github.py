@@ -19,7 +19,7 @@ import click
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_OK, TrtciError
 from trtci.github import actions
 from trtci.github.comment import COMMENT_MODES
-from trtci.github.event import EventContext, check_safety, load_event
+from trtci.github.event import EventContext, load_event
 
 if TYPE_CHECKING:
     from trtci.github.api import GitHubClient
@@ -134,21 +134,9 @@ def comment(
 )
 def preflight(allow_fork_code: bool | None) -> None:
     """Check the triggering event before running anything: refuse fork code under privileged triggers."""
-    env = os.environ
-    if allow_fork_code is None:
-        allow_fork_code = _flag(env.get("TRTCI_ALLOW_FORK_CODE", ""))
-    try:
-        event = load_event(env)
-        warnings = check_safety(event, env, allow_fork_code=allow_fork_code)
-    except TrtciError as exc:
-        _fail(exc)
-    for text in warnings:
-        click.echo(actions.warning(text, title="trtci security"))
-    for name, value in (("pr-number", event.pr_number), ("head-sha", event.head_sha), ("base-ref", event.base_ref)):
-        if value is not None:
-            actions.set_output(name, str(value), env)
-    actions.set_output("is-fork", "true" if event.is_fork else "false", env)
-    click.echo(f"event {event.name or 'local'}: ok")
+    from trtci.github.preflight import run_preflight
+
+    raise SystemExit(run_preflight(allow_fork_code=allow_fork_code))
 
 
 @click.command("merge")
@@ -353,15 +341,6 @@ def _summary_url(env: Mapping[str, str]) -> str | None:
         return None
     attempt = env.get("GITHUB_RUN_ATTEMPT")
     return f"{server}/{repo}/actions/runs/{run}" + (f"/attempts/{attempt}" if attempt else "")
-
-
-def _flag(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in ("", "false", "0", "no"):
-        return False
-    if lowered in ("true", "1", "yes"):
-        return True
-    raise click.BadParameter(f"TRTCI_ALLOW_FORK_CODE={value!r}: use true or false")
 
 
 def _fail(exc: TrtciError) -> None:
