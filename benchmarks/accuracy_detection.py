@@ -4,7 +4,7 @@ Each trial builds a base run's per-sample hits (top-1 right with probability `BA
 `CHURN` of the samples flips, as many right ones to wrong as wrong ones to right in expectation (retraining or a new
 calibration moves predictions near the decision boundary without changing accuracy), and then a share `drop` of all
 samples, taken from those the base got right, turns wrong. The head is judged by the real
-`trtci.compare_accuracy.judge` (paired bootstrap, Agresti-Min adjusted, at `compare.confidence` 0.98 and
+`trtci.verdict.accuracy_change.judge` (paired bootstrap, Agresti-Min adjusted, at `compare.confidence` 0.98 and
 `compare.accuracy_threshold` 1 point), against a plain rule a dashboard would use: flag when top-1 fell by at least
 the threshold. Recall: share of trials with a drop flagged as a regression; false alarm: share of trials with no
 drop flagged.
@@ -19,11 +19,11 @@ import argparse
 
 import numpy as np
 
-from trtci.accuracy import pack_hits
-from trtci.baseline import BaseAccuracy
-from trtci.compare_accuracy import judge
 from trtci.config import CompareSettings
 from trtci.results import AccuracyResult, SeriesKey
+from trtci.store.queries import BaseAccuracy
+from trtci.verdict.accuracy import pack_hits
+from trtci.verdict.accuracy_change import judge
 
 BASE_TOP1 = 0.9
 CHURN = 0.01  # of the samples the base got right turn wrong; as many wrong ones turn right

@@ -9,10 +9,11 @@ factor whose sigma is the cell's CV times the drift ratio measured here (run-to-
 medians over their within-run CV), and one base run in ten hit a busy runner (x1.3). One trial is a base history
 of 10 runs of 200 samples and one current run slowed by the effect. Detectors, each flagging a regression:
 
-- trtci: `trtci.compare.compare_series` on that history (the path `compare` takes after its SQL), at a threshold
+- trtci: `trtci.verdict.latency.compare_series` on that history (the path `compare` takes after its SQL), at a threshold
   of 5% and of 10%;
 - trtci A/B: what trtci does when a PR changes the model (`trtci ab`, item 5 of the issue): the real
-  `trtci.abtest.ab_test` and `trtci.compare.decide_ab` at 5%, on a simulated machine. Its calls take latencies
+  `trtci.verdict.abtest.ab_test` and `trtci.verdict.latency.decide_ab` at 5%, on a simulated machine. Its calls
+  take latencies
   drawn from the same scaled pool, with the same outliers; the drift is the same size (the cell's CV times the
   drift ratio per 200 calls, a "run") but wanders in time as a random walk shared by A and B, as on a real machine;
   busy bursts (x1.3, 200 calls) start as often as a busy base run does. It has a clock of its own, so the 60 s
@@ -23,8 +24,8 @@ of 10 runs of 200 samples and one current run slowed by the effect. Detectors, e
 Real part. Two models built with onnx.helper: A, an MLP, and B, A with extra layers; the number of extra layers
 comes from the measured cost of one layer, and B's true cost over A is then measured at length (A and B
 alternating in 100 blocks of 200 calls: the median of the blocks' median ratios). Then A-vs-B and A-vs-A (two
-sessions of A) comparisons alternate, each a real `trtci.abtest.ab_test` within the budget, judged by
-`trtci.compare.decide_ab` at a threshold of 10%. Recall: the share of A-vs-B flagged; false alarm: of A-vs-A.
+sessions of A) comparisons alternate, each a real `trtci.verdict.abtest.ab_test` within the budget, judged by
+`trtci.verdict.latency.decide_ab` at a threshold of 10%. Recall: the share of A-vs-B flagged; false alarm: of A-vs-A.
 
 Run from the repository root: `python -m benchmarks.detection` (about 5 to 10 minutes on 2 shared cores).
 The last two lines are the summary; `detection:` reports trtci's A/B detector, the one the issue asks to pair
@@ -46,13 +47,13 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from trtci.abtest import ab_test
-from trtci.baseline import HistoryPoint
-from trtci.bench import latency_stats
-from trtci.compare import compare_series, decide_ab
+from trtci.backends.measure import latency_stats
 from trtci.config import CompareSettings
 from trtci.results import BenchResult, SeriesKey, SeriesResult
-from trtci.stats import normal_quantile, robust_cv, run_noise
+from trtci.store.queries import HistoryPoint
+from trtci.verdict.abtest import ab_test
+from trtci.verdict.latency import compare_series, decide_ab
+from trtci.verdict.stats import normal_quantile, robust_cv, run_noise
 
 EFFECTS = (0.0, 0.02, 0.05, 0.10, 0.20)
 CVS = (0.01, 0.03, 0.10)
@@ -138,7 +139,7 @@ def load_or_record(record: bool) -> tuple[np.ndarray, np.ndarray, str]:
 
 
 def machine_name() -> str:
-    from trtci.host import cpu_info
+    from trtci.context.host import cpu_info
 
     cpu = cpu_info()
     return f"{cpu['name']}, {cpu['logical_cores']} cores, {', '.join(cpu['isa'])}"

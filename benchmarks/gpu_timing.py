@@ -20,8 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from trtci.config import BenchSettings
-from trtci.cuda_timing import (
+from trtci.backends.cuda_timing import (
     DeviceBuffer,
     Enqueue,
     PinnedArray,
@@ -32,7 +31,8 @@ from trtci.cuda_timing import (
     metrics,
     time_enqueue,
 )
-from trtci.telemetry import TelemetrySampler
+from trtci.backends.telemetry import TelemetrySampler
+from trtci.config import BenchSettings
 
 ROWS = (("Latency", "latency"), ("Enqueue", "enqueue"), ("H2D", "h2d"), ("GPU Compute", "gpu_compute"), ("D2H", "d2h"))
 

@@ -1,4 +1,4 @@
-"""How much trtci.bench.measure_host adds over a hand-written perf_counter loop around the same session.
+"""How much trtci.backends.measure.measure_host adds over a hand-written perf_counter loop around the same session.
 
 Builds an MLP with onnx.helper, opens one ONNX Runtime session, and alternates blocks of (a) a bare loop and
 (b) measure_host with the same number of timed iterations, for many rounds, so drift and noise from other
@@ -21,7 +21,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
-from trtci.bench import measure_host
+from trtci.backends.measure import measure_host
 from trtci.config import BenchSettings
 
 BATCH = 8

@@ -1,8 +1,8 @@
 """INT8 speed-up and agreement of trtci's prepared models on ONNX Runtime CPU, ResNet-18-shaped, batch 8.
 
 Run: `python -m benchmarks.int8_speedup` (about a minute on 2 cores). Prepares FP32, FP16, INT8 (onnxruntime
-scheme) and INT8 (tensorrt scheme) through trtci.prepare, times them interleaved (round-robin over the sessions,
-median per model, so load from other processes hits every model alike) and measures top-1 agreement with FP32.
+scheme) and INT8 (tensorrt scheme) through trtci.pipeline.prepare, times them interleaved (round-robin over the
+sessions, median per model, so load from other processes hits every model alike) and measures top-1 agreement with FP32.
 
 The network has random weights and a nearest-class-mean classifier fitted on class prototype images; images
 are a prototype plus noise, at levels spread over the range where FP32 goes from all to few of the generating
@@ -26,8 +26,8 @@ import onnx
 import onnxruntime as ort
 
 from benchmarks.resnet import nearest_class_mean_head, resnet18_backbone_model, resnet18_model
-from trtci.model import inspect_model
-from trtci.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
+from trtci.pipeline.model import inspect_model
+from trtci.pipeline.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
 
 IMAGE = (3, 224, 224)
 BATCH = 8

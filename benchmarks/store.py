@@ -3,7 +3,7 @@
 Builds a database of 100,000 results: 100 series (25 models x 2 devices x 2 precisions) over 1,000 runs on main.
 As retention leaves it (`trtci db prune` defaults), the newest 20 results of each series hold 10,000 raw samples
 and older ones a 201-point quantile sketch. Then it times:
-- baseline lookup plus comparison (trtci.compare.compare) of a new 100-series run: target < 200 ms;
+- baseline lookup plus comparison (trtci.verdict.latency.compare) of a new 100-series run: target < 200 ms;
 - `trtci dashboard` generation of the whole database (the latest 200 runs per series): target < 5 s;
 and measures the bytes on disk of one result with its 10,000 raw samples (a fresh database of full results;
 target < 20 KB). Last line:
@@ -23,13 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from trtci import baseline
-from trtci.changepoints import change_points
-from trtci.compare import compare
 from trtci.config import CompareSettings
-from trtci.dashboard import write_dashboard
+from trtci.report.dashboard import write_dashboard
 from trtci.results import BenchResult, DeviceInfo, LatencyStats, RunContext, RunResult, SeriesKey, SeriesResult
-from trtci.store import Store
+from trtci.store import queries as baseline
+from trtci.store.database import Store
+from trtci.verdict.changepoints import change_points
+from trtci.verdict.latency import compare
 
 RUNS, FULL_RUNS, SAMPLES, SKETCH = 1000, 20, 10_000, 201
 DEVICES = [DeviceInfo("gpu", "NVIDIA H100 80GB HBM3", {"driver": "575"}), DeviceInfo("gpu", "NVIDIA L4", {})]

@@ -22,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from trtci.host import cpu_info
+from trtci.context.host import cpu_info
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "digits"

@@ -8,8 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from tests.models import mlp_classifier
-from trtci.abtest import ab_test
-from trtci.cli_stats import register
+from trtci.cli.stats import register
+from trtci.verdict.abtest import ab_test
 
 
 class ScriptedMachine:

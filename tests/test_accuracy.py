@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from trtci.accuracy import label_accuracy, output_metrics, validate
 from trtci.config import AccuracyThresholds
 from trtci.errors import BackendError, ConfigError, DataError
+from trtci.verdict.accuracy import label_accuracy, output_metrics, validate
 
 DEFAULTS = AccuracyThresholds()
 

@@ -189,7 +189,7 @@ def executable(path: Path, text: str) -> str:
 # A real run file, as `trtci run --bundle-dir DIR` writes one.
 WRITE_RUN_FILE = (
     "import sys; from pathlib import Path; from test_report import passing_run; "
-    "from trtci.runfile import write_runfile; write_runfile(passing_run(), Path(sys.argv[1]))"
+    "from trtci.store.runfile import write_runfile; write_runfile(passing_run(), Path(sys.argv[1]))"
 )
 
 
@@ -218,7 +218,7 @@ def runner(tmp_path: Path, github):
         '  printf "## trtci summary\\n" >> "$GITHUB_STEP_SUMMARY"\n'
         '  echo "regressions=${FAKE_REGRESSIONS:-0}" >> "$GITHUB_OUTPUT"; exit "${FAKE_EXIT:-0}"\n'
         "fi\n"
-        f'exec "{sys.executable}" -c "import click; from trtci.cli_github import register; '
+        f'exec "{sys.executable}" -c "import click; from trtci.cli.github import register; '
         "g = click.Group('trtci'); register(g); g(prog_name='trtci')\" \"$@\"\n",
     )
     base_env = {
@@ -396,6 +396,7 @@ def test_preflight_needs_nothing_but_the_standard_library():
         "trtci.errors",
         "trtci.github",
         "trtci.github.actions",
-        "trtci.github.event",
+        "trtci.context",
+        "trtci.context.event",
         "trtci.github.preflight",
     }

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
-from trtci.bench import collect, latency_stats, measure_host, percentile
+from trtci.backends.measure import collect, latency_stats, measure_host, percentile
 from trtci.config import BenchSettings
 from trtci.errors import BackendError
 

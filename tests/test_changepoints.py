@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trtci.changepoints import change_points
+from trtci.verdict.changepoints import change_points
 
 
 def test_one_step_is_found_where_it_is():

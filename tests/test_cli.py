@@ -164,7 +164,7 @@ def test_run_writes_the_long_report_to_the_job_summary(model_dir, monkeypatch, c
 
 
 def test_bundle_dir_gets_a_run_file_that_reads_back(model_dir, monkeypatch, capsys):
-    from trtci.runfile import read_runfile
+    from trtci.store.runfile import read_runfile
 
     code, _, _ = trtci(
         monkeypatch, capsys, "run", "--model", "m.onnx", "--precision", "fp32", "--bundle-dir", "legs", *FAST

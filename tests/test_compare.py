@@ -8,10 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 from tests.models import mlp_classifier
-from trtci import pipeline
-from trtci.abtest import ABResult
-from trtci.compare import compare, decide, decide_ab, stale_acknowledgements
 from trtci.config import CompareSettings, parse_config
+from trtci.pipeline import run as pipeline
 from trtci.results import (
     AccuracyResult,
     BenchResult,
@@ -22,8 +20,10 @@ from trtci.results import (
     SeriesKey,
     SeriesResult,
 )
-from trtci.stats import normal_quantile
-from trtci.store import Store
+from trtci.store.database import Store
+from trtci.verdict.abtest import ABResult
+from trtci.verdict.latency import compare, decide, decide_ab, stale_acknowledgements
+from trtci.verdict.stats import normal_quantile
 
 CPU = DeviceInfo(kind="cpu", name="Test CPU")
 MAIN_COMMIT = "0123456789abcdef0123456789abcdef01234567"

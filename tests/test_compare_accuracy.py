@@ -10,14 +10,14 @@ import onnxruntime
 import pytest
 
 from tests.models import mlp_classifier
-from trtci import pipeline
-from trtci.accuracy import pack_hits, unpack_hits, validate
-from trtci.compare_accuracy import compare_accuracy
 from trtci.config import AccuracyThresholds, CompareSettings, parse_config
-from trtci.report import render
+from trtci.pipeline import run as pipeline
+from trtci.report.json_summary import summary_dict
+from trtci.report.markdown import render
 from trtci.results import AccuracyResult, DeviceInfo, RunContext, RunResult, SeriesKey, SeriesResult
-from trtci.store import Store
-from trtci.summary import summary_dict
+from trtci.store.database import Store
+from trtci.verdict.accuracy import pack_hits, unpack_hits, validate
+from trtci.verdict.accuracy_change import compare_accuracy
 
 DEVICE = DeviceInfo(kind="cpu", name="test CPU")
 SAMPLES = 400

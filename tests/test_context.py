@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trtci.context import run_context
+from trtci.context.run import run_context
 
 EVENTS = Path(__file__).parent / "data" / "events"
 MERGE_SHA = "d" * 40  # GITHUB_SHA of a pull_request run: the test merge commit, never the PR head

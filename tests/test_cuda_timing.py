@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trtci.config import BenchSettings
-from trtci.cuda_timing import (
+from trtci.backends.cuda_timing import (
     DeviceBuffer,
     PinnedArray,
     Stream,
@@ -19,6 +18,7 @@ from trtci.cuda_timing import (
     time_enqueue,
     to_bench_result,
 )
+from trtci.config import BenchSettings
 from trtci.errors import BackendError, BackendUnavailable
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from test_store import CPU, bench, key, make_run
 
-from trtci.dashboard import build_cards, render_dashboard, trend_extra, write_dashboard
-from trtci.report import render
+from trtci.report.dashboard import build_cards, render_dashboard, trend_extra, write_dashboard
+from trtci.report.markdown import render
 from trtci.results import AccuracyResult, Comparison, DeviceInfo, SeriesResult
-from trtci.store import Store
+from trtci.store.database import Store
 
 CHROMIUM = "/usr/bin/chromium"
 GPU = DeviceInfo(kind="gpu", name="NVIDIA H100 80GB HBM3", details={"driver": "575"})

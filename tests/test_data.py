@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from tests.models import mlp_classifier
-from trtci.data import check_against_model, load_dataset
 from trtci.errors import DataError
-from trtci.model import inspect_model
+from trtci.pipeline.data import check_against_model, load_dataset
+from trtci.pipeline.model import inspect_model
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from test_cli import trtci
 from test_history import clone, data_files, origin  # noqa: F401  (pytest fixture)
 from test_store import full_run, history_store
 
-from trtci.store import Store
+from trtci.store.database import Store
 
 
 @pytest.fixture

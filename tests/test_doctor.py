@@ -8,8 +8,8 @@ import types
 
 from rich.console import Console
 
-from trtci import cuda_timing
-from trtci.doctor import diagnose, print_doctor
+from trtci.backends import cuda_timing
+from trtci.backends.doctor import diagnose, print_doctor
 from trtci.errors import BackendError
 
 
@@ -45,7 +45,8 @@ def test_print_doctor_shows_the_table_and_build_only_mode():
 
 def test_importing_trtci_modules_loads_no_gpu_package():
     code = (
-        "import sys, trtci.backends.tensorrt, trtci.cuda_timing, trtci.telemetry, trtci.engine_cache, trtci.doctor\n"
+        "import sys, trtci.backends.tensorrt, trtci.backends.cuda_timing, trtci.backends.telemetry\n"
+        "import trtci.backends.tensorrt.engine_cache, trtci.backends.doctor\n"
         "loaded = [m for m in ('tensorrt', 'tensorrt_rtx_bindings', 'cuda', 'cuda.bindings', 'pynvml') "
         "if m in sys.modules]\n"
         "print(loaded)\n"

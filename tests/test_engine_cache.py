@@ -13,8 +13,7 @@ import tensorrt_rtx_bindings as trt  # part of trtci[test]: it builds engines wi
 from tests.models import small_cnn
 from trtci.backends.base import LoadRequest
 from trtci.backends.tensorrt import build_plan
-from trtci.config import TensorRTOptions
-from trtci.engine_cache import (
+from trtci.backends.tensorrt.engine_cache import (
     RTX_MAGIC,
     TENSORRT_MAGIC,
     EngineCache,
@@ -23,6 +22,7 @@ from trtci.engine_cache import (
     engine_key,
     read_plan_header,
 )
+from trtci.config import TensorRTOptions
 from trtci.errors import BackendError
 
 RTX = trt.__version__

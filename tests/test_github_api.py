@@ -171,7 +171,7 @@ def test_server_rejects_requests_that_break_the_description(github):
 def test_importing_the_github_commands_loads_no_http_library():
     """`trtci --help` registers these commands: requests is imported only when a client is made."""
     code = (
-        "import sys, trtci.cli_github, trtci.github.api, trtci.github.comment, trtci.github.checks, "
+        "import sys, trtci.cli.github, trtci.github.api, trtci.github.comment, trtci.github.checks, "
         "trtci.github.artifacts\n"
         "print(sorted(m for m in ('requests', 'urllib3') if m in sys.modules))\n"
     )

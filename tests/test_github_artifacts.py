@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from github_server import github_fixture  # noqa: F401  (the `github` fixture)
 from test_report import passing_run
 
-from trtci.cli_github import register
+from trtci.cli.github import register
 from trtci.github.api import GitHubClient
 from trtci.github.artifacts import extract_runfiles, fetch_baseline
-from trtci.runfile import file_name, read_runfile, write_runfile
+from trtci.store.runfile import file_name, read_runfile, write_runfile
 
 REPO = "octo-org/hello"
 

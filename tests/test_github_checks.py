@@ -10,8 +10,8 @@ from click.testing import CliRunner
 from github_server import Fault, github_fixture  # noqa: F401  (the `github` fixture)
 from test_report import passing_run, sample_run
 
-from trtci.cli_github import register
-from trtci.summary import run_verdict, write_summary
+from trtci.cli.github import register
+from trtci.report.json_summary import run_verdict, write_summary
 
 REPO = "octo-org/hello"
 SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e"

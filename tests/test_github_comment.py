@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 from github_server import Fault, github_fixture  # noqa: F401  (the `github` fixture)
 
-from trtci.cli_github import ClientOptions
-from trtci.cli_github import comment as comment_command
+from trtci.cli.github import ClientOptions
+from trtci.cli.github import comment as comment_command
 from trtci.errors import EXIT_INPUT, EXIT_PUBLISH, ConfigError
 from trtci.github.api import GitHubClient, GitHubError, RetryPolicy
 from trtci.github.comment import (

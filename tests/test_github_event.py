@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from trtci.context.event import check_safety, load_event, parse_event, pull_request_labels
 from trtci.errors import ConfigError
-from trtci.github.event import check_safety, load_event, parse_event, pull_request_labels
 
 EVENTS = Path(__file__).parent / "data" / "events-gh"
 

@@ -9,10 +9,10 @@ import pytest
 from test_store import bench, full_run, key, make_run
 
 from trtci.errors import DataError, PublishError
-from trtci.history import GitError, branch_path, pull_runs, push_from_store, push_run
 from trtci.results import SeriesResult
-from trtci.runfile import FORMAT, run_to_dict, write_runfile
-from trtci.store import Store
+from trtci.store.database import Store
+from trtci.store.git_history import GitError, branch_path, pull_runs, push_from_store, push_run
+from trtci.store.runfile import FORMAT, run_to_dict, write_runfile
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -107,7 +107,7 @@ def racer(other: Path, tmp_path: Path, *, once: bool, then: str = "") -> str:
         f"if not ({once!r} and marker.exists()):\n"
         "    marker.touch()\n"
         "    from test_history import run_file\n"
-        "    from trtci.history import push_run\n"
+        "    from trtci.store.git_history import push_run\n"
         f"    scratch = Path({str(tmp_path)!r}) / uuid.uuid4().hex\n"
         f"    push_run(Path({str(other)!r}), run_file(scratch, uuid.uuid4().hex[:8], day=2))\n"
         f"{then}\n"

@@ -8,11 +8,11 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from trtci.cli_stats import register
+from trtci.cli.stats import register
 from trtci.errors import DataError
-from trtci.ingest import BACKEND, benchmark_run, read_pytest_benchmark
+from trtci.pipeline.ingest import BACKEND, benchmark_run, read_pytest_benchmark
 from trtci.results import DeviceInfo, RunContext
-from trtci.store import Store
+from trtci.store.database import Store
 
 DATA = Path(__file__).parent / "data" / "pytest-benchmark"
 WITH_DATA = DATA / "v5-with-data.json"

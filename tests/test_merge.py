@@ -14,14 +14,14 @@ from click.testing import CliRunner
 from models import mlp_classifier
 from test_report import passing_run, sample_run
 
-from trtci.cli_github import register
+from trtci.cli.github import register
 from trtci.config import parse_config
-from trtci.context import run_context
-from trtci.merge import load_legs, merge_runs, missing_legs
-from trtci.report import render, sig
+from trtci.context.run import run_context
+from trtci.pipeline.fanin import load_legs, merge_runs, missing_legs
+from trtci.report.markdown import render, sig
 from trtci.results import RunResult
-from trtci.runfile import run_to_dict, write_runfile
-from trtci.store import Store
+from trtci.store.database import Store
+from trtci.store.runfile import run_to_dict, write_runfile
 
 
 def as_second_gpu_leg(run: RunResult, name: str, run_id: str) -> RunResult:
@@ -42,7 +42,7 @@ def as_second_gpu_leg(run: RunResult, name: str, run_id: str) -> RunResult:
 @pytest.fixture(scope="module")
 def pipeline_run(tmp_path_factory) -> RunResult:
     """A real run: the MLP on ONNX Runtime, FP32 and FP16, with a tiny benchmark."""
-    from trtci import pipeline
+    from trtci.pipeline import run as pipeline
 
     root = tmp_path_factory.mktemp("pipeline")
     model = mlp_classifier(root / "mlp.onnx")

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper
 
 from tests.models import mlp_classifier, small_cnn
 from trtci.errors import ModelError
-from trtci.model import TensorSpec, file_sha256, inspect_model
+from trtci.pipeline.model import TensorSpec, file_sha256, inspect_model
 
 
 def test_inspect_mlp_describes_inputs_outputs_and_identity(tmp_path):

@@ -15,14 +15,14 @@ import pytest
 from onnx import TensorProto, helper
 
 from tests.models import mlp_classifier
-from trtci import pipeline
 from trtci.backends.base import LoadRequest
 from trtci.backends.onnxruntime import OnnxRuntimeBackend
 from trtci.config import CompareSettings, load_config, parse_config
+from trtci.context.git import config_at, file_at
 from trtci.errors import BackendError, ConfigError, DataError, ModelError
-from trtci.merge_base import config_at, file_at
+from trtci.pipeline import run as pipeline
 from trtci.results import Comparison, DeviceInfo, RunContext, RunResult
-from trtci.store import Store
+from trtci.store.database import Store
 
 FAST_BENCH = {"warmup_ms": 0, "duration_s": 0.02, "min_iterations": 5}
 

@@ -10,8 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.models import mlp_classifier, small_cnn
 from trtci.errors import ConfigError, DataError, ModelError
-from trtci.model import inspect_model
-from trtci.prepare import prepare_fp16, prepare_fp32, prepare_int8
+from trtci.pipeline.model import inspect_model
+from trtci.pipeline.prepare import prepare_fp16, prepare_fp32, prepare_int8
 
 
 def run(path, feeds):

@@ -15,15 +15,15 @@ from onnx import TensorProto, helper
 
 from tests.models import OPSET, mlp_classifier
 from trtci.backends.onnxruntime import OnnxRuntimeBackend
-from trtci.ingest import benchmark_run
-from trtci.model import file_sha256, inspect_model
-from trtci.prepare import prepare_int8
+from trtci.pipeline.ingest import benchmark_run
+from trtci.pipeline.model import file_sha256, inspect_model
+from trtci.pipeline.prepare import prepare_int8
 from trtci.results import RunContext
 
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).parent.parent
-PLUGIN = "trtci.pytest_plugin"
+PLUGIN = "trtci.pipeline.pytest_plugin"
 INNER = "test_timed_with_trtci"  # the test module pytester runs; unlike any module of this suite (imported already)
 # A few rounds and a one-round warm-up: --benchmark-max-time is below one call, so --benchmark-min-rounds decides.
 FAST = ["--benchmark-max-time=0.000001", "--benchmark-min-rounds=7", "--benchmark-save-data"]
@@ -229,7 +229,7 @@ def test_int8_takes_a_qdq_model_and_never_calibrates(pytester, tmp_path):
 def test_the_plugin_is_registered_and_imports_light():
     assert f'[project.entry-points.pytest11]\ntrtci = "{PLUGIN}"\n' in (ROOT / "pyproject.toml").read_text()
     # pytest loads it in every session where trtci is installed: no inference runtime at load time
-    heavy = ("onnxruntime", "onnx", "tensorrt", "numpy", "trtci.pipeline")
+    heavy = ("onnxruntime", "onnx", "tensorrt", "numpy", "trtci.pipeline.run")
     script = f"import sys, {PLUGIN}; print([m for m in {heavy!r} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

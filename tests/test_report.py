@@ -13,7 +13,7 @@ import pytest
 from rich.console import Console
 
 from trtci.errors import TemplateError
-from trtci.report import DEFAULT_TEMPLATE_DIR, FILTERS, md, print_table, render, sig
+from trtci.report.markdown import DEFAULT_TEMPLATE_DIR, FILTERS, md, print_table, render, sig
 from trtci.results import (
     AccuracyChange,
     AccuracyResult,

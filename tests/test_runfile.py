@@ -10,7 +10,7 @@ import pytest
 from test_report import passing_run, sample_run
 
 from trtci.errors import DataError
-from trtci.runfile import FORMAT, file_name, read_runfile, run_to_dict, write_runfile
+from trtci.store.runfile import FORMAT, file_name, read_runfile, run_to_dict, write_runfile
 
 
 def test_round_trip_keeps_every_field_and_the_raw_samples(tmp_path):

@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from trtci.stats import (
+from trtci.verdict.stats import (
     accuracy_delta_interval,
     bootstrap_medians,
     clean_samples,

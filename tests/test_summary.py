@@ -12,7 +12,7 @@ import pytest
 from test_report import acknowledged_run, passing_run, sample_run
 
 from trtci.errors import ConfigError
-from trtci.summary import SERIES_VERDICTS, summary_dict, write_summary
+from trtci.report.json_summary import SERIES_VERDICTS, summary_dict, write_summary
 
 RESULT_KEYS = {
     "model",

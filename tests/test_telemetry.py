@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from trtci.telemetry import Sample, TelemetrySampler, decode_reasons, summarize
+from trtci.backends.telemetry import Sample, TelemetrySampler, decode_reasons, summarize
 
 
 def _nvml_reason() -> str | None:

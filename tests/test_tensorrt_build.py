@@ -1,7 +1,7 @@
 """The TensorRT backends' build side, for real with TensorRT for RTX (no GPU needed), and GPU runs where possible.
 
-Models are the tests' tiny ONNX networks, prepared by trtci.prepare (FP16, TensorRT-scheme Q/DQ INT8) exactly as
-the pipeline prepares them.
+Models are the tests' tiny ONNX networks, prepared by trtci.pipeline.prepare (FP16, TensorRT-scheme Q/DQ INT8)
+exactly as the pipeline prepares them.
 """
 
 from __future__ import annotations
@@ -15,14 +15,14 @@ import tensorrt_rtx_bindings as trt  # part of trtci[test]: it builds engines wi
 from onnx import TensorProto, helper
 
 from tests.models import small_cnn
-from trtci import cuda_timing
+from trtci.backends import cuda_timing
 from trtci.backends.base import LoadRequest
 from trtci.backends.tensorrt import BuildOnlySession, TensorRTBackend, create_backend, rtx_can_run_on
+from trtci.backends.tensorrt.engine_cache import EngineCache, read_plan_header
 from trtci.config import BenchSettings, TensorRTOptions
-from trtci.engine_cache import EngineCache, read_plan_header
 from trtci.errors import BackendError, BackendUnavailable, ConfigError
-from trtci.model import inspect_model
-from trtci.prepare import prepare_fp16, prepare_int8
+from trtci.pipeline.model import inspect_model
+from trtci.pipeline.prepare import prepare_fp16, prepare_int8
 
 RANGES = {"image": ((1, 1, 8, 8), (4, 1, 8, 8), (8, 1, 8, 8))}
 

@@ -13,8 +13,8 @@ import pytest
 from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
 from tests.models import mlp_classifier, small_cnn
-from trtci.model import inspect_model
-from trtci.prepare import prepare_fp16, prepare_fp32, prepare_int8
+from trtci.pipeline.model import inspect_model
+from trtci.pipeline.prepare import prepare_fp16, prepare_fp32, prepare_int8
 
 trt = pytest.importorskip("tensorrt_rtx_bindings", reason="TensorRT for RTX (tensorrt-rtx-cu13-bindings) missing")
 

@@ -8,10 +8,10 @@ from typing import Any
 import numpy as np
 
 from trtci.backends.base import Feeds, LoadRequest, Progress
-from trtci.bench import measure_host
+from trtci.backends.measure import measure_host
 from trtci.config import BenchSettings
+from trtci.context.host import cpu_info
 from trtci.errors import BackendError
-from trtci.host import cpu_info
 from trtci.results import BenchResult, DeviceInfo
 
 PROVIDER = "CPUExecutionProvider"

@@ -21,7 +21,7 @@ from typing import Any
 
 from trtci.errors import DataError
 from trtci.github.api import GitHubClient, GitHubError
-from trtci.runfile import MAX_BYTES, SUFFIX, read_runfile
+from trtci.store.runfile import MAX_BYTES, SUFFIX, read_runfile
 
 MAX_ARCHIVE_BYTES = 512 * 1024 * 1024
 MAX_MEMBERS = 10_000

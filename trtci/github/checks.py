@@ -16,7 +16,7 @@ from typing import Any
 from trtci.errors import ConfigError, DataError
 from trtci.github.api import GitHubClient
 from trtci.github.comment import truncate
-from trtci.summary import RunVerdict
+from trtci.report.json_summary import RunVerdict
 
 STATUS_CONTEXT = "trtci"
 MAX_STATUS_DESCRIPTION = 140  # GitHub refuses longer commit-status descriptions

@@ -11,9 +11,9 @@ import os
 import sys
 from collections.abc import Mapping
 
+from trtci.context.event import check_safety, load_event
 from trtci.errors import TrtciError
 from trtci.github import actions
-from trtci.github.event import check_safety, load_event
 
 TRUE, FALSE = ("true", "1", "yes"), ("", "false", "0", "no")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import click
 
 from trtci import __version__
-from trtci.cli_github import register as register_github_commands
-from trtci.cli_history import register as register_history_commands
-from trtci.cli_stats import register as register_stats_commands
+from trtci.cli.github import register as register_github_commands
+from trtci.cli.history import register as register_history_commands
+from trtci.cli.stats import register as register_stats_commands
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, ConfigError, TrtciError
 
 FAIL_ON = ("both", "accuracy", "performance", "none")
@@ -115,12 +115,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.pass_context
 def run(ctx: click.Context, **options) -> None:
     """Prepare, validate, benchmark, compare and record; write the report. Exit 1 when the gate fails."""
-    from trtci import pipeline, report, summary
-    from trtci.context import run_context
-    from trtci.dashboard import trend_extra
+    from trtci.context.run import run_context
     from trtci.github import actions
-    from trtci.runfile import write_runfile
-    from trtci.store import Store
+    from trtci.pipeline import run as pipeline
+    from trtci.report import json_summary as summary
+    from trtci.report import markdown as report
+    from trtci.report.dashboard import trend_extra
+    from trtci.store.database import Store
+    from trtci.store.runfile import write_runfile
 
     config = _config_from_options(options)
     console = make_console(stderr=True)
@@ -163,7 +165,7 @@ def run(ctx: click.Context, **options) -> None:
 def doctor() -> None:
     """Show what this machine offers (GPUs, driver, CUDA, TensorRT, ONNX Runtime, NVML) and what each backend
     can do here: build, run, or why not, with the install hint."""
-    from trtci.doctor import diagnose, print_doctor
+    from trtci.backends.doctor import diagnose, print_doctor
 
     print_doctor(diagnose(), make_console())
 
@@ -220,7 +222,7 @@ def _config_from_options(options: dict):
 
 def _merge_base_config(options: dict, merge_base: str | None, console):
     """trtci.yml as the PR's merge-base had it, with the same command-line overrides, or None where unknown."""
-    from trtci.merge_base import config_at
+    from trtci.context.git import config_at
 
     if options["config_path"] is None or merge_base is None:
         return None

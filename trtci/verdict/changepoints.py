@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from trtci.stats import MAD_TO_SIGMA
+from trtci.verdict.stats import MAD_TO_SIGMA
 
 PENALTY_FACTOR = 4.0  # times noise^2 * log(n): at most 3 of 100 noise-only series of 40 show a change (tests)
 CLIP_WIDTHS = 3.0  # values further than this many noise widths from their rolling median are outliers

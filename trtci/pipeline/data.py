@@ -19,7 +19,7 @@ import numpy as np
 
 from trtci.config import is_function_ref
 from trtci.errors import DataError
-from trtci.model import ModelInfo
+from trtci.pipeline.model import ModelInfo
 
 LABELS = "labels"
 

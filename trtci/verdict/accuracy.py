@@ -25,7 +25,7 @@ import numpy as np
 from trtci.config import AccuracyThresholds
 from trtci.errors import BackendError, ConfigError, DataError
 from trtci.results import AccuracyResult, OutputMetrics
-from trtci.stats import accuracy_delta_interval
+from trtci.verdict.stats import accuracy_delta_interval
 
 # The top-1 difference's paired bootstrap interval: shown, not gated (the gate is MLPerf's ratio). A fixed seed
 # gives the same outputs the same interval in every run.

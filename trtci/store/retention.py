@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 
 from trtci.config import HistorySettings
-from trtci.store import Store
+from trtci.store.database import Store
 
 
 @dataclass

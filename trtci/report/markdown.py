@@ -26,8 +26,7 @@ from rich.text import Text
 from trtci import __version__
 from trtci.config import ALL_PRECISIONS
 from trtci.errors import TemplateError
-from trtci.results import Comparison, DeviceInfo, RunResult, SeriesResult
-from trtci.summary import (
+from trtci.report.json_summary import (
     accuracy_changes_by_series,
     comparisons_by_series,
     run_verdict,
@@ -35,11 +34,13 @@ from trtci.summary import (
     slower_than_fp32,
     speedups_vs_fp32,
 )
+from trtci.results import Comparison, DeviceInfo, RunResult, SeriesResult
 
 
 def _default_template_dir() -> Path:
-    packaged = Path(__file__).resolve().parent / "templates"  # a wheel force-includes templates/ here
-    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "templates"
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "templates"  # a wheel force-includes templates/ here
+    return packaged if packaged.is_dir() else package.parent / "templates"
 
 
 DEFAULT_TEMPLATE_DIR: Path = _default_template_dir()
@@ -203,7 +204,7 @@ class Row:
 
     series: SeriesResult
     comparison: Comparison | None
-    verdict: str  # trtci.summary.series_verdict
+    verdict: str  # trtci.report.json_summary.series_verdict
     speedup_vs_fp32: float | None  # FP32 median / this median; None without a benchmarked FP32 partner
 
 

@@ -16,21 +16,21 @@ from typing import Protocol
 
 import numpy as np
 
-from trtci.abtest import ABResult, ab_test
-from trtci.accuracy import may_hold_class_scores, validate
 from trtci.backends import get_backend
 from trtci.backends.base import Backend, LoadRequest, Session
-from trtci.compare import acknowledge, compare, decide_ab, settings_for, stale_acknowledgements
-from trtci.compare_accuracy import compare_accuracy
 from trtci.config import BenchSettings, CompareSettings, Config, InputSpec, ModelConfig
-from trtci.data import Dataset, check_against_model, load_dataset
+from trtci.context.git import file_at
 from trtci.errors import BackendError, ConfigError, DataError, ModelError, StoreError
-from trtci.merge_base import file_at
-from trtci.model import ModelInfo, TensorSpec, inspect_model
-from trtci.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
+from trtci.pipeline.data import Dataset, check_against_model, load_dataset
+from trtci.pipeline.model import ModelInfo, TensorSpec, inspect_model
+from trtci.pipeline.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
 from trtci.results import AccuracyResult, Comparison, RunContext, RunResult, SeriesKey, SeriesResult, stable_hash
-from trtci.retention import apply_retention
-from trtci.store import Store
+from trtci.store.database import Store
+from trtci.store.retention import apply_retention
+from trtci.verdict.abtest import ABResult, ab_test
+from trtci.verdict.accuracy import may_hold_class_scores, validate
+from trtci.verdict.accuracy_change import compare_accuracy
+from trtci.verdict.latency import acknowledge, compare, decide_ab, settings_for, stale_acknowledgements
 
 AB_METHOD = "ab-merge-base"  # Comparison.method of a verdict from A/B against the merge-base's build
 Shapes = dict[str, tuple[int, ...]]

@@ -17,11 +17,11 @@ from typing import Any
 import jinja2
 
 from trtci import __version__
-from trtci.changepoints import change_points
 from trtci.errors import ConfigError
-from trtci.report import DEFAULT_TEMPLATE_DIR
+from trtci.report.markdown import DEFAULT_TEMPLATE_DIR
 from trtci.results import RunResult
-from trtci.store import Store
+from trtci.store.database import Store
+from trtci.verdict.changepoints import change_points
 
 WIDTH, HEIGHT = 360, 150
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 10, 10, 22

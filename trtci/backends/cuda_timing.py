@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from trtci import bench
+from trtci.backends import measure as bench
 from trtci.config import BenchSettings
 from trtci.errors import BackendError, BackendUnavailable
 from trtci.results import BenchResult

@@ -1,7 +1,7 @@
 """Statistics commands for the `trtci` group: `trtci ingest pytest-benchmark FILE` and `trtci ab`.
 
-Parses flags, calls trtci.ingest, trtci.compare and the store, and turns typed errors into one line and the
-documented exit code (0 ok, 1 a regression, 2 bad input). The lead registers them with `register(main)`.
+Parses flags, calls trtci.pipeline.ingest, trtci.verdict.latency and the store, and turns typed errors into one
+line and the documented exit code (0 ok, 1 a regression, 2 bad input). The lead registers them with `register(main)`.
 """
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ from pathlib import Path
 
 import click
 
-from trtci.abtest import ab_onnx
-from trtci.compare import compare, decide_ab
 from trtci.config import CompareSettings
-from trtci.context import run_context
+from trtci.context.run import run_context
 from trtci.errors import EXIT_GATE_FAILED, TrtciError
-from trtci.ingest import benchmark_run
-from trtci.store import Store
+from trtci.pipeline.ingest import benchmark_run
+from trtci.store.database import Store
+from trtci.verdict.abtest import ab_onnx
+from trtci.verdict.latency import compare, decide_ab
 
 
 @click.group("ingest")

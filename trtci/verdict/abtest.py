@@ -20,7 +20,7 @@ import numpy as np
 from trtci.backends.base import LoadRequest
 from trtci.backends.onnxruntime import OnnxRuntimeBackend
 from trtci.config import ModelConfig, ValidationSpec
-from trtci.stats import MAD_TO_SIGMA, normal_quantile
+from trtci.verdict.stats import MAD_TO_SIGMA, normal_quantile
 
 
 @dataclass
@@ -121,7 +121,7 @@ def ab_onnx(
     random values of A's input shapes, as `trtci run` benchmarks. Raises ModelError, DataError or ConfigError
     on bad input, BackendError when a model does not run on those inputs.
     """
-    from trtci.pipeline import bench_feeds, plan_model  # the pipeline imports compare, which imports this module
+    from trtci.pipeline.run import bench_feeds, plan_model  # the pipeline imports compare, which imports this module
 
     backend = OnnxRuntimeBackend(threads)
     validation = ValidationSpec(data=data) if data is not None else None

@@ -24,12 +24,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from trtci.abtest import ABResult
-from trtci.baseline import Cutoff, HistoryPoint, cutoff, history, latest_base_series
 from trtci.config import CompareSettings
 from trtci.results import AccuracyChange, Comparison, RunResult, SeriesKey, SeriesResult
-from trtci.stats import Interval, mann_whitney, median_ratio_interval, normal_quantile, run_noise
-from trtci.store import Store
+from trtci.store.database import Store
+from trtci.store.queries import Cutoff, HistoryPoint, cutoff, history, latest_base_series
+from trtci.verdict.abtest import ABResult
+from trtci.verdict.stats import Interval, mann_whitney, median_ratio_interval, normal_quantile, run_noise
 
 METRIC = "latency_median_ms"
 NOISE_RUNS = 3  # base runs stats.run_noise needs to estimate run-to-run noise

@@ -1,6 +1,6 @@
 """GitHub commands for the `trtci` group: `comment`, `preflight`, `merge`, `status` and `baseline fetch`.
 
-Parses flags and the Actions environment, calls trtci.github and trtci.merge, and turns their typed errors into
+Parses flags and the Actions environment, calls trtci.github and trtci.pipeline.fanin, and turns their typed errors into
 one line and the documented exit code (0 ok, 1 gate failed, 2 bad input, 5 publishing failed). The lead
 registers them with `register(main)`.
 """
@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import click
 
+from trtci.context.event import EventContext, load_event
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_OK, TrtciError
 from trtci.github import actions
 from trtci.github.comment import COMMENT_MODES
-from trtci.github.event import EventContext, load_event
 
 if TYPE_CHECKING:
     from trtci.github.api import GitHubClient
@@ -167,9 +167,9 @@ def merge(
     2 when a leg's file could not be read or its run recorded (it is named and left out; the others merge)."""
     from rich.console import Console
 
-    from trtci import report as reporting
-    from trtci.merge import merge_runs, write_merged_summary
-    from trtci.store import Store
+    from trtci.pipeline.fanin import merge_runs, write_merged_summary
+    from trtci.report import markdown as reporting
+    from trtci.store.database import Store
 
     expected = [name for value in expect for name in value.split(",") if name.strip()]
     try:

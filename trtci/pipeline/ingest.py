@@ -33,7 +33,7 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from trtci.bench import latency_stats
+from trtci.backends.measure import latency_stats
 from trtci.config import BenchSettings
 from trtci.errors import DataError
 from trtci.results import (

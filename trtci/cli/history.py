@@ -1,7 +1,7 @@
 """History commands for the `trtci` group: `trtci history push|pull`, `trtci db ...` and `trtci dashboard`.
 
-They parse flags, call trtci.history, trtci.store, trtci.retention and trtci.dashboard, and leave typed errors to
-the entry point (one line, the documented exit code). The lead registers them with `register(cli)`.
+They parse flags, call trtci.store.git_history, trtci.store.database, trtci.store.retention and
+trtci.report.dashboard, and leave typed errors to the entry point (one line, the documented exit code). The lead registers them with `register(cli)`.
 """
 
 from __future__ import annotations
@@ -84,8 +84,8 @@ def history_push(
 ) -> None:
     """Commit a run as a uniquely named run file to the data branch and push it; the checkout is never touched.
     Exit 5 when the push failed (at once, or after --attempts rejections); the message names the kept run file."""
-    from trtci.history import push_from_store, push_run
-    from trtci.store import Store
+    from trtci.store.database import Store
+    from trtci.store.git_history import push_from_store, push_run
 
     if run_file is not None:
         result = push_run(repo_dir, run_file, branch=branch, remote=remote, attempts=attempts)
@@ -102,8 +102,8 @@ def history_push(
 def history_pull(repo_dir: Path, branch: str, remote: str, db_path: Path) -> None:
     """Fetch the data branch and import every run the database lacks (creates the database if needed).
     Exit 2 when a run file could not be read; the others are imported."""
-    from trtci.history import pull_runs
-    from trtci.store import Store
+    from trtci.store.database import Store
+    from trtci.store.git_history import pull_runs
 
     with Store(db_path) as store:
         result = pull_runs(repo_dir, store, branch=branch, remote=remote)
@@ -202,8 +202,8 @@ def db_prune(
 ) -> None:
     """Apply retention: delete results beyond --keep-runs (unless younger than --keep-days), thin old samples."""
     from trtci.config import HistorySettings
-    from trtci.retention import apply_retention
-    from trtci.store import Store
+    from trtci.store.database import Store
+    from trtci.store.retention import apply_retention
 
     settings = HistorySettings(
         keep_runs=keep_runs, keep_days=keep_days, full_samples_runs=full_samples_runs, sketch_points=sketch_points
@@ -232,8 +232,8 @@ def db_prune(
 def dashboard(db_path: Path, output: Path, branch: str | None, last: int, title: str) -> None:
     """Write one self-contained HTML page: latency, throughput and accuracy over commits for every series,
     regressions and change points marked, filters by model, device and precision."""
-    from trtci.dashboard import write_dashboard
-    from trtci.store import Store
+    from trtci.report.dashboard import write_dashboard
+    from trtci.store.database import Store
 
     with Store(_existing(db_path)) as store:
         count = write_dashboard(store, output, branch=branch, last=last, title=title)
@@ -254,7 +254,7 @@ def _existing(path: Path) -> Path:
 
 
 def _query(db_path: Path, sql: str, params: list) -> list[dict]:
-    from trtci.store import open_readonly
+    from trtci.store.database import open_readonly
 
     conn = open_readonly(db_path)
     try:

@@ -20,7 +20,7 @@ import pytest
 if TYPE_CHECKING:
     import numpy as np
 
-    from trtci.model import ModelInfo
+    from trtci.pipeline.model import ModelInfo
 
 CACHE_INI = "trtci_cache_dir"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -99,16 +99,16 @@ class TrtciBenchmark:
         - warmup_rounds: untimed calls first; default: as many as fill trtci's warm-up time (200 ms, at most
           --benchmark-max-time), at least 1 and at most --benchmark-warmup-iterations. Engines always need it.
 
-        Provenance goes to `benchmark.extra_info["trtci"]` (see trtci.ingest.TrtciExtraInfo). Raises trtci's
+        Provenance goes to `benchmark.extra_info["trtci"]` (see trtci.pipeline.ingest.TrtciExtraInfo). Raises trtci's
         typed errors (ConfigError, ModelError, DataError, BackendError, BackendUnavailable) saying what to fix.
         """
         from trtci.backends import get_backend
         from trtci.config import BenchSettings, Config, InputSpec, ModelConfig
         from trtci.errors import BackendUnavailable, ConfigError
-        from trtci.ingest import TrtciExtraInfo
-        from trtci.model import inspect_model
-        from trtci.pipeline import ModelPlan, bench_feeds, input_shapes, load_request, series_options, shape_ranges
-        from trtci.prepare import PreparedModel, prepare_fp16, prepare_fp32
+        from trtci.pipeline.ingest import TrtciExtraInfo
+        from trtci.pipeline.model import inspect_model
+        from trtci.pipeline.prepare import PreparedModel, prepare_fp16, prepare_fp32
+        from trtci.pipeline.run import ModelPlan, bench_feeds, input_shapes, load_request, series_options, shape_ranges
 
         if self._used:
             raise ConfigError("trtci_benchmark: called twice in one test; time one model per test (parametrize)")

@@ -58,7 +58,7 @@ def _distribution_version(name: str) -> str:
 
 
 def _gpus() -> tuple[list[dict[str, Any]], str]:
-    from trtci.cuda_timing import gpu_count, gpu_properties
+    from trtci.backends.cuda_timing import gpu_count, gpu_properties
 
     try:
         return [gpu_properties(i).__dict__ for i in range(gpu_count())], ""

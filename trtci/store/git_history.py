@@ -21,8 +21,8 @@ from pathlib import Path
 
 from trtci.errors import DataError, PublishError, StoreError, TrtciError
 from trtci.results import RunResult
-from trtci.runfile import SUFFIX, read_runfile, write_runfile
-from trtci.store import Store
+from trtci.store.database import Store
+from trtci.store.runfile import SUFFIX, read_runfile, write_runfile
 
 DEFAULT_BRANCH = "trtci-data"
 RUNS_DIR = "runs"

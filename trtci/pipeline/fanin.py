@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from trtci.errors import ConfigError, DataError, StoreError
+from trtci.report.json_summary import json_safe, summary_dict
 from trtci.results import DeviceInfo, RunResult
-from trtci.runfile import SUFFIX, read_runfile
-from trtci.store import Store
-from trtci.summary import json_safe, summary_dict
+from trtci.store.database import Store
+from trtci.store.runfile import SUFFIX, read_runfile
 
 
 @dataclass(frozen=True)

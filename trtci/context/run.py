@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trtci.github.event import pull_request_labels
+from trtci.context.event import pull_request_labels
 from trtci.results import RunContext
 
 OVERRIDABLE = ("commit", "branch", "base_branch", "pr_number")

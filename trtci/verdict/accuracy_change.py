@@ -21,13 +21,13 @@ The FP32 reference without labels is skipped: it agrees with itself on every sam
 
 from __future__ import annotations
 
-from trtci.accuracy import unpack_hits
-from trtci.baseline import BaseAccuracy, cutoff, latest_accuracy
-from trtci.compare import acknowledge
 from trtci.config import CompareSettings
 from trtci.results import AccuracyChange, AccuracyResult, RunResult, SeriesKey
-from trtci.stats import accuracy_delta_interval
-from trtci.store import Store
+from trtci.store.database import Store
+from trtci.store.queries import BaseAccuracy, cutoff, latest_accuracy
+from trtci.verdict.accuracy import unpack_hits
+from trtci.verdict.latency import acknowledge
+from trtci.verdict.stats import accuracy_delta_interval
 
 SEED = 0  # the same hits give the same interval in every run
 REFERENCE_BACKEND = "onnxruntime"  # where FP32 outputs come from: its FP32 is the reference itself

@@ -24,16 +24,16 @@ import numpy as np
 from pydantic import ValidationError
 
 from trtci.backends.base import Feeds, LoadRequest, Progress
+from trtci.backends.tensorrt.engine_cache import CacheDecision, EngineCache, EngineMetadata, Target, engine_key
 from trtci.config import BenchSettings, TensorRTOptions, format_validation_error
-from trtci.engine_cache import CacheDecision, EngineCache, EngineMetadata, Target, engine_key
 from trtci.errors import BackendError, BackendUnavailable, ConfigError
-from trtci.model import file_sha256
+from trtci.pipeline.model import file_sha256
 from trtci.results import BenchResult, DeviceInfo, stable_hash
 
 if TYPE_CHECKING:
     import tensorrt as trt_stubs
 
-    from trtci.cuda_timing import DeviceBuffer, GpuProperties, PinnedArray
+    from trtci.backends.cuda_timing import DeviceBuffer, GpuProperties, PinnedArray
 
 MODULES = {"tensorrt": "tensorrt", "tensorrt-rtx": "tensorrt_rtx_bindings"}
 INSTALL_HINTS = {
@@ -299,7 +299,7 @@ class TensorRTBackend:
 
     def _probe_gpu(self) -> tuple[GpuProperties | None, str]:
         """This runner's GPU (None without one) and why engines cannot run here ("" when they can)."""
-        from trtci.cuda_timing import gpu_count, gpu_properties
+        from trtci.backends.cuda_timing import gpu_count, gpu_properties
 
         try:
             if gpu_count() <= self.device_index:
@@ -465,7 +465,7 @@ class TensorRTSession:
             import tensorrt as trt
         else:
             trt = backend.trt
-        from trtci.cuda_timing import Stream, set_device
+        from trtci.backends.cuda_timing import Stream, set_device
 
         self._trt = backend.trt
         self.options = options
@@ -493,7 +493,7 @@ class TensorRTSession:
             import tensorrt as trt
         else:
             trt = self._trt
-        from trtci.cuda_timing import DeviceBuffer, PinnedArray
+        from trtci.backends.cuda_timing import DeviceBuffer, PinnedArray
 
         engine, context = self._engine, self._context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
@@ -572,8 +572,8 @@ class TensorRTSession:
     ) -> BenchResult:
         """trtexec's measurement: CUDA events, a CUDA graph unless turned off, transfers only when asked for,
         NVML telemetry sampled around it."""
-        from trtci.cuda_timing import time_enqueue, to_bench_result
-        from trtci.telemetry import TelemetrySampler
+        from trtci.backends.cuda_timing import time_enqueue, to_bench_result
+        from trtci.backends.telemetry import TelemetrySampler
 
         self.run(feeds)  # stages the inputs on the device and surfaces a bad feed before timing
         transfers = self.options.include_data_transfers

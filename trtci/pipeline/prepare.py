@@ -31,9 +31,9 @@ import numpy as np
 import onnx
 
 from trtci import __version__
+from trtci.context.host import cpu_info
 from trtci.errors import ConfigError, DataError, ModelError
-from trtci.host import cpu_info
-from trtci.model import ModelInfo
+from trtci.pipeline.model import ModelInfo
 from trtci.results import stable_hash
 
 SCHEMES = ("onnxruntime", "tensorrt")

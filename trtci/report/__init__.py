@@ -1,0 +1,1 @@
+"""Rendering: markdown from templates, the console table, the JSON summary, the dashboard."""
