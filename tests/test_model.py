@@ -10,7 +10,8 @@ from onnx import TensorProto, helper
 
 from tests.models import mlp_classifier, small_cnn
 from trtci.errors import ModelError
-from trtci.pipeline.model import TensorSpec, file_sha256, inspect_model
+from trtci.pipeline.model import TensorSpec, inspect_model
+from trtci.results import file_sha256
 
 
 def test_inspect_mlp_describes_inputs_outputs_and_identity(tmp_path):

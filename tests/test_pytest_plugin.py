@@ -16,9 +16,9 @@ from onnx import TensorProto, helper
 from tests.models import OPSET, mlp_classifier
 from trtci.backends.onnxruntime import OnnxRuntimeBackend
 from trtci.pipeline.ingest import benchmark_run
-from trtci.pipeline.model import file_sha256, inspect_model
+from trtci.pipeline.model import inspect_model
 from trtci.pipeline.prepare import prepare_int8
-from trtci.results import RunContext
+from trtci.results import RunContext, file_sha256
 
 pytest_plugins = ["pytester"]
 

@@ -11,7 +11,17 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from functools import cached_property
+from pathlib import Path
 from typing import Any
+
+
+def file_sha256(path: Path) -> str:
+    """Hex sha256 of the file's bytes, read in chunks so large models do not fill memory."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def stable_hash(value: Any, length: int = 16) -> str:

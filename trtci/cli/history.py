@@ -1,7 +1,8 @@
 """History commands for the `trtci` group: `trtci history push|pull`, `trtci db ...` and `trtci dashboard`.
 
 They parse flags, call trtci.store.git_history, trtci.store.database, trtci.store.retention and
-trtci.report.dashboard, and leave typed errors to the entry point (one line, the documented exit code). The lead registers them with `register(cli)`.
+trtci.report.dashboard, and leave typed errors to the entry point (one line, the documented exit code). The lead
+registers them with `register(cli)`.
 """
 
 from __future__ import annotations

@@ -13,9 +13,9 @@ import click
 from trtci.config import CompareSettings
 from trtci.context.run import run_context
 from trtci.errors import EXIT_GATE_FAILED, TrtciError
+from trtci.pipeline.ab import ab_onnx
 from trtci.pipeline.ingest import benchmark_run
 from trtci.store.database import Store
-from trtci.verdict.abtest import ab_onnx
 from trtci.verdict.latency import compare, decide_ab
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,8 +9,7 @@ import onnx
 from google.protobuf.message import DecodeError
 
 from trtci.errors import ModelError
-
-_CHUNK = 1 << 20
+from trtci.results import file_sha256
 
 
 @dataclass(frozen=True)
@@ -37,15 +35,6 @@ class ModelInfo:
     @property
     def name(self) -> str:
         return self.path.stem
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of the file's bytes, read in chunks so large models do not fill memory."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _tensor_spec(value: onnx.ValueInfoProto) -> TensorSpec:

@@ -27,8 +27,7 @@ from trtci.backends.base import Feeds, LoadRequest, Progress
 from trtci.backends.tensorrt.engine_cache import CacheDecision, EngineCache, EngineMetadata, Target, engine_key
 from trtci.config import BenchSettings, TensorRTOptions, format_validation_error
 from trtci.errors import BackendError, BackendUnavailable, ConfigError
-from trtci.pipeline.model import file_sha256
-from trtci.results import BenchResult, DeviceInfo, stable_hash
+from trtci.results import BenchResult, DeviceInfo, file_sha256, stable_hash
 
 if TYPE_CHECKING:
     import tensorrt as trt_stubs
