@@ -104,3 +104,62 @@ def test_a_backend_listed_twice_is_an_error(tmp_path):
     text = "models:\n  - path: m.onnx\n    precisions: [fp32]\nbackends: [onnxruntime, tensorrt, onnxruntime]\n"
     with pytest.raises(ConfigError, match="backends: list has duplicates"):
         load_config(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        ("database: out.md\nreport: out.md\n", "report and database are the same file"),
+        ("database: r.db\nsummary_json: r.db\n", "summary_json and database are the same file"),
+        ("report: m.onnx\n", "models.0.path and report are the same file"),
+        ("report: calib.npz\n", "models.0.calibration.data and report are the same file"),
+    ],
+)
+def test_an_output_that_would_overwrite_the_database_or_an_input_is_refused(tmp_path, extra, message):
+    path = write(tmp_path, "models: [{path: m.onnx, calibration: {data: calib.npz}}]\n" + extra)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
+
+
+def test_the_same_data_for_calibration_and_validation_is_fine(tmp_path):
+    path = write(tmp_path, "models: [{path: m.onnx, calibration: {data: d.npz}, validation: {data: d.npz}}]\n")
+    assert load_config(path).models[0].calibration.data == load_config(path).models[0].validation.data
+
+
+@pytest.mark.parametrize(
+    "text, where",
+    [
+        ("bench: {duration_s: .inf}\n", "bench.duration_s"),
+        ("bench: {warmup_ms: .inf}\n", "bench.warmup_ms"),
+        ("bench: {duration_s: 100000}\n", "bench.duration_s"),
+        ("compare: {threshold: .nan}\n", "compare.threshold"),
+        ("models: [{path: m.onnx, precisions: [fp32], accuracy: {min_sqnr_db: .nan}}]\n", "min_sqnr_db"),
+    ],
+)
+def test_values_that_would_hang_or_never_compare_are_refused(tmp_path, text, where):
+    base = "" if text.startswith("models") else "models: [{path: m.onnx, precisions: [fp32]}]\n"
+    with pytest.raises(ConfigError, match=where):
+        load_config(write(tmp_path, base + text))
+
+
+def test_a_key_given_twice_is_an_error_naming_it_and_its_line(tmp_path):
+    text = "models: [{path: m.onnx, precisions: [fp32]}]\ncompare:\n  threshold: 0.1\n  threshold: 0.5\n"
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=r"line 4 .*key 'threshold' is given twice"):
+        load_config(path)
+
+
+def test_a_config_that_is_not_utf8_or_is_huge_is_refused_quickly(tmp_path):
+    path = tmp_path / "trtci.yml"
+    path.write_bytes(b"models: [{path: m\xff.onnx}]\n")
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        load_config(path)
+    path.write_bytes(b"# padding\n" * 200_000)
+    with pytest.raises(ConfigError, match="over 1 MiB"):
+        load_config(path)
+
+
+def test_a_cache_dir_that_is_a_file_is_refused(tmp_path):
+    (tmp_path / "cache").write_text("not a folder")
+    with pytest.raises(ConfigError, match="cache_dir .* is a file"):
+        load_config(write(tmp_path, "models: [{path: m.onnx, precisions: [fp32]}]\ncache_dir: cache\n"))

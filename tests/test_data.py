@@ -153,3 +153,70 @@ def test_function_feeds_that_do_not_stack_are_a_data_error_naming_the_input(tmp_
             load_dataset("badfeeds:feeds")
     finally:
         sys.modules.pop("badfeeds", None)
+
+
+@pytest.mark.parametrize(
+    "module, message",
+    [
+        ("def feeds(:\n", r"cannot import \(SyntaxError"),
+        ("1 / 0\n", r"cannot import \(ZeroDivisionError"),
+        ("import sys\nsys.exit(0)\n", r"cannot import \(SystemExit"),
+        ("import sys\ndef feeds():\n    sys.exit(0)\n", r"raised SystemExit"),
+        ("def feeds():\n    return 3\n", r"raised TypeError"),
+        ("def feeds():\n    yield [1, 2]\n", r"yielded a list; yield dicts"),
+    ],
+    ids=["syntax", "import-raises", "import-exits", "call-exits", "not-iterable", "not-dicts"],
+)
+def test_whatever_a_data_module_does_wrong_is_a_data_error(tmp_path, monkeypatch, module, message):
+    (tmp_path / "hostile_data.py").write_text(module)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(DataError, match=message):
+            load_dataset("hostile_data:feeds")
+    finally:
+        sys.modules.pop("hostile_data", None)
+
+
+def test_a_generator_that_never_ends_is_refused_or_cut_at_max_samples(tmp_path, monkeypatch):
+    (tmp_path / "endless.py").write_text(
+        "import numpy as np\ndef feeds():\n    while True:\n        yield {'input': np.zeros((1000, 16), np.float32)}\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        with pytest.raises(DataError, match="yields more than 1000000 samples; set max_samples"):
+            load_dataset("endless:feeds")
+        assert load_dataset("endless:feeds", max_samples=2500).size == 2500
+    finally:
+        sys.modules.pop("endless", None)
+
+
+def _npy_with_header(shape: tuple[int, ...]) -> bytes:
+    """A .npy whose header declares `shape` of float32 but holds 64 bytes: damaged, or hostile."""
+    import io
+
+    from numpy.lib import format as npy
+
+    buffer = io.BytesIO()
+    npy.write_array_header_1_0(buffer, {"descr": "<f4", "fortran_order": False, "shape": shape})
+    return buffer.getvalue() + bytes(64)
+
+
+def test_a_header_that_declares_more_data_than_the_file_holds_is_refused_before_allocating(tmp_path):
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:
+        archive.writestr("input.npy", _npy_with_header((10**12, 16)))
+    with pytest.raises(DataError, match=r"bomb.npz \[input.npy\]: the header declares 64000000000000 bytes"):
+        load_dataset(str(tmp_path / "bomb.npz"))
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "input.npy").write_bytes(_npy_with_header((10**12, 16)))
+    with pytest.raises(DataError, match=r"input.npy: the header declares 64000000000000 bytes"):
+        load_dataset(str(tmp_path / "dir"))
+
+
+def test_a_batch_larger_than_memory_is_refused_before_allocating(tmp_path):
+    np.savez(tmp_path / "v.npz", input=samples())
+    data = load_dataset(str(tmp_path / "v.npz"))
+    with pytest.raises(DataError, match=r"a batch of 1000000000000 samples needs .* GiB of memory.*lower batch_sizes"):
+        data.feeds_for_batch(10**12)
+    assert data.feeds_for_batch(4)["input"].shape == (4, 16)

@@ -107,3 +107,30 @@ def test_checker_failure_names_file(tmp_path):
         inspect_model(path)
     assert "bad_op.onnx" in str(e.value)
     assert "\n" not in str(e.value)
+
+
+def test_sequence_inputs_and_outputs_are_refused_with_the_fix(tmp_path):
+    seq = helper.make_tensor_sequence_value_info("seq", TensorProto.FLOAT, None)
+    out = helper.make_tensor_value_info("count", TensorProto.INT64, [])
+    graph = helper.make_graph([helper.make_node("SequenceLength", ["seq"], ["count"])], "g", [seq], [out])
+    path = tmp_path / "seq.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ModelError, match="input 'seq' is a sequence, not a tensor"):
+        inspect_model(path)
+    graph = helper.make_graph(
+        [helper.make_node("SequenceConstruct", ["x"], ["s"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+        [helper.make_tensor_sequence_value_info("s", TensorProto.FLOAT, None)],
+    )
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ModelError, match=r"output 's' is a sequence.*zipmap"):
+        inspect_model(path)
+
+
+def test_a_model_without_outputs_is_refused(tmp_path):
+    graph = helper.make_graph([], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])], [])
+    path = tmp_path / "empty.onnx"
+    onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    with pytest.raises(ModelError, match="has no outputs"):
+        inspect_model(path)

@@ -29,14 +29,15 @@ def _no_duplicates(value: list) -> list:
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `duration_s: .inf` would measure forever, and a NaN threshold compares false with anything.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class BenchSettings(Strict):
     """How to measure latency, the trtexec way."""
 
-    warmup_ms: Annotated[float, Field(ge=0)] = 200.0
-    duration_s: Annotated[float, Field(gt=0)] = 3.0
+    warmup_ms: Annotated[float, Field(ge=0, le=600_000)] = 200.0
+    duration_s: Annotated[float, Field(gt=0, le=3600)] = 3.0
     min_iterations: Annotated[int, Field(ge=1)] = 10
     max_cv: Annotated[float, Field(gt=0)] = 0.025  # above this the result is flagged "unstable", as trtexec does
     threads: Annotated[int, Field(ge=0)] = 0  # ONNX Runtime intra-op threads; 0 lets ORT choose
@@ -242,7 +243,34 @@ def parse_config(data: dict, source: str, base: Path) -> Config:
         config = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(source, e)) from e
-    return resolve_paths(config, base)
+    config = resolve_paths(config, base)
+    check_paths(config, source)
+    return config
+
+
+def check_paths(config: Config, source: str) -> None:
+    """Refuse, before any work, outputs that would overwrite the database, an input or each other, and a cache
+    directory that is a file. A report written over the database would destroy every recorded run."""
+    outputs = {"database": config.database, "report": config.report, "summary_json": config.summary_json}
+    inputs: dict[str, Path] = {}
+    for i, model in enumerate(config.models):
+        inputs[f"models.{i}.path"] = model.path
+        for kind in ("calibration", "validation"):
+            spec = getattr(model, kind)
+            if spec is not None and not is_function_ref(spec.data):
+                inputs[f"models.{i}.{kind}.data"] = Path(spec.data)
+    seen: dict[Path, str] = {}
+    for key, path in [*outputs.items(), *inputs.items()]:
+        if path is None:
+            continue
+        resolved = path.resolve()
+        if resolved in seen and (key in outputs or seen[resolved] in outputs):
+            raise ConfigError(
+                f"{source}: {key} and {seen[resolved]} are the same file ({path}); give each output its own path"
+            )
+        seen.setdefault(resolved, key)
+    if config.cache_dir.exists() and not config.cache_dir.is_dir():
+        raise ConfigError(f"{source}: cache_dir {config.cache_dir} is a file; point cache_dir at a directory")
 
 
 def load_config(path: Path) -> Config:
@@ -250,15 +278,25 @@ def load_config(path: Path) -> Config:
     return parse_config(load_yaml(path), str(path), path.parent)
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a trtci.yml is a few kB; parsing a huge one would take minutes and gigabytes
+
+
 def load_yaml(path: Path) -> dict:
     import yaml
 
     try:
-        text = path.read_text()
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config ({e.strerror}); pass an existing trtci.yml") from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: the config is over {MAX_CONFIG_BYTES >> 20} MiB; a trtci.yml needs a few kB")
     try:
-        data = yaml.safe_load(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: the config is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+    try:
+        data = yaml.load(text, Loader=_unique_key_loader())
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -268,6 +306,25 @@ def load_yaml(path: Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (models:, backends:, ...)")
     return data
+
+
+def _unique_key_loader() -> type:
+    """A safe YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+            seen = set()
+            for key_node, _ in node.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                if key is not None and key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"key '{key}' is given twice in one mapping", key_node.start_mark
+                    )
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def format_validation_error(source: str, error: ValidationError) -> str:

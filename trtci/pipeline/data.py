@@ -10,7 +10,9 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import os
 import sys
+import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,8 @@ from trtci.errors import DataError
 from trtci.pipeline.model import ModelInfo
 
 LABELS = "labels"
+# A data function that never ends would be read forever: past this many samples (without max_samples) it is refused.
+MAX_FUNCTION_SAMPLES = 1_000_000
 
 
 @dataclass
@@ -68,6 +72,8 @@ class Dataset:
         return self._take(0, batch)
 
     def _take(self, start: int, batch: int) -> dict[str, np.ndarray]:
+        need = batch * sum(a[:1].nbytes for a in self.arrays.values())
+        check_memory(need, f"{self.source}: a batch of {batch} samples", "lower batch_sizes")
         index = np.arange(start, start + batch) % self.size
         return {name: np.ascontiguousarray(array[index]) for name, array in self.arrays.items()}
 
@@ -75,7 +81,7 @@ class Dataset:
 def load_dataset(source: str, max_samples: int | None = None) -> Dataset:
     """Load a data source. Raises DataError naming the source and what is wrong with it."""
     if is_function_ref(source):
-        arrays = _from_function(source)
+        arrays = _from_function(source, max_samples)
     else:
         path = Path(source)
         if path.is_dir():
@@ -104,11 +110,42 @@ def load_dataset(source: str, max_samples: int | None = None) -> Dataset:
     return Dataset(source=source, arrays=arrays, labels=labels)
 
 
+def check_memory(nbytes: int, what: str, fix: str) -> None:
+    """Raise DataError before allocating `nbytes` that this machine's free memory cannot hold."""
+    try:
+        free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):  # not Linux: let the allocation decide
+        return
+    if nbytes > free:
+        raise DataError(f"{what} needs {_gib(nbytes)} of memory, more than the {_gib(free)} free here; {fix}")
+
+
+def _gib(nbytes: int) -> str:
+    return f"{nbytes / (1 << 30):.1f} GiB"
+
+
+def _declared_bytes(handle, size: int, source: str) -> None:
+    """Read a .npy header and refuse an array whose declared size the file cannot hold (a damaged or hostile
+    header would otherwise make numpy allocate terabytes before it notices)."""
+    from numpy.lib import format as npy
+
+    version = npy.read_magic(handle)
+    shape, _, dtype = (npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0)(handle)
+    need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if need > size:
+        raise DataError(f"{source}: the header declares {need} bytes of data but the file holds {size}; re-save it")
+    check_memory(need, source, "load fewer samples (max_samples) or a smaller file")
+
+
 def _from_npz(path: Path) -> dict[str, np.ndarray]:
     try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                with archive.open(info) as member:
+                    _declared_bytes(member, info.file_size, f"{path} [{info.filename}]")
         with np.load(path, allow_pickle=False) as npz:
             return {name: npz[name] for name in npz.files}
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
         raise DataError(f"{path}: cannot read as .npz ({e}); save it with numpy.savez") from e
 
 
@@ -119,31 +156,55 @@ def _from_npy_dir(path: Path) -> dict[str, np.ndarray]:
     arrays = {}
     for file in files:
         try:
+            with file.open("rb") as handle:
+                _declared_bytes(handle, file.stat().st_size, str(file))
             arrays[file.stem] = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:
             raise DataError(f"{file}: cannot read as .npy ({e})") from e
     return arrays
 
 
-def _from_function(ref: str) -> dict[str, np.ndarray]:
+def _from_function(ref: str, max_samples: int | None) -> dict[str, np.ndarray]:
     module_name, function_name = ref.split(":")
     if "" not in sys.path and str(Path.cwd()) not in sys.path:
         sys.path.insert(0, str(Path.cwd()))  # let users point at a module in the directory they run from
+    # The user's code: whatever it raises on import or call, sys.exit() included, is bad input with its message.
     try:
         function = getattr(importlib.import_module(module_name), function_name)
-    except (ImportError, AttributeError) as e:
-        raise DataError(f"{ref}: cannot import ({e}); the module must be importable from the current directory") from e
+    except (Exception, SystemExit) as e:
+        raise DataError(f"{ref}: cannot import ({type(e).__name__}: {e}); fix the module or the reference") from None
     try:
-        feeds = list(function())
-    except Exception as e:  # the user's code: any failure is reported as bad input, with its message
-        raise DataError(f"{ref}: raised {type(e).__name__}: {e}") from e
-    if not feeds or not all(isinstance(f, dict) for f in feeds):
+        feeds = _read_feeds(ref, function(), max_samples or MAX_FUNCTION_SAMPLES, max_samples is None)
+    except DataError:
+        raise
+    except (Exception, SystemExit) as e:
+        raise DataError(f"{ref}: raised {type(e).__name__}: {e}") from None
+    if not feeds:
         raise DataError(f"{ref}: must return or yield at least one dict of input name -> array")
     names = set(feeds[0])
     for i, feed in enumerate(feeds):
         if set(feed) != names:
             raise DataError(f"{ref}: feed {i} has keys {sorted(feed)}, the first had {sorted(names)}")
     return {name: _stack(ref, name, [np.asarray(f[name]) for f in feeds]) for name in sorted(names)}
+
+
+def _read_feeds(ref: str, feeds, limit: int, refuse_more: bool) -> list[dict]:
+    """Feed dicts from a function's result until `limit` samples are read; more than that is refused when no
+    max_samples was set (a generator that never ends), else simply not read."""
+    taken, samples = [], 0
+    for feed in feeds:
+        if not isinstance(feed, dict):
+            raise DataError(f"{ref}: yielded a {type(feed).__name__}; yield dicts of input name -> array")
+        if samples >= limit:
+            if refuse_more:
+                raise DataError(
+                    f"{ref}: yields more than {limit} samples; set max_samples in the config or make it end"
+                )
+            break
+        taken.append(feed)
+        first = next(iter(feed.values()), None)
+        samples += len(first) if isinstance(first, np.ndarray) and first.ndim else 1
+    return taken
 
 
 def _stack(ref: str, name: str, values: list[np.ndarray]) -> np.ndarray:

@@ -37,10 +37,17 @@ class ModelInfo:
         return self.path.stem
 
 
-def _tensor_spec(value: onnx.ValueInfoProto) -> TensorSpec:
+def _tensor_spec(path: Path, role: str, value: onnx.ValueInfoProto) -> TensorSpec:
     tensor_type = value.type.tensor_type
     if not value.type.HasField("tensor_type"):
-        return TensorSpec(value.name, value.type.WhichOneof("value") or "unknown", ())
+        kind = (value.type.WhichOneof("value") or "untyped").removesuffix("_type")
+        hint = ""
+        if kind in ("sequence", "map"):
+            hint = " (a scikit-learn classifier: convert it with options={'zipmap': False})"
+        raise ModelError(
+            f"{path}: {role} '{value.name}' is a {kind}, not a tensor; trtci feeds and compares tensors only: "
+            f"re-export the model with tensor {role}s{hint}"
+        )
     dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name if tensor_type.elem_type else "unknown"
     dims: list[int | str | None] = []
     for dim in tensor_type.shape.dim:
@@ -77,12 +84,14 @@ def inspect_model(path: Path) -> ModelInfo:
     except (onnx.checker.ValidationError, ValueError, RuntimeError) as e:
         first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise ModelError(f"{path}: fails onnx.checker ({first_line}); fix or re-export the model") from e
+    if not model.graph.output:
+        raise ModelError(f"{path}: the graph has no outputs, so there is nothing to run or compare; re-export it")
     initializers = {tensor.name for tensor in model.graph.initializer}
     return ModelInfo(
         path=path,
         sha256=file_sha256(path),
         size_bytes=path.stat().st_size,
         opset=_default_opset(model),
-        inputs=tuple(_tensor_spec(v) for v in model.graph.input if v.name not in initializers),
-        outputs=tuple(_tensor_spec(v) for v in model.graph.output),
+        inputs=tuple(_tensor_spec(path, "input", v) for v in model.graph.input if v.name not in initializers),
+        outputs=tuple(_tensor_spec(path, "output", v) for v in model.graph.output),
     )

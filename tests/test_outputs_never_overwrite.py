@@ -1,0 +1,29 @@
+"""`trtci run` refuses, before any work, an output path that is the database or an input: nothing recorded is lost."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.models import mlp_classifier
+
+
+def trtci(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "trtci", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("flag", ["--report", "--json"])
+def test_an_output_equal_to_the_database_is_exit_2_and_the_database_is_untouched(tmp_path, flag):
+    mlp_classifier(tmp_path / "m.onnx")
+    first = trtci(tmp_path, "run", "--model", "m.onnx", "--precision", "fp32", "--duration", "0.05", "--db", "r.db")
+    assert first.returncode == 0, first.stderr
+    before = hashlib.sha256((tmp_path / "r.db").read_bytes()).hexdigest()
+    again = trtci(tmp_path, "run", "--model", "m.onnx", "--precision", "fp32", "--db", "r.db", flag, "r.db")
+    assert again.returncode == 2
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1 and "are the same file" in lines[0] and "give each output its own path" in lines[0]
+    assert hashlib.sha256((tmp_path / "r.db").read_bytes()).hexdigest() == before
