@@ -43,12 +43,13 @@ TOO_LONG = "Body is too long (maximum is 65536 characters)"
 _COMMENTS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/issues/(?P<number>\d+)/comments$")
 _COMMENT = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/issues/comments/(?P<id>\d+)$")
 _COMMIT_PULLS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/commits/(?P<sha>[0-9a-f]+)/pulls$")
+_PULL = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/pulls/(?P<number>\d+)$")
 _STATUSES = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/statuses/(?P<sha>[0-9a-f]+)$")
 _CHECK_RUNS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/check-runs$")
 _ARTIFACTS = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/actions/artifacts$")
 _ARTIFACT_ZIP = re.compile(r"^/repos/(?P<repo>[^/]+/[^/]+)/actions/artifacts/(?P<id>\d+)/(?P<format>[^/]+)$")
 _BLOB = re.compile(r"^/_blobs/(?P<id>\d+)\.zip$")
-_VALIDATED_RESPONSES = (_COMMENTS, _COMMENT, _STATUSES, _CHECK_RUNS, _ARTIFACTS, _ARTIFACT_ZIP)
+_VALIDATED_RESPONSES = (_COMMENTS, _COMMENT, _PULL, _STATUSES, _CHECK_RUNS, _ARTIFACTS, _ARTIFACT_ZIP)
 REPO_LIST_ARTIFACTS = "/repos/{owner}/{repo}/actions/artifacts"
 
 
@@ -134,6 +135,7 @@ class GitHubServer:
         self.prefix = "/api/v3" if flavor == "ghes" else ""
         self.comments: dict[int, dict[str, Any]] = {}
         self.pulls_by_sha: dict[str, list[int]] = {}
+        self.pulls: dict[tuple[str, int], dict[str, Any]] = {}
         self.statuses: list[dict[str, Any]] = []
         self.check_runs: list[dict[str, Any]] = []
         self.artifacts: list[dict[str, Any]] = []
@@ -210,6 +212,17 @@ class GitHubServer:
             self.artifacts.append(artifact)
             self.blobs[aid] = archive
             return artifact
+
+    def add_pull(self, repo: str, number: int, head_sha: str, *, fork: bool = False, state: str = "open") -> None:
+        """A pull request as GET /pulls/{n} returns it (GitHub's own example, renumbered). A fork's pull request is
+        missing from GET /commits/{sha}/pulls, as on GitHub."""
+        pull = json.loads(json.dumps(_spec_example(self.flavor, "pull-request")))
+        pull.update(number=number, state=state, requested_teams=[])  # the example's team lacks a required `type`
+        pull["head"]["sha"] = head_sha
+        pull["head"]["repo"]["full_name"] = f"mallory/{repo.split('/')[1]}" if fork else repo
+        self.pulls[(repo, number)] = pull
+        if not fork:
+            self.pulls_by_sha.setdefault(head_sha, []).append(number)
 
     def issue_comments(self, repo: str, number: int) -> list[dict[str, Any]]:
         return [c for c in self.comments.values() if c["issue_url"].endswith(f"/repos/{repo}/issues/{number}")]
@@ -315,7 +328,7 @@ class GitHubServer:
             if method == "GET":
                 return self._page(path, self.issue_comments(repo, number), query)
             if method == "POST":
-                if len(body["body"]) > 65_536:
+                if _github_length(body["body"]) > 65_536:
                     return 422, _validation_failed(TOO_LONG), {}
                 comment = self._create(repo, number, body["body"], self.login)
                 return 201, comment, {"Location": comment["url"]}
@@ -326,7 +339,7 @@ class GitHubServer:
             if method == "GET":
                 return 200, comment, {}
             if method == "PATCH":
-                if len(body["body"]) > 65_536:
+                if _github_length(body["body"]) > 65_536:
                     return 422, _validation_failed(TOO_LONG), {}
                 if comment["user"]["login"] != self.login:
                     return 403, {"message": "Must have admin rights to Repository.", "status": "403"}, {}
@@ -336,6 +349,11 @@ class GitHubServer:
             if method == "DELETE":
                 del self.comments[comment["id"]]
                 return 204, None, {}
+        if m := _PULL.match(path):
+            pull = self.pulls.get((m["repo"], int(m["number"])))
+            if pull is None:
+                return 404, {"message": "Not Found", "status": "404"}, {}
+            return 200, pull, {}
         if m := _STATUSES.match(path):
             return self._create_status(m["repo"], m["sha"], body)
         if _CHECK_RUNS.match(path) and method == "POST":
@@ -455,6 +473,17 @@ def _handler(server: GitHubServer) -> type[BaseHTTPRequestHandler]:
             pass  # keep pytest output clean; requests are recorded in server.seen
 
     return Handler
+
+
+def _github_length(body: str) -> int:
+    """GitHub measures a body after its own normalisation, not in code points: a body of 63,964 emoji (126,464
+    UTF-16 units) is refused. The double counts UTF-16 units."""
+    return len(body.encode("utf-16-le")) // 2
+
+
+@cache
+def _spec_example(flavor: str, name: str) -> dict[str, Any]:
+    return json.loads(SPECS[flavor].read_text())["components"]["examples"][name]["value"]
 
 
 def _user(login: str) -> dict[str, Any]:

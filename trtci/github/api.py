@@ -117,14 +117,24 @@ class GitHubClient:
         return path if path.startswith(("http://", "https://")) else f"{self.base_url}/{path.lstrip('/')}"
 
     def request(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+        idempotent: bool | None = None,
     ) -> requests.Response:
-        """Send one request, retrying by GitHub's rules; returns a 2xx response or raises GitHubError."""
+        """Send one request, retrying by GitHub's rules; returns a 2xx response or raises GitHubError.
+
+        `idempotent` marks a POST that is safe to repeat (a commit status replaces the one of the same context);
+        by default only GET, PUT, PATCH, DELETE and the like are repeated after a failure that may have landed.
+        """
         import requests
 
         method = method.upper()
         url = self.url(path)
-        idempotent = method in _IDEMPOTENT
+        idempotent = method in _IDEMPOTENT if idempotent is None else idempotent
         server_failures = 0
         rate_limit_hits = 0
         for attempt in range(1, self.retry.attempts + 1):
@@ -176,8 +186,8 @@ class GitHubClient:
         """GET a path and return its JSON."""
         return self.request("GET", path, params=params or None).json()
 
-    def post(self, path: str, body: Any) -> Any:
-        return self.request("POST", path, json=body).json()
+    def post(self, path: str, body: Any, *, idempotent: bool = False) -> Any:
+        return self.request("POST", path, json=body, idempotent=idempotent).json()
 
     def patch(self, path: str, body: Any) -> Any:
         return self.request("PATCH", path, json=body).json()

@@ -80,7 +80,8 @@ def post_status(
     body: dict[str, Any] = {"state": gate.state, "description": gate.description, "context": context}
     if target_url:
         body["target_url"] = target_url
-    return client.post(f"/repos/{repo}/statuses/{check_sha(sha)}", body)
+    # Setting a status replaces the one of the same context: safe to repeat after a 502 or a lost answer.
+    return client.post(f"/repos/{repo}/statuses/{check_sha(sha)}", body, idempotent=True)
 
 
 def post_check_run(
