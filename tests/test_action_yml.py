@@ -334,16 +334,44 @@ def test_preflight_runs_first_and_runs_nothing_from_the_workspace(runner, tmp_pa
 
 
 @pytest.mark.slow
-def test_install_step_runs_no_workspace_code(runner, tmp_path):
-    """The real install step (venv + pip, trtci alone: --no-deps) in a hostile checkout."""
-    context, env, tmp = runner
+def test_install_step_runs_no_workspace_code(tmp_path):
+    """The real install step (venv, hash-pinned dependencies, trtci from the action's files) in a hostile checkout."""
     workspace = hostile_workspace(tmp_path / "workspace")
-    context["inputs"].update({"python": sys.executable, "pip-args": "--no-deps --quiet"})
-    code = run_step("install", context, env, tmp, cwd=workspace)
+    temp = tmp_path / "runner-temp"
+    temp.mkdir()
+    context = {"inputs": {"python": sys.executable, "pip-args": "--quiet"}, "steps": {}, "temp": str(temp), "log": ""}
+    context["token"] = "unused"
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GITHUB_ACTIONS": "true"}
+    code = run_step("install", context, env, tmp_path, cwd=workspace)
     assert code == 0, context["log"]
     assert not (workspace / "pwned").exists(), (workspace / "pwned").read_text()
     installed = Path(context["steps"]["install"]["trtci"])
-    assert installed.parent.parent == Path(context["temp"]) / "trtci-venv" and installed.exists()
+    assert installed.parent.parent == temp / "trtci-venv"
+    version = subprocess.run([str(installed), "--version"], capture_output=True, text=True, cwd=workspace)
+    assert version.returncode == 0 and "trtci, version" in version.stdout, version.stderr
+
+
+def test_the_pinned_requirements_satisfy_pyproject():
+    """requirements/action.txt (hash-pinned, what the action installs) must cover every dependency in pyproject."""
+    import tomllib
+    from packaging.markers import default_environment
+    from packaging.requirements import Requirement
+
+    pins: dict[str, list[tuple[str, str]]] = {}
+    for line in (ROOT / "requirements" / "action.txt").read_text().splitlines():
+        if m := re.match(r"^([A-Za-z0-9_.-]+)==([^ ;\\]+)\s*(?:;\s*([^\\]+?))?\s*\\?$", line):
+            pins.setdefault(m[1].lower().replace("_", "-"), []).append((m[2], m[3] or ""))
+    lines = (ROOT / "requirements" / "action.txt").read_text().splitlines()
+    for i, line in enumerate(lines):
+        if re.match(r"^[A-Za-z0-9_.-]+==", line):
+            assert "--hash=sha256:" in lines[i + 1], f"{line}: pinned without a hash"
+    env = default_environment()
+    for text in tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]:
+        requirement = Requirement(text)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in pins, f"{name} is not pinned in requirements/action.txt: regenerate it (requirements/README.md)"
+        versions = [v for v, marker in pins[name] if not marker or Requirement(f"x; {marker}").marker.evaluate(env)]
+        assert versions and all(requirement.specifier.contains(v) for v in versions), (name, pins[name])
 
 
 def test_fork_safe_pair_uploads_a_run_file_that_the_commenter_merges_and_posts(runner, github, tmp_path):
