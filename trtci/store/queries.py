@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from trtci.results import AccuracyResult, SeriesKey
-from trtci.store.database import Store, decode_stored_samples
+from trtci.store.database import Store
+from trtci.store.samples import decode_stored_samples
 
 FULL_SAMPLES = "all"  # benchmarks.samples_kept of a row whose raw samples were not thinned
 
