@@ -134,6 +134,16 @@ class Store:
             )
         )
 
+    def results_by_recency(self) -> list[tuple[str, str, str, str | None, int]]:
+        """Every result as (run id, series id, started_at, samples_kept, rank), rank 1 being the newest of its
+        series; samples_kept is None for a result without a benchmark. What retention plans from."""
+        return self.db.execute(
+            """SELECT m.run_id, m.series_id, runs.started_at, b.samples_kept,
+                      row_number() OVER (PARTITION BY m.series_id ORDER BY runs.started_at DESC, runs.rowid DESC)
+               FROM run_series AS m JOIN runs ON runs.id = m.run_id
+               LEFT JOIN benchmarks AS b ON b.run_id = m.run_id AND b.series_id = m.series_id"""
+        ).fetchall()
+
     def delete_results(self, pairs: list[tuple[str, str]]) -> int:
         """Delete the results of these (run id, series id) pairs, then the runs left with no result.
 
