@@ -11,5 +11,6 @@ retention.py  what to delete and thin; Store does it
 runfile.py    one run as a gzip JSON file; git_history.py: run files on a git data branch
 
 Only these modules import sqlite3 or sqlite_utils (import-linter, tests/test_architecture_sql.py). Store is
-imported from trtci.store.database, not from here, so that run files and the CLI load no SQLite code they skip.
+imported from trtci.store.database, not from here, so that reading a run file (trtci.store.runfile) loads no
+SQLite code.
 """
