@@ -9,7 +9,7 @@ import pydantic
 import pytest
 import sqlite_utils
 
-import trtci.store.database
+import trtci.store.migrations
 from trtci.config import HistorySettings
 from trtci.errors import StoreError
 from trtci.results import (
@@ -24,18 +24,12 @@ from trtci.results import (
     SeriesKey,
     SeriesResult,
 )
-from trtci.store.database import (
-    LATENCY_COLUMNS,
-    MIGRATIONS,
-    MIGRATIONS_TABLE,
-    Store,
-    decode_samples_ticks,
-    decode_stored_samples,
-    encode_samples,
-    encode_samples_ticks,
-)
+from trtci.store.database import Store
+from trtci.store.migrations import MIGRATIONS, MIGRATIONS_TABLE
 from trtci.store.queries import Cutoff, history
 from trtci.store.retention import apply_retention
+from trtci.store.rows import LATENCY_COLUMNS
+from trtci.store.samples import decode_samples_ticks, decode_stored_samples, encode_samples, encode_samples_ticks
 
 RUN_TABLES = ("benchmarks", "accuracy", "accuracy_outputs", "builds", "series_errors", "comparisons")
 CPU = DeviceInfo(kind="cpu", name="Test CPU", details={"cores": 2, "isa": ["avx2"]})
@@ -142,7 +136,7 @@ def test_a_later_migration_is_applied_once(tmp_path, monkeypatch):
         calls.append(1)
         db.execute("ALTER TABLE runs ADD COLUMN note TEXT")
 
-    monkeypatch.setattr(trtci.store.database, "MIGRATIONS", [*trtci.store.database.MIGRATIONS, m999_add_note])
+    monkeypatch.setattr(trtci.store.migrations, "MIGRATIONS", [*trtci.store.migrations.MIGRATIONS, m999_add_note])
     Store(path).close()
     with Store(path) as store:
         assert "note" in store.db["runs"].columns_dict
@@ -160,7 +154,7 @@ def test_a_failing_migration_leaves_the_file_as_it_was(tmp_path, monkeypatch):
         db.execute("CREATE TABLE half_done (x)")
         db.execute("SELECT no_such_function()")
 
-    monkeypatch.setattr(trtci.store.database, "MIGRATIONS", [*trtci.store.database.MIGRATIONS, m002_broken])
+    monkeypatch.setattr(trtci.store.migrations, "MIGRATIONS", [*trtci.store.migrations.MIGRATIONS, m002_broken])
     with pytest.raises(StoreError, match="cannot create or upgrade"):
         Store(path)
     assert sqlite_utils.Database(path).table_names() == []
@@ -438,9 +432,9 @@ def test_import_run_records_once(tmp_path):
 def test_a_database_written_before_m002_reads_its_float32_samples(tmp_path, monkeypatch):
     path = tmp_path / "old.db"
     run = full_run()
-    monkeypatch.setattr(trtci.store.database, "MIGRATIONS", trtci.store.database.MIGRATIONS[:1])
+    monkeypatch.setattr(trtci.store.migrations, "MIGRATIONS", trtci.store.migrations.MIGRATIONS[:1])
     old = sqlite_utils.Database(path)
-    trtci.store.database._migrate(old, str(path))
+    trtci.store.migrations.migrate(old, str(path))
     old.conn.execute("PRAGMA foreign_keys = ON")
     for statement, values in (
         ("INSERT INTO runs (id, started_at, trtci_version, passed) VALUES (?, ?, '0.1', 1)", ["old", "2026-01-01"]),

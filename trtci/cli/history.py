@@ -1,8 +1,8 @@
 """History commands for the `trtci` group: `trtci history push|pull`, `trtci db ...` and `trtci dashboard`.
 
-They parse flags, call trtci.store.git_history, trtci.store.database, trtci.store.retention and
-trtci.report.dashboard, and leave typed errors to the entry point (one line, the documented exit code). The lead
-registers them with `register(cli)`.
+They parse flags, call trtci.store.git_history, trtci.store.database, trtci.store.readonly,
+trtci.store.retention and trtci.report.dashboard, and leave typed errors to the entry point (one line, the
+documented exit code); they run no SQL themselves. The lead registers them with `register(cli)`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import base64
 import csv
 import io
 import json
-import sqlite3
 import sys
 from pathlib import Path
 
@@ -126,12 +125,10 @@ def db() -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 def db_runs(db_path: Path, limit: int, as_json: bool) -> None:
     """The latest runs, newest first."""
-    rows = _query(
-        db_path,
-        'SELECT id, started_at, branch, "commit", pr_number, passed FROM runs '
-        "ORDER BY started_at DESC, rowid DESC LIMIT ?",
-        [limit],
-    )
+    from trtci.store.readonly import ReadOnlyStore
+
+    with ReadOnlyStore(db_path) as store:
+        rows = store.runs(limit)
     _print_rows(rows, as_json)
 
 
@@ -140,15 +137,10 @@ def db_runs(db_path: Path, limit: int, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="JSON lines instead of a table.")
 def db_series(db_path: Path, as_json: bool) -> None:
     """Every series: model, device, precision, batch, backend, how many results and the latest."""
-    rows = _query(
-        db_path,
-        """SELECT series.id, series.model, devices.name AS device, series.precision, series.quantization,
-                  series.batch, series.backend, count(b.run_id) AS results, max(runs.started_at) AS latest
-           FROM series JOIN devices ON devices.id = series.device_id
-           LEFT JOIN benchmarks AS b ON b.series_id = series.id LEFT JOIN runs ON runs.id = b.run_id
-           GROUP BY series.id ORDER BY series.model, devices.name, series.precision, series.batch""",
-        [],
-    )
+    from trtci.store.readonly import ReadOnlyStore
+
+    with ReadOnlyStore(db_path) as store:
+        rows = store.series()
     _print_rows(rows, as_json)
 
 
@@ -169,13 +161,15 @@ def db_export(db_path: Path, fmt: str, table: str | None, sql: str | None, outpu
     """Export a table or a query as CSV or JSON. The database is opened read-only; BLOBs are written as base64."""
     if (table is None) == (sql is None):
         raise ConfigError("give exactly one of --table NAME or --sql 'select ...'")
-    if table is not None:
-        names = {row["name"] for row in _query(db_path, "SELECT name FROM sqlite_master WHERE type = 'table'", [])}
-        if table not in names:
-            raise ConfigError(f"no table {table!r} in {db_path}; tables: {', '.join(sorted(names))}")
-        sql = f'SELECT * FROM "{table}"'
-    assert sql is not None
-    text = _to_csv(_query(db_path, sql, [])) if fmt == "csv" else _to_json(_query(db_path, sql, []))
+    from trtci.store.readonly import ReadOnlyStore
+
+    with ReadOnlyStore(db_path) as store:
+        if table is not None:
+            rows = store.table(table)
+        else:
+            assert sql is not None  # exactly one of the two, checked above
+            rows = store.select(sql)
+    text = _to_csv(rows) if fmt == "csv" else _to_json(rows)
     if str(output) == "-":
         click.echo(text, nl=False)
     else:
@@ -252,20 +246,6 @@ def _existing(path: Path) -> Path:
     if not path.is_file():
         raise StoreError(f"{path}: no such database; pass the --db path your runs wrote")
     return path
-
-
-def _query(db_path: Path, sql: str, params: list) -> list[dict]:
-    from trtci.store.database import open_readonly
-
-    conn = open_readonly(db_path)
-    try:
-        cursor = conn.execute(sql, params)
-        names = [d[0] for d in cursor.description or []]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
-    except sqlite3.Error as e:
-        raise ConfigError(f"{db_path}: query failed ({e}); the database is opened read-only, SELECT only") from e
-    finally:
-        conn.close()
 
 
 def _plain(value):

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from trtci.results import AccuracyResult, SeriesKey
-from trtci.store.database import Store, decode_stored_samples
+from trtci.store.database import Store
+from trtci.store.samples import SAMPLES_FLOAT32, decode_stored_samples
 
 FULL_SAMPLES = "all"  # benchmarks.samples_kept of a row whose raw samples were not thinned
 
@@ -36,7 +37,7 @@ class HistoryPoint:
     median_ms: float
     samples: list[float] | None = None  # given when already decoded; else decoded from `blob` on first use
     blob: bytes | None = field(default=None, repr=False)
-    encoding: str = "float32"
+    encoding: str = SAMPLES_FLOAT32
     kept: str = FULL_SAMPLES
 
     @cached_property
@@ -68,12 +69,9 @@ def history(
 ) -> list[HistoryPoint]:
     """Up to `window` runs on `branch` that benchmarked `series_id`, at or before `until`, newest first."""
     limit_sql, limit_args = _until_sql(until)
-    columns = {column.name for column in store.db["benchmarks"].columns}
-    # Files migrated by m002 say how each row's samples are encoded and whether they were thinned.
-    encoding = "b.samples_encoding" if "samples_encoding" in columns else "'float32'"
-    kept = "b.samples_kept" if "samples_kept" in columns else f"'{FULL_SAMPLES}'"
     rows = store.db.execute(
-        f"""SELECT runs.id, runs."commit", runs.started_at, b.latency_median_ms, b.samples_ms, {encoding}, {kept}
+        f"""SELECT runs.id, runs."commit", runs.started_at, b.latency_median_ms, b.samples_ms, b.samples_encoding,
+                   b.samples_kept
             FROM runs JOIN benchmarks AS b ON b.run_id = runs.id
             WHERE b.series_id = ? AND runs.branch = ? AND runs.id IS NOT ? {limit_sql}
             ORDER BY runs.started_at DESC, runs.rowid DESC

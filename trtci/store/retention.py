@@ -48,14 +48,8 @@ def _plan(
         if settings.keep_days
         else None
     )
-    rows = store.db.execute(
-        """SELECT m.run_id, m.series_id, runs.started_at, b.samples_kept,
-                  row_number() OVER (PARTITION BY m.series_id ORDER BY runs.started_at DESC, runs.rowid DESC) AS rank
-           FROM run_series AS m JOIN runs ON runs.id = m.run_id
-           LEFT JOIN benchmarks AS b ON b.run_id = m.run_id AND b.series_id = m.series_id"""
-    ).fetchall()
     expired, to_thin = [], []
-    for run_id, series_id, started_at, kept, rank in rows:
+    for run_id, series_id, started_at, kept, rank in store.results_by_recency():
         recent = cutoff is not None and started_at >= cutoff
         if settings.keep_runs is not None and rank > settings.keep_runs and not recent:
             expired.append((run_id, series_id))

@@ -27,7 +27,7 @@ import pydantic
 from trtci import __version__
 from trtci.errors import DataError
 from trtci.results import AccuracyChange, Comparison, RunResult
-from trtci.store.database import decode_samples, encode_samples
+from trtci.store.samples import decode_samples, encode_samples
 
 FORMAT = 1
 KIND = "trtci-run"
