@@ -10,17 +10,18 @@ import datetime
 import json
 import os
 import re
-import subprocess
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from trtci.context.event import pull_request_labels
+from trtci.context.git import Git, GitError
 from trtci.results import RunContext
 
 OVERRIDABLE = ("commit", "branch", "base_branch", "pr_number")
 PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
+GIT_QUERY_TIMEOUT_S = 10.0  # local queries (rev-parse, merge-base): a run never waits long for its context
 
 
 def utc_now() -> str:
@@ -139,8 +140,6 @@ def _merge_base(cwd: Path, commit: str | None, base_branch: str) -> str | None:
 def _git(cwd: Path, *args: str) -> str | None:
     """Stripped stdout of a git command, or None if git is missing, fails or says nothing."""
     try:
-        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        return Git(cwd, timeout_s=GIT_QUERY_TIMEOUT_S)(*args) or None
+    except GitError:
         return None
-    output = result.stdout.strip()
-    return output if result.returncode == 0 and output else None
