@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from trtci.context.run import run_context
+from trtci.context.run import run_context, run_url
 
 EVENTS = Path(__file__).parent / "data" / "events-gh"  # webhook payloads as GitHub's docs show them
 MERGE_SHA = "d" * 40  # GITHUB_SHA of a pull_request run: the test merge commit, never the PR head
@@ -238,6 +238,16 @@ def test_run_url_names_the_attempt_after_the_first(tmp_path, attempt, suffix):
     assert (
         run_context(env, tmp_path).run_url == f"https://ghe.example/Codertocat/Hello-World/actions/runs/1234567{suffix}"
     )
+
+
+@pytest.mark.parametrize("attempt", ["1", "2", ""])
+def test_the_comments_summary_link_is_the_run_url(tmp_path, attempt):
+    """`trtci comment` and `trtci status` link the job summary of the attempt that measured, as the run does."""
+    from trtci.cli.github import _summary_url
+
+    env = actions_env("pull_request", tmp_path / "none.json", GITHUB_RUN_ATTEMPT=attempt)
+    assert _summary_url(env) == run_url(env) == run_context(env, tmp_path).run_url
+    assert run_url(env).endswith("/actions/runs/1234567" + ("/attempts/2" if attempt == "2" else ""))
 
 
 def test_run_url_is_none_without_a_run_id(tmp_path):

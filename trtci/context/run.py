@@ -79,12 +79,20 @@ def _from_github(env: Mapping[str, str]) -> dict[str, Any]:
         "pr_number": pr_number,
         "event": event.name,
         "repository": env.get("GITHUB_REPOSITORY") or None,
-        "run_url": _run_url(env),
+        "run_url": run_url(env),
         "labels": list(event.labels),
     }
 
 
-def _run_url(env: Mapping[str, str]) -> str | None:
+def run_url(env: Mapping[str, str]) -> str | None:
+    """The Actions page of this workflow run, or None outside Actions (GITHUB_SERVER_URL, GITHUB_REPOSITORY or
+    GITHUB_RUN_ID unset).
+
+    A re-run links its attempt (`.../actions/runs/<id>/attempts/<n>`), as GitHub's own links do: the job summary
+    and the numbers belong to that attempt, not to a later one. The first attempt links the run itself, GitHub's
+    canonical URL and what run files have always held; that page shows the newest attempt, and a re-run that
+    comments or posts a status replaces the link with its own.
+    """
     server, repository, run_id = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
     if not (server and repository and run_id):
         return None
