@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from trtci.context.run import run_context
+from trtci.context.run import run_context, run_url
 
-EVENTS = Path(__file__).parent / "data" / "events"
+EVENTS = Path(__file__).parent / "data" / "events-gh"  # webhook payloads as GitHub's docs show them
 MERGE_SHA = "d" * 40  # GITHUB_SHA of a pull_request run: the test merge commit, never the PR head
 
 
@@ -142,6 +142,76 @@ def test_workflow_run_of_a_pull_request_takes_its_number_and_base(tmp_path):
     assert context.base_branch == pull_request["base"]["ref"]
 
 
+HEAD_SHA, BASE_REF, HEAD_REF = "ec26c3e57ca3a959ca5aad62de7213c562f8c821", "master", "changes"
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("pull_request.opened.json", (HEAD_SHA, HEAD_REF, BASE_REF, 2, [])),
+        ("pull_request.opened.2.json", (HEAD_SHA, HEAD_REF, BASE_REF, 2, ["bug"])),
+        ("pull_request.reopened.json", (HEAD_SHA, HEAD_REF, BASE_REF, 2, ["bug"])),
+        ("pull_request.reopened.2.json", (HEAD_SHA, HEAD_REF, BASE_REF, 2, ["bug"])),
+        ("pull_request.synchronize.json", (HEAD_SHA, HEAD_REF, BASE_REF, 2, ["bug"])),
+        ("push.json", ("6113728f27ae82c7b1a177c8d03f9e96e0adf246", "simple-tag", None, None, [])),
+        ("push.2.json", ("0000000000000000000000000000000000000000", "simple-tag", None, None, [])),
+        ("workflow_dispatch.json", ("a" * 40, "main", None, None, [])),
+        ("workflow_dispatch.2.json", ("a" * 40, "master", None, None, [])),
+        ("workflow_run.completed.json", ("5779607b49aab1200488439f02372c57b4f75444", "main", None, None, [])),
+        ("workflow_run.completed.2.json", ("3484a3fb816e0859fd6e1cea078d76385ff50625", "master", None, None, [])),
+    ],
+)
+def test_every_real_payload_gives_the_context_it_always_gave(tmp_path, name, expected):
+    """(commit, branch, base branch, PR number, labels) with the variables GitHub sets for that event."""
+    path = EVENTS / name
+    payload = json.loads(path.read_text())
+    event_name = name.split(".")[0]
+    if event_name == "pull_request":
+        env = pull_request_env(name)
+        env["GITHUB_EVENT_PATH"] = str(path)
+    elif event_name == "workflow_run":  # GITHUB_SHA and GITHUB_REF name the default branch's tip
+        env = actions_env(event_name, path, GITHUB_SHA="b" * 40, GITHUB_REF="refs/heads/trunk", GITHUB_REF_NAME="trunk")
+    else:
+        sha = payload.get("after", "a" * 40)
+        env = actions_env(event_name, path, GITHUB_SHA=sha, GITHUB_REF=payload["ref"])
+        env["GITHUB_REF_NAME"] = payload["ref"].split("/", 2)[2]
+    context = run_context(env, tmp_path)
+    assert (context.commit, context.branch, context.base_branch, context.pr_number, context.labels) == expected
+    assert (context.event, context.repository) == (event_name, "Codertocat/Hello-World")
+
+
+@pytest.mark.parametrize("event_name", ["pull_request_review", "pull_request_review_comment"])
+def test_a_review_event_records_the_pull_requests_head_too(tmp_path, event_name):
+    """A review's run checks out the PR's merge ref, as pull_request does (GITHUB_HEAD_REF and GITHUB_BASE_REF
+    are set for pull_request and pull_request_target only): the payload names the PR head and base."""
+    payload = load("pull_request.synchronize.json")
+    env = pull_request_env("pull_request.synchronize.json", event_name)
+    env.update(GITHUB_HEAD_REF="", GITHUB_BASE_REF="")
+    context = run_context(env, tmp_path)
+    pr = payload["pull_request"]
+    assert (context.commit, context.branch, context.base_branch) == (pr["head"]["sha"], pr["head"]["ref"], "master")
+    assert context.pr_number == 2 and context.labels == ["bug"] and context.event == event_name
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        [],
+        {"pull_request": "not an object", "repository": "o/r"},
+        {"pull_request": {"head": None, "base": [], "number": "7", "labels": "bug"}},
+        {"workflow_run": {"pull_requests": ["not an object"], "head_sha": 5, "repository": None}},
+    ],
+)
+@pytest.mark.parametrize("event_name", ["pull_request", "workflow_run"])
+def test_a_payload_of_an_unexpected_shape_is_not_fatal(tmp_path, payload, event_name):
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(payload))
+    env = actions_env(event_name, path, GITHUB_SHA=MERGE_SHA, GITHUB_REF="refs/pull/7/merge", GITHUB_REF_NAME="7/merge")
+    context = run_context(env, tmp_path)
+    assert (context.commit, context.branch, context.base_branch) == (MERGE_SHA, "7/merge", None)
+    assert context.pr_number == 7 and context.labels == []
+
+
 @pytest.mark.parametrize("event_file", ["missing", "not-json"])
 def test_missing_or_broken_event_file_is_not_fatal(tmp_path, event_file):
     path = tmp_path / "event.json"
@@ -168,6 +238,16 @@ def test_run_url_names_the_attempt_after_the_first(tmp_path, attempt, suffix):
     assert (
         run_context(env, tmp_path).run_url == f"https://ghe.example/Codertocat/Hello-World/actions/runs/1234567{suffix}"
     )
+
+
+@pytest.mark.parametrize("attempt", ["1", "2", ""])
+def test_the_comments_summary_link_is_the_run_url(tmp_path, attempt):
+    """`trtci comment` and `trtci status` link the job summary of the attempt that measured, as the run does."""
+    from trtci.cli.github import _summary_url
+
+    env = actions_env("pull_request", tmp_path / "none.json", GITHUB_RUN_ATTEMPT=attempt)
+    assert _summary_url(env) == run_url(env) == run_context(env, tmp_path).run_url
+    assert run_url(env).endswith("/actions/runs/1234567" + ("/attempts/2" if attempt == "2" else ""))
 
 
 def test_run_url_is_none_without_a_run_id(tmp_path):

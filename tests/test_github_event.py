@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from trtci.context.event import check_safety, load_event, parse_event, pull_request_labels
+from trtci.context.event import PULL_REQUEST_EVENTS, check_safety, load_event, parse_event, pull_request_labels
 from trtci.errors import ConfigError
 
 EVENTS = Path(__file__).parent / "data" / "events-gh"
@@ -151,3 +151,53 @@ def test_pull_request_labels_are_read_from_the_payload(name):
 def test_other_events_have_no_pull_request_labels(name):
     event_name = name.split(".")[0]
     assert pull_request_labels(event_name, payload(name)) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("pull_request.opened.json", (2, "changes", "master", "Codertocat/Hello-World", True, ())),
+        ("pull_request.opened.2.json", (2, "changes", "master", "Codertocat/Hello-World", True, ("bug",))),
+        ("pull_request.reopened.json", (2, "changes", "master", "Codertocat/Hello-World", True, ("bug",))),
+        ("pull_request.reopened.2.json", (2, "changes", "master", "Codertocat/Hello-World", True, ("bug",))),
+        ("pull_request.synchronize.json", (2, "changes", "master", "Codertocat/Hello-World", True, ("bug",))),
+        ("push.json", (None, None, None, "Codertocat/Hello-World", True, ())),
+        ("push.2.json", (None, None, None, "Codertocat/Hello-World", True, ())),
+        ("workflow_dispatch.json", (None, None, None, "octo-org/octo-repo", True, ())),
+        ("workflow_dispatch.2.json", (None, None, None, "octo-org/octo-repo", False, ())),
+        ("workflow_run.completed.json", (None, "main", None, "octo-org/octo-repo", False, ())),
+        ("workflow_run.completed.2.json", (None, "master", None, "octo-org/octo-repo", True, ())),
+    ],
+)
+def test_every_real_payload(name, expected):
+    """(PR number, head ref, base ref, repository, public, labels) of each recorded payload, pinned."""
+    event = parse_event(name.split(".")[0], payload(name))
+    assert (event.pr_number, event.head_ref, event.base_ref, event.repository, event.public, event.labels) == expected
+
+
+@pytest.mark.parametrize(
+    "event_name", ["pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment"]
+)
+def test_every_pull_request_event_reads_the_pull_request(event_name):
+    """Reviews and review comments too: their runs, like pull_request's, are about the PR head."""
+    data = payload("pull_request.synchronize.json")
+    event = parse_event(event_name, data)
+    assert event_name in PULL_REQUEST_EVENTS
+    assert (event.pr_number, event.head_sha, event.base_ref) == (2, data["pull_request"]["head"]["sha"], "master")
+    assert event.labels == tuple(pull_request_labels(event_name, data)) == ("bug",)
+
+
+@pytest.mark.parametrize(
+    ("event_name", "data"),
+    [
+        ("pull_request", {"pull_request": {"head": None, "base": [], "number": "7", "labels": "bug"}}),
+        ("pull_request", {"pull_request": {"head": {"sha": 5, "repo": "x"}}, "repository": "o/r"}),
+        ("workflow_run", {"workflow_run": {"pull_requests": ["#7"], "head_repository": [], "repository": None}}),
+        ("workflow_run", {"workflow_run": {"pull_requests": None, "head_sha": ["x"]}}),
+        ("push", {"ref": None, "after": 1, "repository": {"private": "yes"}}),
+    ],
+)
+def test_a_payload_of_an_unexpected_shape_gives_none_not_an_error(event_name, data):
+    event = parse_event(event_name, data)
+    assert (event.pr_number, event.head_sha, event.head_ref, event.base_ref) == (None, None, None, None)
+    assert event.labels == () and event.repository is None and event.public is None

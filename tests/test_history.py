@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from test_store import bench, full_run, key, make_run
 
+from trtci.context.git import GitError
 from trtci.errors import DataError, PublishError
 from trtci.results import SeriesResult
 from trtci.store.database import Store
-from trtci.store.git_history import GitError, branch_path, pull_runs, push_from_store, push_run
+from trtci.store.git_history import branch_path, pull_runs, push_from_store, push_run
 from trtci.store.runfile import FORMAT, run_to_dict, write_runfile
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -166,6 +167,14 @@ def test_an_unreachable_remote_fails_at_once_with_gits_message(origin, tmp_path)
         push_run(work, path, attempts=3, sleep=slept.append)
     assert "\n" not in str(info.value) and f"kept in {path}" in str(info.value)
     assert slept == []
+
+
+def test_a_remote_url_with_a_token_is_never_in_the_message(origin, tmp_path):
+    work = clone(origin, tmp_path / "work")
+    remote = "https://x-access-token:ghs_s3cr3t@127.0.0.1:1/o/r.git"  # port 1: refused at once, no network
+    with pytest.raises(PublishError, match=r"could not push to https://\*\*\*@127\.0\.0\.1:1/o/r\.git") as info:
+        push_run(work, run_file(tmp_path, "r1"), remote=remote, attempts=1)
+    assert "ghs_s3cr3t" not in str(info.value)
 
 
 def test_push_from_store_keeps_its_scratch_file_in_the_git_dir_not_the_checkout(origin, tmp_path, monkeypatch):

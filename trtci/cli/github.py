@@ -336,11 +336,9 @@ def _say_problem(text: str) -> None:
 
 
 def _summary_url(env: Mapping[str, str]) -> str | None:
-    server, repo, run = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
-    if not (server and repo and run):
-        return None
-    attempt = env.get("GITHUB_RUN_ATTEMPT")
-    return f"{server}/{repo}/actions/runs/{run}" + (f"/attempts/{attempt}" if attempt else "")
+    from trtci.context.run import run_url
+
+    return run_url(env)
 
 
 def _fail(exc: TrtciError) -> None:

@@ -1,5 +1,6 @@
 """The event a workflow run answers, from GITHUB_EVENT_NAME and the payload at GITHUB_EVENT_PATH, and the
-safety policy that follows from it.
+safety policy that follows from it. This is trtci's one reader of event payloads: the run context and the
+preflight both take the pull request, refs, SHAs and labels from here.
 
 Privileged triggers (`pull_request_target`, `workflow_run`) run with secrets and a write token; running a
 fork's code there is a "pwn request". trtci refuses that unless the workflow opts in, and warns when a public
@@ -17,6 +18,8 @@ from typing import Any
 
 from trtci.errors import ConfigError
 
+# Events whose payload carries the pull request: its number, head, base and labels. A review or a review comment
+# runs on the PR's merge ref just as pull_request does, so what it measures is the PR head too.
 PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment")
 PRIVILEGED_EVENTS = ("pull_request_target", "workflow_run")
 
@@ -35,6 +38,7 @@ class EventContext:
     head_repository: str | None = None  # owner/name the head commit comes from
     public: bool | None = None
     triggered_by: str | None = None  # for workflow_run: the event of the run that triggered this one
+    labels: tuple[str, ...] = ()  # a pull request event's labels, in the payload's order
 
     @property
     def is_fork(self) -> bool:
@@ -64,50 +68,52 @@ def load_event(environ: Mapping[str, str] | None = None) -> EventContext:
 
 
 def parse_event(name: str | None, payload: dict[str, Any], repository: str | None = None) -> EventContext:
-    """The context from a webhook payload as GitHub writes it to GITHUB_EVENT_PATH."""
-    repo = payload.get("repository") or {}
-    repository = repository or repo.get("full_name")
+    """The context from a webhook payload as GitHub writes it to GITHUB_EVENT_PATH. A part of the payload that
+    is missing or not of the shape GitHub documents gives None (no labels), never an error."""
+    repo = _dict(payload.get("repository"))
+    repository = repository or _str(repo.get("full_name"))
     public = _public(repo)
-    if name in PULL_REQUEST_EVENTS and isinstance(payload.get("pull_request"), dict):
-        pr = payload["pull_request"]
-        base, head = pr.get("base") or {}, pr.get("head") or {}
+    pr = payload.get("pull_request")
+    if name in PULL_REQUEST_EVENTS and isinstance(pr, dict):
+        base, head = _dict(pr.get("base")), _dict(pr.get("head"))
         return EventContext(
             name,
             repository,
             pr_number=_int(pr.get("number", payload.get("number"))),
-            base_sha=base.get("sha"),
-            head_sha=head.get("sha"),
-            base_ref=base.get("ref"),
-            head_ref=head.get("ref"),
+            base_sha=_str(base.get("sha")),
+            head_sha=_str(head.get("sha")),
+            base_ref=_str(base.get("ref")),
+            head_ref=_str(head.get("ref")),
             # A fork that was deleted leaves head.repo null: treat it as foreign.
-            head_repository=(head.get("repo") or {}).get("full_name") or "(deleted fork)",
+            head_repository=_str(_dict(head.get("repo")).get("full_name")) or "(deleted fork)",
             public=public,
+            labels=tuple(pull_request_labels(name, payload)),
         )
-    if name == "workflow_run" and isinstance(payload.get("workflow_run"), dict):
-        run = payload["workflow_run"]
+    run = payload.get("workflow_run")
+    if name == "workflow_run" and isinstance(run, dict):
         # workflow_run.repository, not the top-level one, is where the triggering run ran.
-        repository = (run.get("repository") or {}).get("full_name") or repository
-        pulls = run.get("pull_requests") or []
-        pr = pulls[0] if pulls else {}
+        repository = _str(_dict(run.get("repository")).get("full_name")) or repository
+        pulls = run.get("pull_requests")
+        pull = _dict(pulls[0]) if isinstance(pulls, list) and pulls else {}
         return EventContext(
             name,
             repository,
-            pr_number=_int(pr.get("number")),
-            base_sha=(pr.get("base") or {}).get("sha"),
-            head_sha=run.get("head_sha"),
-            base_ref=(pr.get("base") or {}).get("ref"),
-            head_ref=run.get("head_branch"),
-            head_repository=(run.get("head_repository") or {}).get("full_name"),
+            pr_number=_int(pull.get("number")),
+            base_sha=_str(_dict(pull.get("base")).get("sha")),
+            head_sha=_str(run.get("head_sha")),
+            base_ref=_str(_dict(pull.get("base")).get("ref")),
+            head_ref=_str(run.get("head_branch")),
+            head_repository=_str(_dict(run.get("head_repository")).get("full_name")),
             public=public,
-            triggered_by=run.get("event"),
+            triggered_by=_str(run.get("event")),
         )
     if name == "push":
-        ref = payload.get("ref") or ""
+        ref = _str(payload.get("ref")) or ""
         return EventContext(
             name,
             repository,
-            base_sha=payload.get("before"),
-            head_sha=payload.get("after"),
+            base_sha=_str(payload.get("before")),
+            head_sha=_str(payload.get("after")),
             head_ref=ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None,
             public=public,
         )
@@ -160,3 +166,11 @@ def _public(repo: dict[str, Any]) -> bool | None:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}

@@ -7,20 +7,20 @@ working directory. Nothing here fails a run: a fact that cannot be found is None
 from __future__ import annotations
 
 import datetime
-import json
 import os
 import re
-import subprocess
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from trtci.context.event import pull_request_labels
+from trtci.context.event import PULL_REQUEST_EVENTS, EventContext, load_event
+from trtci.context.git import Git, GitError
+from trtci.errors import ConfigError
 from trtci.results import RunContext
 
 OVERRIDABLE = ("commit", "branch", "base_branch", "pr_number")
-PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target")
+GIT_QUERY_TIMEOUT_S = 10.0  # local queries (rev-parse, merge-base): a run never waits long for its context
 
 
 def utc_now() -> str:
@@ -52,29 +52,23 @@ def run_context(
 
 def _from_github(env: Mapping[str, str]) -> dict[str, Any]:
     """Facts of a GitHub Actions run. For a pull request the commit is the PR head, not the merge commit."""
-    event_name = env.get("GITHUB_EVENT_NAME") or None
-    payload = _read_event(env.get("GITHUB_EVENT_PATH"))
+    event = _event(env)
     commit = env.get("GITHUB_SHA") or None
     head_ref = env.get("GITHUB_HEAD_REF") or None
     base_branch = env.get("GITHUB_BASE_REF") or None
     pr_number = None
-    labels = pull_request_labels(event_name, payload)
-    pull_request = payload.get("pull_request")
-    if event_name in PULL_REQUEST_EVENTS and isinstance(pull_request, dict):
-        commit = _get(pull_request, "head", "sha") or commit
-        head_ref = head_ref or _get(pull_request, "head", "ref")
-        base_branch = base_branch or _get(pull_request, "base", "ref")
-        pr_number = pull_request.get("number")
+    if event.name in PULL_REQUEST_EVENTS:
+        commit = event.head_sha or commit
+        head_ref = head_ref or event.head_ref
+        base_branch = base_branch or event.base_ref
+        pr_number = event.pr_number
     branch = head_ref or env.get("GITHUB_REF_NAME") or None
-    workflow_run = payload.get("workflow_run")
-    if event_name == "workflow_run" and isinstance(workflow_run, dict):
+    if event.name == "workflow_run":
         # GITHUB_SHA and GITHUB_REF_NAME name the default branch here; the run being reported is the trigger's.
-        commit = workflow_run.get("head_sha") or commit
-        branch = workflow_run.get("head_branch") or branch
-        pull_requests = workflow_run.get("pull_requests") or []
-        if pull_requests and isinstance(pull_requests[0], dict):
-            pr_number = pull_requests[0].get("number")
-            base_branch = base_branch or _get(pull_requests[0], "base", "ref")
+        commit = event.head_sha or commit
+        branch = event.head_ref or branch
+        pr_number = event.pr_number
+        base_branch = base_branch or event.base_ref
     if pr_number is None:
         match = re.fullmatch(r"refs/pull/(\d+)/(?:merge|head)", env.get("GITHUB_REF", ""))
         pr_number = int(match.group(1)) if match else None
@@ -83,14 +77,22 @@ def _from_github(env: Mapping[str, str]) -> dict[str, Any]:
         "branch": branch,
         "base_branch": base_branch,
         "pr_number": pr_number,
-        "event": event_name,
+        "event": event.name,
         "repository": env.get("GITHUB_REPOSITORY") or None,
-        "run_url": _run_url(env),
-        "labels": labels,
+        "run_url": run_url(env),
+        "labels": list(event.labels),
     }
 
 
-def _run_url(env: Mapping[str, str]) -> str | None:
+def run_url(env: Mapping[str, str]) -> str | None:
+    """The Actions page of this workflow run, or None outside Actions (GITHUB_SERVER_URL, GITHUB_REPOSITORY or
+    GITHUB_RUN_ID unset).
+
+    A re-run links its attempt (`.../actions/runs/<id>/attempts/<n>`), as GitHub's own links do: the job summary
+    and the numbers belong to that attempt, not to a later one. The first attempt links the run itself, GitHub's
+    canonical URL and what run files have always held; that page shows the newest attempt, and a re-run that
+    comments or posts a status replaces the link with its own.
+    """
     server, repository, run_id = env.get("GITHUB_SERVER_URL"), env.get("GITHUB_REPOSITORY"), env.get("GITHUB_RUN_ID")
     if not (server and repository and run_id):
         return None
@@ -101,22 +103,12 @@ def _run_url(env: Mapping[str, str]) -> str | None:
     return url
 
 
-def _read_event(path: str | None) -> dict[str, Any]:
-    """The webhook payload, or {} when the file is missing, unreadable or not a JSON object."""
-    if not path:
-        return {}
+def _event(env: Mapping[str, str]) -> EventContext:
+    """The triggering event; only its name when the payload cannot be read, which must not fail a run."""
     try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
-def _get(value: Any, *keys: str) -> Any:
-    """value[k1][k2]..., or None where a level is missing or not a mapping."""
-    for key in keys:
-        value = value.get(key) if isinstance(value, dict) else None
-    return value
+        return load_event(env)
+    except ConfigError:
+        return EventContext(env.get("GITHUB_EVENT_NAME") or None, env.get("GITHUB_REPOSITORY") or None)
 
 
 def _from_git(cwd: Path) -> dict[str, Any]:
@@ -139,8 +131,6 @@ def _merge_base(cwd: Path, commit: str | None, base_branch: str) -> str | None:
 def _git(cwd: Path, *args: str) -> str | None:
     """Stripped stdout of a git command, or None if git is missing, fails or says nothing."""
     try:
-        result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
+        return Git(cwd, timeout_s=GIT_QUERY_TIMEOUT_S)(*args) or None
+    except GitError:
         return None
-    output = result.stdout.strip()
-    return output if result.returncode == 0 and output else None

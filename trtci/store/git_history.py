@@ -12,14 +12,14 @@ branch, an unreachable remote) is final at once. A push that fails leaves the ru
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from trtci.errors import DataError, PublishError, StoreError, TrtciError
+from trtci.context.git import Git, GitError, redact
+from trtci.errors import DataError, PublishError, StoreError
 from trtci.results import RunResult
 from trtci.store.database import Store
 from trtci.store.runfile import SUFFIX, read_runfile, write_runfile
@@ -27,10 +27,7 @@ from trtci.store.runfile import SUFFIX, read_runfile, write_runfile
 DEFAULT_BRANCH = "trtci-data"
 RUNS_DIR = "runs"
 IDENTITY = {"GIT_AUTHOR_NAME": "trtci", "GIT_AUTHOR_EMAIL": "trtci@users.noreply.github.com"}
-
-
-class GitError(TrtciError):
-    """A git command failed where trtci expected it to work (not a repository, no such remote)."""
+GIT_TIMEOUT_S = 600.0  # a fetch of a long data branch over a slow link
 
 
 @dataclass
@@ -78,7 +75,7 @@ def push_run(
         try:
             tip = _fetch(git, remote, branch)
         except GitError as e:
-            raise PublishError(f"could not push to {remote} {branch} ({e}); {kept}") from e
+            raise PublishError(f"could not push to {redact(remote)} {branch} ({e}); {kept}") from e
         if tip is not None and git.exists(f"{tip}:{path}"):
             return PushResult(path, tip, attempt)  # already there: an earlier attempt landed after all
         commit = _commit_file(git, tip, path, blob, f"trtci: run {run.context.run_id} ({run.context.commit or '?'})")
@@ -86,12 +83,12 @@ def push_run(
         if rejected is None:
             return PushResult(path, commit, attempt)
         if not rejected.retry:
-            raise PublishError(f"could not push to {remote} {branch} ({rejected.message}); {kept}")
+            raise PublishError(f"could not push to {redact(remote)} {branch} ({rejected.message}); {kept}")
         last_rejection = rejected.message
         if attempt < attempts:
             sleep(min(30.0, backoff_s * 2 ** (attempt - 1)))
     raise PublishError(
-        f"could not push to {remote} {branch}: rejected {attempts} times, other jobs kept pushing first "
+        f"could not push to {redact(remote)} {branch}: rejected {attempts} times, other jobs kept pushing first "
         f"({last_rejection}); {kept}"
     )
 
@@ -164,22 +161,24 @@ RACED = ("(fetch first)", "(non-fast-forward)", "(failed to update ref)", "(cann
 def _push(git: _Git, remote: str, commit: str, branch: str) -> _Rejected | None:
     """Push `commit` as `branch`; None when it landed. Only a rejection because another push landed first is
     retried; anything else (no access, a declining hook, no such remote) is final."""
-    pushed = git.run("push", "--porcelain", "--quiet", remote, f"{commit}:refs/heads/{branch}")
-    if pushed.returncode == 0:
-        return None
-    statuses = [line.split("\t")[-1] for line in pushed.stdout.splitlines() if line.startswith("!\t")]
-    retry = any(marker in status for status in statuses for marker in RACED)
-    errors = [line for line in pushed.stderr.splitlines() if line.strip() and not line.startswith("hint:")]
-    return _Rejected("; ".join(statuses or errors) or f"git push exited {pushed.returncode}", retry)
+    try:
+        git("push", "--porcelain", "--quiet", remote, f"{commit}:refs/heads/{branch}")
+    except GitError as pushed:
+        statuses = [line.split("\t")[-1] for line in pushed.stdout.splitlines() if line.startswith("!\t")]
+        retry = any(marker in status for status in statuses for marker in RACED)
+        errors = [line for line in pushed.stderr.splitlines() if line.strip() and not line.startswith("hint:")]
+        return _Rejected("; ".join(statuses or errors) or str(pushed), retry)
+    return None
 
 
 def _fetch(git: _Git, remote: str, branch: str) -> str | None:
     """The remote branch's tip after fetching it, or None when the remote has no such branch yet."""
-    listed = git.run("ls-remote", "--heads", remote, f"refs/heads/{branch}")
-    if listed.returncode != 0:
-        said = "; ".join(line for line in listed.stderr.splitlines() if line.strip())
-        raise GitError(f"cannot reach git remote {remote!r} from {git.repo_dir}: {said}")
-    if not listed.stdout.strip():
+    try:
+        listed = git("ls-remote", "--heads", remote, f"refs/heads/{branch}")
+    except GitError as e:
+        said = "; ".join(line for line in e.stderr.splitlines() if line.strip()) or str(e)
+        raise GitError(f"cannot reach git remote {redact(remote)!r} from {git.cwd}: {said}") from None
+    if not listed:
         return None
     tracking = f"refs/trtci/{remote}/{branch}"
     git("fetch", "--quiet", "--no-tags", remote, f"+refs/heads/{branch}:{tracking}")
@@ -198,45 +197,24 @@ def _commit_file(git: _Git, parent: str | None, path: str, blob: str, message: s
     return git("commit-tree", tree, *parents, "-m", message, env=git.identity())
 
 
-class _Git:
-    """git in one repository; failures of commands that must work raise GitError with git's own words."""
+class _Git(Git):
+    """git in one repository, checked to be one; failures raise GitError with git's own words."""
 
     def __init__(self, repo_dir: Path):
-        self.repo_dir = repo_dir
-        check = self.run("rev-parse", "--git-dir")
-        if check.returncode != 0:
+        super().__init__(repo_dir, timeout_s=GIT_TIMEOUT_S)
+        if self.query("rev-parse", "--git-dir") is None:
             raise GitError(f"{repo_dir}: not a git repository; pass --repo-dir of a clone with the remote")
-
-    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["git", "-C", str(self.repo_dir), *args],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0", **(env or {})},
-        )
-
-    def __call__(self, *args: str, env: dict[str, str] | None = None) -> str:
-        done = self.run(*args, env=env)
-        if done.returncode != 0:
-            raise GitError(f"git {' '.join(args[:2])} failed in {self.repo_dir}: {done.stderr.strip()}")
-        return done.stdout.strip()
-
-    def bytes(self, *args: str) -> bytes:
-        done = subprocess.run(["git", "-C", str(self.repo_dir), *args], capture_output=True)
-        if done.returncode != 0:
-            raise GitError(f"git {' '.join(args[:2])} failed in {self.repo_dir}: {done.stderr.decode().strip()}")
-        return done.stdout
 
     def git_dir(self) -> Path:
         """The repository's git directory (`.git` of a clone), where trtci keeps its scratch files."""
         return Path(self("rev-parse", "--absolute-git-dir"))
 
     def exists(self, spec: str) -> bool:
-        return self.run("cat-file", "-e", spec).returncode == 0
+        return self.query("cat-file", "-e", spec) is not None
 
     def identity(self) -> dict[str, str]:
         """trtci as author and committer where neither the environment nor git config names one (CI runners)."""
-        if os.environ.get("GIT_AUTHOR_EMAIL") or self.run("config", "user.email").stdout.strip():
+        if os.environ.get("GIT_AUTHOR_EMAIL") or self.query("config", "user.email"):
             return {}
         return {
             **IDENTITY,
