@@ -17,10 +17,15 @@ from onnx import TensorProto, helper
 from tests.models import mlp_classifier
 from trtci.backends.base import LoadRequest
 from trtci.backends.onnxruntime import OnnxRuntimeBackend
+from trtci.backends.tensorrt import TensorRTBackend
 from trtci.config import CompareSettings, load_config, parse_config
 from trtci.context.git import config_at, file_at
 from trtci.errors import BackendError, ConfigError, DataError, ModelError
 from trtci.pipeline import run as pipeline
+from trtci.pipeline.confirm import confirm
+from trtci.pipeline.merge_base import AB_METHOD
+from trtci.pipeline.plan import ModelPlan, plan_model
+from trtci.pipeline.progress import Silent
 from trtci.results import Comparison, DeviceInfo, RunContext, RunResult
 from trtci.store.database import Store
 
@@ -192,7 +197,7 @@ def test_an_op_onnxruntime_cannot_run_stops_the_run_before_measuring(tmp_path):
 
 
 def test_auto_backend_runs_tensorrt_where_it_can_else_onnxruntime(tmp_path):
-    from trtci.backends import get_backend
+    from trtci.backends.registry import get_backend
 
     mlp_classifier(tmp_path / "mlp.onnx")
     config = parse_config(
@@ -311,7 +316,12 @@ class BoundBackend:
 
     name = "tensorrt"
     int8_scheme = "tensorrt"
+    validation_only_schemes = ()
+    builds_engines = True
     can_run = True
+    version = why_not_run = ""
+    load_options = TensorRTBackend.load_options  # TensorRT's own options and series identity
+    identity_options = TensorRTBackend.identity_options
 
     def __init__(self) -> None:
         self.inner = OnnxRuntimeBackend()
@@ -325,9 +335,9 @@ class BoundBackend:
         return self.sessions[-1]
 
 
-def run_on(plan: pipeline.ModelPlan, config, backend) -> pipeline._RunState:
+def run_on(plan: ModelPlan, config, backend) -> pipeline._RunState:
     state = pipeline._RunState()
-    pipeline._run_model(plan, config, [backend], OnnxRuntimeBackend(), state, pipeline._Silent())
+    pipeline._run_model(plan, config, [backend], OnnxRuntimeBackend(), state, Silent())
     return state
 
 
@@ -335,7 +345,7 @@ def test_sessions_bound_to_one_shape_validate_every_sample_and_are_all_closed(wo
     val_with_known_top1(workdir, 10, [1])
     config = config_for(workdir, precisions=["fp32", "fp16"], batch_sizes=[1, 3])  # validates at 3: 3+3+3+1
     backend = BoundBackend()
-    state = run_on(pipeline.plan_model(config.models[0]), config, backend)
+    state = run_on(plan_model(config.models[0]), config, backend)
     assert len(state.series) == 4
     for series in state.series:
         assert series.error is None, series.error
@@ -348,7 +358,7 @@ def test_sessions_bound_to_one_shape_validate_every_sample_and_are_all_closed(wo
         Comparison(series.key.id, series.key.label, "regression", "latency_median_ms", 2.0, 1.0, 2.0, 0.1)
     ]
     with Store(":memory:") as store:
-        pipeline.confirm(result, state.remeasure, store, CompareSettings(confirm_budget_s=0.1))
+        confirm(result, state.remeasure, store, CompareSettings(confirm_budget_s=0.1))
     assert len(backend.sessions) == 7 and all(s.closed for s in backend.sessions)
 
 
@@ -359,7 +369,7 @@ def test_tensorrt_profile_ranges_are_part_of_the_series_identity(tmp_path):
         spec = {"name": "x", "shape": [1, 8], "min": [1, 4], "opt": [1, 8], "max": [1, high]}
         model = {"path": "relu.onnx", "precisions": ["fp32"], "inputs": [spec]}
         config = parse_config({"models": [model], "bench": FAST_BENCH}, "test", tmp_path)
-        (series,) = run_on(pipeline.plan_model(config.models[0]), config, BoundBackend()).series
+        (series,) = run_on(plan_model(config.models[0]), config, BoundBackend()).series
         return series.key.id
 
     assert key_id(16) != key_id(32)
@@ -407,7 +417,7 @@ def classifier_with_argmax(path: Path, outputs: tuple[str, ...]) -> Path:
 
 
 def labelled_plan(workdir: Path, **validation):
-    return pipeline.plan_model(
+    return plan_model(
         config_for(workdir, precisions=["fp32"], validation={"data": "val.npz", **validation}).models[0]
     )
 
@@ -439,7 +449,7 @@ def test_symbolic_output_dims_may_hold_class_scores(workdir):
 
 def test_a_config_shape_that_contradicts_a_fixed_model_dim_is_an_error(workdir):
     with pytest.raises(ConfigError, match=r"inputs\.input\.shape dim 1 is 8 but the model fixes it at 16"):
-        pipeline.plan_model(config_for(workdir, inputs=[{"name": "input", "shape": [1, 8]}]).models[0])
+        plan_model(config_for(workdir, inputs=[{"name": "input", "shape": [1, 8]}]).models[0])
 
 
 def test_a_rank_one_input_says_its_first_dim_is_fixed(tmp_path):
@@ -452,7 +462,7 @@ def test_a_rank_one_input_says_its_first_dim_is_fixed(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "vec.onnx")
     config = parse_config({"models": [{"path": "vec.onnx", "precisions": ["fp32"]}]}, "test", tmp_path)
     with pytest.raises(ConfigError, match=r"the first dim of input 'x' is fixed at 4, so batch size 1 cannot run"):
-        pipeline.plan_model(config.models[0])
+        plan_model(config.models[0])
 
 
 def git_repo_with_model(root: Path, hidden: int) -> str:
@@ -490,7 +500,7 @@ def test_a_pr_that_changes_the_model_is_judged_by_ab_against_the_merge_base_vers
     )
     result = pipeline.run(ab_config(root), pr)
     (comparison,) = result.comparisons
-    assert comparison.method == pipeline.AB_METHOD
+    assert comparison.method == AB_METHOD
     assert comparison.verdict == "regression" and comparison.ratio > 2
     assert comparison.interval[0] > 1 and "the model changed" in comparison.reason
     assert comparison.confirmed is None  # A/B is not re-measured against history
@@ -504,7 +514,7 @@ def test_an_unchanged_model_is_not_ab_tested(tmp_path):
         run_id="pr", started_at="2026-11-27T09:00:00Z", branch="f", base_branch="main", merge_base=merge_base
     )
     (comparison,) = pipeline.run(ab_config(root), pr).comparisons
-    assert comparison.method != pipeline.AB_METHOD and comparison.verdict == "new"
+    assert comparison.method != AB_METHOD and comparison.verdict == "new"
 
 
 def test_retention_applies_after_each_recorded_run(workdir):
@@ -557,7 +567,7 @@ def test_a_pr_that_changes_build_settings_is_judged_by_ab_against_the_merge_base
     assert base_config.models[0].inputs[0].shape == [1, 256]
     result = pipeline.run(load_config(path), pr_context(merge_base), base_config=base_config)
     (comparison,) = result.comparisons
-    assert comparison.method == pipeline.AB_METHOD
+    assert comparison.method == AB_METHOD
     assert "the build settings changed" in comparison.reason
     assert comparison.verdict == "regression" and comparison.interval[0] > 2
 
@@ -571,7 +581,7 @@ def test_a_config_change_that_leaves_a_series_as_it_was_runs_no_ab(tmp_path):
         ("relu fp32 b1 onnxruntime", "new"),
         ("relu fp16 b1 onnxruntime", "new"),
     ]
-    assert all(c.method != pipeline.AB_METHOD for c in result.comparisons)
+    assert all(c.method != AB_METHOD for c in result.comparisons)
 
 
 def test_the_merge_base_config_is_read_from_git_and_absent_outside_it(tmp_path):
@@ -618,6 +628,6 @@ def test_a_pr_that_changes_input_shapes_with_data_of_the_new_shape(tmp_path, bas
     path = root / "trtci.yml"
     result = pipeline.run(load_config(path), pr_context(merge_base), base_config=config_at(path, merge_base))
     (comparison,) = result.comparisons
-    assert (comparison.method == pipeline.AB_METHOD) == judged_by_ab, result.warnings
+    assert (comparison.method == AB_METHOD) == judged_by_ab, result.warnings
     if not judged_by_ab:
         assert any("inputs differ in name, type or rank" in w for w in result.warnings)
