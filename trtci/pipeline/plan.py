@@ -1,10 +1,10 @@
 """Planning a model: everything about it worked out and checked before any work, nothing computed yet.
 
 `plan_model` loads a model's description and data sets and fixes its input shapes per batch size (and the
-TensorRT optimization profile). From a plan come what every later stage asks: the `LoadRequest` a backend gets
-(`load_request`), what identifies a series besides its key (`series_options`, hashed into
-SeriesKey.options_hash), and the inputs a benchmark runs on (`bench_feeds`). `trtci ab` and the pytest plugin
-plan their models here too.
+optimization profile of backends that build engines). From a plan come what every later stage asks: the
+`LoadRequest` a backend gets (`load_request`), what identifies a series besides its key (`series_options`,
+hashed into SeriesKey.options_hash), and the inputs a benchmark runs on (`bench_feeds`). `trtci ab` and the
+pytest plugin plan their models here too.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class ModelPlan:
     calibration: Dataset | None
     validation: Dataset | None
     shapes: dict[int, Shapes]  # batch -> concrete input shapes
-    shape_ranges: dict[int, ShapeRanges]  # batch -> TensorRT profile (min, opt, max) per input
+    shape_ranges: dict[int, ShapeRanges]  # batch -> engine optimization profile (min, opt, max) per input
 
     @property
     def name(self) -> str:

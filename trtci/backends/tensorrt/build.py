@@ -30,6 +30,7 @@ INSTALL_HINTS = {
 }
 QDQ_LAYER_TYPES = ("QUANTIZE", "DEQUANTIZE")
 
+
 def import_tensorrt(flavor: str) -> Any:
     """The flavor's Python module; BackendUnavailable with the install hint when it cannot be imported."""
     try:

@@ -22,6 +22,7 @@ from trtci.results import BenchResult
 if TYPE_CHECKING:
     from trtci.backends.cuda_timing import DeviceBuffer, PinnedArray
 
+
 class BuildOnlySession:
     """An engine that was built (its facts are in `build`) but cannot run on this machine."""
 
