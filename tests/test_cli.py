@@ -186,7 +186,7 @@ def test_run_writes_step_outputs_for_the_action(model_dir, monkeypatch, capsys):
 
 
 def test_run_in_a_pr_branch_times_changed_build_settings_against_the_merge_base_config(tmp_path, monkeypatch, capsys):
-    from tests.test_pipeline import settings_repo
+    from tests.test_merge_base import settings_repo
 
     root = tmp_path / "repo"
     settings_repo(root, length=256)
@@ -203,7 +203,7 @@ def test_run_in_a_pr_branch_times_changed_build_settings_against_the_merge_base_
 
 
 def test_a_merge_base_config_that_does_not_parse_is_a_warning_not_a_failure(tmp_path, monkeypatch, capsys):
-    from tests.test_pipeline import commit_all, settings_repo
+    from tests.test_merge_base import commit_all, settings_repo
 
     root = tmp_path / "repo"
     settings_repo(root, length=256)
@@ -223,7 +223,7 @@ def test_a_merge_base_config_that_does_not_parse_is_a_warning_not_a_failure(tmp_
 def test_an_override_the_merge_base_config_cannot_take_is_a_warning(tmp_path):
     from rich.console import Console
 
-    from tests.test_pipeline import settings_repo
+    from tests.test_merge_base import settings_repo
     from trtci.cli import _merge_base_config
 
     merge_base, path = settings_repo(tmp_path / "repo", length=256)  # no model with calibration data there

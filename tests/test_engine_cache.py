@@ -12,7 +12,7 @@ import tensorrt_rtx_bindings as trt  # part of trtci[test]: it builds engines wi
 
 from tests.models import small_cnn
 from trtci.backends.base import LoadRequest
-from trtci.backends.tensorrt import build_plan
+from trtci.backends.tensorrt.build import build_plan
 from trtci.backends.tensorrt.engine_cache import (
     RTX_MAGIC,
     TENSORRT_MAGIC,

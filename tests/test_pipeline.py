@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,10 +16,13 @@ from onnx import TensorProto, helper
 from tests.models import mlp_classifier
 from trtci.backends.base import LoadRequest
 from trtci.backends.onnxruntime import OnnxRuntimeBackend
-from trtci.config import CompareSettings, load_config, parse_config
-from trtci.context.git import config_at, file_at
-from trtci.errors import BackendError, ConfigError, DataError, ModelError
+from trtci.backends.tensorrt import TensorRTBackend
+from trtci.config import CompareSettings, parse_config
+from trtci.errors import BackendError, DataError, ModelError
 from trtci.pipeline import run as pipeline
+from trtci.pipeline.confirm import confirm
+from trtci.pipeline.plan import ModelPlan, plan_model
+from trtci.pipeline.progress import Silent
 from trtci.results import Comparison, DeviceInfo, RunContext, RunResult
 from trtci.store.database import Store
 
@@ -112,14 +114,6 @@ def test_bad_data_fails_before_any_work_and_keeps_recorded_results(workdir):
     assert (workdir / "results.db").read_bytes() == before
 
 
-def test_fixed_batch_model_refuses_other_batch_sizes(tmp_path):
-    mlp_classifier(tmp_path / "mlp.onnx", dynamic_batch=False)
-    data = {"models": [{"path": "mlp.onnx", "precisions": ["fp32"], "batch_sizes": [1, 8]}], "bench": FAST_BENCH}
-    with pytest.raises(ConfigError, match="fixed batch of 1, so batch size 8 cannot run"):
-        pipeline.run(parse_config(data, "test", tmp_path), context("run1"))
-    assert not (tmp_path / "trtci.db").exists()
-
-
 def test_without_data_benchmarks_on_random_inputs_and_skips_accuracy(tmp_path):
     mlp_classifier(tmp_path / "mlp.onnx")
     data = {"models": [{"path": "mlp.onnx", "precisions": ["fp32", "fp16"]}], "bench": FAST_BENCH}
@@ -189,18 +183,6 @@ def test_an_op_onnxruntime_cannot_run_stops_the_run_before_measuring(tmp_path):
     with pytest.raises(ModelError, match=r"custom.onnx: the FP32 model does not run on ONNX Runtime .*NoSuchOp"):
         pipeline.run(parse_config(data, "test", tmp_path), context("run1"))
     assert not (tmp_path / "trtci.db").exists() or table_counts(tmp_path / "trtci.db").get("runs", 0) == 0
-
-
-def test_auto_backend_runs_tensorrt_where_it_can_else_onnxruntime(tmp_path):
-    from trtci.backends import get_backend
-
-    mlp_classifier(tmp_path / "mlp.onnx")
-    config = parse_config(
-        {"models": [{"path": "mlp.onnx", "precisions": ["fp32"]}], "backends": ["auto"]}, "t", tmp_path
-    )
-    backend = get_backend("auto", config)
-    assert backend.can_run
-    assert backend.name == "onnxruntime" or backend.name.startswith("tensorrt")
 
 
 def with_fixed_batch(path: Path, batch: int) -> Path:
@@ -311,7 +293,12 @@ class BoundBackend:
 
     name = "tensorrt"
     int8_scheme = "tensorrt"
+    validation_only_schemes = ()
+    builds_engines = True
     can_run = True
+    version = why_not_run = ""
+    load_options = TensorRTBackend.load_options  # TensorRT's own options and series identity
+    identity_options = TensorRTBackend.identity_options
 
     def __init__(self) -> None:
         self.inner = OnnxRuntimeBackend()
@@ -325,9 +312,9 @@ class BoundBackend:
         return self.sessions[-1]
 
 
-def run_on(plan: pipeline.ModelPlan, config, backend) -> pipeline._RunState:
+def run_on(plan: ModelPlan, config, backend) -> pipeline._RunState:
     state = pipeline._RunState()
-    pipeline._run_model(plan, config, [backend], OnnxRuntimeBackend(), state, pipeline._Silent())
+    pipeline._run_model(plan, config, [backend], OnnxRuntimeBackend(), state, Silent())
     return state
 
 
@@ -335,7 +322,7 @@ def test_sessions_bound_to_one_shape_validate_every_sample_and_are_all_closed(wo
     val_with_known_top1(workdir, 10, [1])
     config = config_for(workdir, precisions=["fp32", "fp16"], batch_sizes=[1, 3])  # validates at 3: 3+3+3+1
     backend = BoundBackend()
-    state = run_on(pipeline.plan_model(config.models[0]), config, backend)
+    state = run_on(plan_model(config.models[0]), config, backend)
     assert len(state.series) == 4
     for series in state.series:
         assert series.error is None, series.error
@@ -348,7 +335,7 @@ def test_sessions_bound_to_one_shape_validate_every_sample_and_are_all_closed(wo
         Comparison(series.key.id, series.key.label, "regression", "latency_median_ms", 2.0, 1.0, 2.0, 0.1)
     ]
     with Store(":memory:") as store:
-        pipeline.confirm(result, state.remeasure, store, CompareSettings(confirm_budget_s=0.1))
+        confirm(result, state.remeasure, store, CompareSettings(confirm_budget_s=0.1))
     assert len(backend.sessions) == 7 and all(s.closed for s in backend.sessions)
 
 
@@ -359,7 +346,7 @@ def test_tensorrt_profile_ranges_are_part_of_the_series_identity(tmp_path):
         spec = {"name": "x", "shape": [1, 8], "min": [1, 4], "opt": [1, 8], "max": [1, high]}
         model = {"path": "relu.onnx", "precisions": ["fp32"], "inputs": [spec]}
         config = parse_config({"models": [model], "bench": FAST_BENCH}, "test", tmp_path)
-        (series,) = run_on(pipeline.plan_model(config.models[0]), config, BoundBackend()).series
+        (series,) = run_on(plan_model(config.models[0]), config, BoundBackend()).series
         return series.key.id
 
     assert key_id(16) != key_id(32)
@@ -392,121 +379,6 @@ def test_fp32_on_the_reference_backend_reuses_the_reference_outputs(workdir):
     assert fp32.accuracy.passed and fp32.accuracy.outputs[0].max_abs_err == 0.0 and fp32.accuracy.samples == 40
 
 
-def classifier_with_argmax(path: Path, outputs: tuple[str, ...]) -> Path:
-    """mlp_classifier plus an ArgMax output "class" (int64 [N]); `outputs` picks the graph outputs, in order."""
-    model = onnx.load(mlp_classifier(path))
-    model.graph.node.append(helper.make_node("ArgMax", ["logits"], ["class"], axis=1, keepdims=0))
-    declared = {
-        "class": helper.make_tensor_value_info("class", TensorProto.INT64, ["N"]),
-        "logits": helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10]),
-    }
-    del model.graph.output[:]
-    model.graph.output.extend(declared[name] for name in outputs)
-    onnx.save(model, path)
-    return path
-
-
-def labelled_plan(workdir: Path, **validation):
-    return pipeline.plan_model(
-        config_for(workdir, precisions=["fp32"], validation={"data": "val.npz", **validation}).models[0]
-    )
-
-
-def test_labels_need_a_class_score_output_before_any_work(workdir):
-    classifier_with_argmax(workdir / "mlp.onnx", ("class",))
-    with pytest.raises(DataError, match=r"output 'class' .*int64 \[N\].*set validation.label_output.*drop the labels"):
-        labelled_plan(workdir)
-    mlp_classifier(workdir / "mlp.onnx", classes=1)  # a regression output [N, 1]
-    with pytest.raises(DataError, match=r"output 'logits' .*float32 \[N, 1\]"):
-        labelled_plan(workdir)
-
-
-def test_label_output_must_name_class_scores_and_the_default_skips_other_outputs(workdir):
-    classifier_with_argmax(workdir / "mlp.onnx", ("class", "logits"))
-    with pytest.raises(DataError, match=r"label_output 'class' .*not class scores"):
-        labelled_plan(workdir, label_output="class")
-    assert labelled_plan(workdir).validation.labels is not None  # the first class-score output is "logits"
-    assert labelled_plan(workdir, label_output="logits").validation.labels is not None
-
-
-def test_symbolic_output_dims_may_hold_class_scores(workdir):
-    model = onnx.load(workdir / "mlp.onnx")
-    model.graph.output[0].type.tensor_type.shape.dim[1].dim_param = "classes"
-    onnx.save(model, workdir / "mlp.onnx")
-    result = pipeline.run(config_for(workdir, precisions=["fp32"], batch_sizes=[1]), context("run1"))
-    assert result.series[0].accuracy.top1 is not None
-
-
-def test_a_config_shape_that_contradicts_a_fixed_model_dim_is_an_error(workdir):
-    with pytest.raises(ConfigError, match=r"inputs\.input\.shape dim 1 is 8 but the model fixes it at 16"):
-        pipeline.plan_model(config_for(workdir, inputs=[{"name": "input", "shape": [1, 8]}]).models[0])
-
-
-def test_a_rank_one_input_says_its_first_dim_is_fixed(tmp_path):
-    graph = helper.make_graph(
-        [helper.make_node("Relu", ["x"], ["y"])],
-        "relu",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
-    )
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), tmp_path / "vec.onnx")
-    config = parse_config({"models": [{"path": "vec.onnx", "precisions": ["fp32"]}]}, "test", tmp_path)
-    with pytest.raises(ConfigError, match=r"the first dim of input 'x' is fixed at 4, so batch size 1 cannot run"):
-        pipeline.plan_model(config.models[0])
-
-
-def git_repo_with_model(root: Path, hidden: int) -> str:
-    """A real git repository whose main branch has mlp.onnx; returns the commit (the PR's merge-base)."""
-    root.mkdir()
-    mlp_classifier(root / "mlp.onnx", hidden=hidden)
-    for args in (
-        ["init", "-q", "-b", "main"],
-        ["-c", "user.name=t", "-c", "user.email=t@example.com", "add", "mlp.onnx"],
-        ["-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", "model"],
-    ):
-        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
-    return subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def ab_config(root: Path):
-    data = {
-        "models": [{"path": "mlp.onnx", "precisions": ["fp32"], "batch_sizes": [64]}],
-        "database": "results.db",
-        "bench": FAST_BENCH,
-        "cache_dir": "cache",
-        "compare": {"ab_budget_s": 10},
-    }
-    return parse_config(data, "test", root)
-
-
-def test_a_pr_that_changes_the_model_is_judged_by_ab_against_the_merge_base_version(tmp_path):
-    root = tmp_path / "repo"
-    merge_base = git_repo_with_model(root, hidden=32)
-    mlp_classifier(root / "mlp.onnx", hidden=4096)  # the PR makes the model ~100x heavier (uncommitted is fine)
-    pr = RunContext(
-        run_id="pr", started_at="2026-11-27T09:00:00Z", branch="f", base_branch="main", merge_base=merge_base
-    )
-    result = pipeline.run(ab_config(root), pr)
-    (comparison,) = result.comparisons
-    assert comparison.method == pipeline.AB_METHOD
-    assert comparison.verdict == "regression" and comparison.ratio > 2
-    assert comparison.interval[0] > 1 and "the model changed" in comparison.reason
-    assert comparison.confirmed is None  # A/B is not re-measured against history
-    assert not result  # the gate fails
-
-
-def test_an_unchanged_model_is_not_ab_tested(tmp_path):
-    root = tmp_path / "repo"
-    merge_base = git_repo_with_model(root, hidden=32)
-    pr = RunContext(
-        run_id="pr", started_at="2026-11-27T09:00:00Z", branch="f", base_branch="main", merge_base=merge_base
-    )
-    (comparison,) = pipeline.run(ab_config(root), pr).comparisons
-    assert comparison.method != pipeline.AB_METHOD and comparison.verdict == "new"
-
-
 def test_retention_applies_after_each_recorded_run(workdir):
     config = config_for(workdir, precisions=["fp32"], batch_sizes=[1])
     config = config.model_copy(
@@ -517,107 +389,3 @@ def test_retention_applies_after_each_recorded_run(workdir):
     with sqlite3.connect(workdir / "results.db") as db:
         assert [r[0] for r in db.execute("select id from runs")] == ["run2"]
         assert db.execute("select count(*) from benchmarks").fetchone()[0] == 1
-
-
-def commit_all(root: Path, message: str) -> str:
-    """Commit every file under `root` (a git repository) and return the commit."""
-    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
-    for args in (["add", "-A"], [*identity, "commit", "-q", "-m", message]):
-        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
-    return subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
-def settings_repo(root: Path, length: int) -> tuple[str, Path]:
-    """A git repository with relu.onnx (input [N, S]) and a trtci.yml timing it at S = `length`; (commit, trtci.yml)."""
-    root.mkdir()
-    open_dim_model(root / "relu.onnx")
-    config = root / "trtci.yml"
-    config.write_text(
-        f"models: [{{path: relu.onnx, precisions: [fp32], inputs: [{{name: x, shape: [1, {length}]}}]}}]\n"
-        "database: results.db\ncache_dir: cache\n"
-        "bench: {warmup_ms: 0, duration_s: 0.02, min_iterations: 5}\n"
-        "compare: {ab_budget_s: 10}\n"
-    )
-    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True, capture_output=True)
-    return commit_all(root, "model and config"), config
-
-
-def pr_context(merge_base: str) -> RunContext:
-    return RunContext(
-        run_id="pr", started_at="2026-11-27T09:00:00Z", branch="f", base_branch="main", merge_base=merge_base
-    )
-
-
-def test_a_pr_that_changes_build_settings_is_judged_by_ab_against_the_merge_base_build(tmp_path):
-    merge_base, path = settings_repo(tmp_path / "repo", length=256)
-    path.write_text(path.read_text().replace("[1, 256]", "[1, 262144]"))  # the PR times 1024x the work
-    base_config = config_at(path, merge_base)
-    assert base_config.models[0].inputs[0].shape == [1, 256]
-    result = pipeline.run(load_config(path), pr_context(merge_base), base_config=base_config)
-    (comparison,) = result.comparisons
-    assert comparison.method == pipeline.AB_METHOD
-    assert "the build settings changed" in comparison.reason
-    assert comparison.verdict == "regression" and comparison.interval[0] > 2
-
-
-def test_a_config_change_that_leaves_a_series_as_it_was_runs_no_ab(tmp_path):
-    merge_base, path = settings_repo(tmp_path / "repo", length=256)
-    text = path.read_text().replace("ab_budget_s: 10", "ab_budget_s: 10, threshold: 0.2")
-    path.write_text(text.replace("precisions: [fp32]", "precisions: [fp32, fp16]"))  # and adds FP16
-    result = pipeline.run(load_config(path), pr_context(merge_base), base_config=config_at(path, merge_base))
-    assert [(c.label, c.verdict) for c in result.comparisons] == [
-        ("relu fp32 b1 onnxruntime", "new"),
-        ("relu fp16 b1 onnxruntime", "new"),
-    ]
-    assert all(c.method != pipeline.AB_METHOD for c in result.comparisons)
-
-
-def test_the_merge_base_config_is_read_from_git_and_absent_outside_it(tmp_path):
-    merge_base, path = settings_repo(tmp_path / "repo", length=256)
-    assert file_at(path, merge_base) == path.read_bytes()
-    assert config_at(tmp_path / "repo" / "other.yml", merge_base) is None  # a config the PR adds
-    outside = tmp_path / "outside.yml"
-    outside.write_text("models: [{path: m.onnx}]\n")
-    assert config_at(outside, merge_base) is None
-    path.write_text("models: [{path: relu.onnx, precision: fp32}]\n")  # a key trtci does not know
-    broken = commit_all(tmp_path / "repo", "typo")
-    with pytest.raises(ConfigError, match=r"trtci.yml at [0-9a-f]{12}"):
-        config_at(path, broken)
-
-
-def relu_model(path: Path, dims: list) -> Path:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
-
-
-@pytest.mark.parametrize(
-    "base_dims, pr_dims, judged_by_ab",
-    [(["N", 4], ["N", 8], True), (["N", "S", "T"], ["N", "S"], False)],
-    ids=["a-fixed-dim-changed", "the-rank-changed"],
-)
-def test_a_pr_that_changes_input_shapes_with_data_of_the_new_shape(tmp_path, base_dims, pr_dims, judged_by_ab):
-    # the validation data is the PR's, shaped for its model: the merge-base's build gets inputs of its own shape,
-    # or, where no shape of the merge-base's fits (another rank), no A/B: a warning, never a crash
-    root = tmp_path / "repo"
-    root.mkdir()
-    relu_model(root / "m.onnx", base_dims)
-    (root / "trtci.yml").write_text(
-        "models: [{path: m.onnx, precisions: [fp32], validation: {data: val.npz}}]\n"
-        "database: results.db\ncache_dir: cache\nbench: {warmup_ms: 0, duration_s: 0.02, min_iterations: 5}\n"
-        "compare: {ab_budget_s: 2}\n"
-    )
-    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True, capture_output=True)
-    merge_base = commit_all(root, "base")
-    relu_model(root / "m.onnx", pr_dims)
-    np.savez(root / "val.npz", x=np.ones([8] + [4 if isinstance(d, str) else d for d in pr_dims[1:]], np.float32))
-    path = root / "trtci.yml"
-    result = pipeline.run(load_config(path), pr_context(merge_base), base_config=config_at(path, merge_base))
-    (comparison,) = result.comparisons
-    assert (comparison.method == pipeline.AB_METHOD) == judged_by_ab, result.warnings
-    if not judged_by_ab:
-        assert any("inputs differ in name, type or rank" in w for w in result.warnings)

@@ -229,7 +229,7 @@ def test_int8_takes_a_qdq_model_and_never_calibrates(pytester, tmp_path):
 def test_the_plugin_is_registered_and_imports_light():
     assert f'[project.entry-points.pytest11]\ntrtci = "{PLUGIN}"\n' in (ROOT / "pyproject.toml").read_text()
     # pytest loads it in every session where trtci is installed: no inference runtime at load time
-    heavy = ("onnxruntime", "onnx", "tensorrt", "numpy", "trtci.pipeline.run")
+    heavy = ("onnxruntime", "onnx", "tensorrt", "numpy", "trtci.pipeline.run", "trtci.pipeline.plan")
     script = f"import sys, {PLUGIN}; print([m for m in {heavy!r} if m in sys.modules])"
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr

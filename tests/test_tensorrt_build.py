@@ -17,8 +17,9 @@ from onnx import TensorProto, helper
 from tests.models import small_cnn
 from trtci.backends import cuda_timing
 from trtci.backends.base import LoadRequest
-from trtci.backends.tensorrt import BuildOnlySession, TensorRTBackend, create_backend, rtx_can_run_on
+from trtci.backends.tensorrt import TensorRTBackend, rtx_can_run_on
 from trtci.backends.tensorrt.engine_cache import EngineCache, read_plan_header
+from trtci.backends.tensorrt.session import BuildOnlySession
 from trtci.config import BenchSettings, TensorRTOptions
 from trtci.errors import BackendError, BackendUnavailable, ConfigError
 from trtci.pipeline.model import inspect_model
@@ -42,7 +43,7 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def rtx():
-    return create_backend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM86"]))
+    return TensorRTBackend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM86"]))
 
 
 def _request(model: Path, precision: str = "fp32", cache: Path | None = None, **options) -> LoadRequest:
@@ -126,16 +127,16 @@ def test_a_cuda_error_while_probing_the_gpu_is_a_reason_not_a_crash(monkeypatch)
         raise BackendError("cudaGetDeviceCount failed: cudaErrorSystemDriverMismatch")
 
     monkeypatch.setattr(cuda_timing, "gpu_count", driver_mismatch)
-    backend = create_backend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM86"]))
+    backend = TensorRTBackend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM86"]))
     assert not backend.can_run and "cudaErrorSystemDriverMismatch" in backend.why_not_run
     assert backend.build_targets == ["SM86"]
 
 
 def test_other_targets_get_their_own_engine_and_say_why(models, tmp_path: Path):
-    ampere = create_backend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM86"]))
+    ampere = TensorRTBackend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM86"]))
     if ampere.can_run:
         pytest.skip("with a supported GPU the target is the GPU present, not the configured list")
-    ada = create_backend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM89"]))
+    ada = TensorRTBackend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM89"]))
     built = ampere.load(_request(models["fp32"], cache=tmp_path)).build
     other = ada.load(_request(models["fp32"], cache=tmp_path)).build
     assert other["cache"] == "built" and other["engine_path"] != built["engine_path"]
@@ -180,7 +181,7 @@ def test_options_are_applied_or_rejected(rtx, models):
     assert any("hardware_compatibility is ignored" in note for note in ignored["notes"])
     with pytest.raises(ConfigError, match="optimization_level"):
         rtx.load(_request(models["fp32"], optimization_level=9))
-    bad_target = create_backend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM99"]))
+    bad_target = TensorRTBackend("tensorrt-rtx", TensorRTOptions(compute_capabilities=["SM99"]))
     if not bad_target.can_run:
         with pytest.raises(ConfigError, match="'SM99' is not a target; choose from .*SM86"):
             bad_target.load(_request(models["fp32"]))
@@ -196,16 +197,16 @@ def test_missing_flavor_says_how_to_install():
         import tensorrt  # noqa: F401
     except ImportError:
         with pytest.raises(BackendUnavailable, match=r"pip install 'trtci\[tensorrt\]'.*trtci doctor"):
-            create_backend("tensorrt")
+            TensorRTBackend("tensorrt")
     with pytest.raises(ConfigError, match="unknown TensorRT flavor"):
-        create_backend("tensorrt-lite")
+        TensorRTBackend("tensorrt-lite")
 
 
 def _runnable_backends() -> list:
     found = []
     for flavor in ("tensorrt", "tensorrt-rtx"):
         try:
-            backend = create_backend(flavor)
+            backend = TensorRTBackend(flavor)
         except BackendUnavailable:
             continue
         if backend.can_run:

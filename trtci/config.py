@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from trtci.errors import ConfigError
 
 Precision = Literal["fp32", "fp16", "int8"]
-BackendName = Literal["onnxruntime", "tensorrt", "tensorrt-rtx", "auto"]
+# A registered backend's name or "auto". Plugins add names, so the registry (trtci.backends.registry), not this
+# type, knows which exist: a run checks them before any work.
+BackendName = Annotated[str, Field(min_length=1)]
 CalibrationMethod = Literal["minmax", "entropy", "percentile", "distribution"]
 ALL_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 DEFAULT_BACKENDS: tuple[BackendName, ...] = ("onnxruntime",)

@@ -1,36 +1,10 @@
-"""Backends by name. Each is imported only when asked for, so trtci runs without GPU packages installed."""
+"""Backends: what loads a prepared ONNX model (or builds an engine from it), runs it and times it.
 
-from __future__ import annotations
+`base` declares the interface every backend implements, `registry` finds backends by name (trtci's own and
+plugins', through one path), and each backend lives in its own module: `onnxruntime` (the embedded default, on
+the CPU) and `tensorrt` (TensorRT and TensorRT for RTX). `measure`, `cuda_timing` and `telemetry` time sessions
+the trtexec way; `doctor` says what each backend can do on this machine.
 
-from trtci.backends.base import Backend
-from trtci.config import Config
-from trtci.errors import BackendUnavailable, ConfigError
-
-BACKENDS = ("onnxruntime", "tensorrt", "tensorrt-rtx", "auto")
-
-
-def get_backend(name: str, config: Config) -> Backend:
-    """The backend called `name`, set up from the config. Raises BackendUnavailable when it cannot work here.
-
-    "auto" is the first TensorRT flavor that can run engines on this machine, else ONNX Runtime on the CPU.
-    """
-    if name == "auto":
-        from trtci.backends.tensorrt import create_backend
-
-        for flavor in ("tensorrt", "tensorrt-rtx"):
-            try:
-                backend = create_backend(flavor, config.tensorrt)
-            except BackendUnavailable:
-                continue
-            if backend.can_run:
-                return backend
-        name = "onnxruntime"
-    if name == "onnxruntime":
-        from trtci.backends.onnxruntime import OnnxRuntimeBackend
-
-        return OnnxRuntimeBackend(threads=config.bench.threads)
-    if name in ("tensorrt", "tensorrt-rtx"):
-        from trtci.backends.tensorrt import create_backend
-
-        return create_backend(name, config.tensorrt)
-    raise ConfigError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}")
+Backends import only trtci.config, trtci.results, trtci.context and trtci.errors; GPU packages are imported
+lazily, when a backend is made.
+"""

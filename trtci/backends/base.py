@@ -1,7 +1,11 @@
-"""The one small interface every backend implements.
+"""The one small interface every backend implements, built-in or plugin.
 
 A backend turns a prepared ONNX file (FP32, FP16 or Q/DQ INT8) into a `Session` that runs feeds and measures
 itself. The ONNX Runtime backend is the embedded default and a real backend; TensorRT backends build engines.
+
+The pipeline never asks a backend its name to decide what to do: it reads the capabilities declared here
+(`builds_engines`, `int8_scheme`, `validation_only_schemes`, `can_run`) and asks for the backend's own options
+(`load_options`, `identity_options`). How backends are found by name is in trtci.backends.registry.
 """
 
 from __future__ import annotations
@@ -9,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
-from trtci.config import BenchSettings
+from trtci.config import BenchSettings, Config
 from trtci.results import BenchResult, DeviceInfo
 
 Feeds = dict[str, np.ndarray]
@@ -30,7 +34,7 @@ class LoadRequest:
     shapes: dict[str, tuple[int, ...]]  # concrete input shapes for this batch (the "opt" shape)
     shape_ranges: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     cache_dir: Path | None = None  # where a backend may keep engines, timing caches, optimized graphs
-    options: dict[str, Any] = field(default_factory=dict)  # backend-specific options from the config
+    options: dict[str, Any] = field(default_factory=dict)  # "threads" and the backend's own `load_options`
 
 
 class Session(Protocol):
@@ -52,9 +56,38 @@ class Session(Protocol):
 
 
 class Backend(Protocol):
-    name: str  # "onnxruntime", "tensorrt", "tensorrt-rtx"
-    int8_scheme: str  # which Q/DQ model it consumes: "onnxruntime" (U8S8) or "tensorrt" (S8S8 symmetric)
-    can_run: bool  # False in build-only mode (builder works, no supported GPU): sessions only build
+    """A backend set up for one run, as its factory (`BackendFactory`) made it from the config."""
+
+    name: str  # the name it is registered under: "onnxruntime", "tensorrt", "tensorrt-rtx", a plugin's
+    # Which Q/DQ model its INT8 series run: "onnxruntime" (U8S8) or "tensorrt" (S8S8 symmetric), see
+    # trtci.pipeline.prepare.
+    int8_scheme: str
+    # Other INT8 schemes it runs for their accuracy only, never timed (ONNX Runtime on the CPU validates the
+    # model TensorRT would be given, so its accuracy is known on runners without a GPU).
+    validation_only_schemes: tuple[str, ...]
+    # True when `load` compiles an engine: the pipeline shows that step's progress, and the optimization
+    # profile (LoadRequest.shape_ranges) is part of each series' identity.
+    builds_engines: bool
+    can_run: bool  # False in build-only mode (it builds, but no supported GPU is here): sessions only build
+
+    @property
+    def version(self) -> str:
+        """The version of the library doing the work (for `trtci doctor`)."""
+        ...
+
+    @property
+    def why_not_run(self) -> str:
+        """Why it cannot run here, with the fix; "" when `can_run`."""
+        ...
+
+    def load_options(self, config: Config) -> dict[str, Any]:
+        """This backend's settings from the config, passed to `load` in LoadRequest.options."""
+        ...
+
+    def identity_options(self, config: Config) -> dict[str, Any]:
+        """The settings that change its measurements, added to each series' identity (hashed: keep it stable,
+        or every series of this backend starts a new history)."""
+        ...
 
     def device(self) -> DeviceInfo:
         """The device this backend measures on, with the facts that change performance."""
@@ -63,3 +96,27 @@ class Backend(Protocol):
     def load(self, request: LoadRequest) -> Session:
         """Load (or build) the model. Raises BackendError with the reason when the model cannot run here."""
         ...
+
+
+Factory = TypeVar("Factory", bound=Callable[[Config], Backend])
+
+
+class BackendFactory(Protocol):
+    """What a backend registers (trtci.backends.registry): it makes the backend for one run's config.
+
+    Raises BackendUnavailable, saying how to install what is missing, when the backend cannot work here. A
+    factory with an `auto_preference` attribute (set by `prefer_for_auto`) is a candidate for `backend: auto`.
+    """
+
+    def __call__(self, config: Config) -> Backend: ...
+
+
+def prefer_for_auto(rank: int) -> Callable[[Factory], Factory]:
+    """Declare a factory a candidate for `backend: auto`: auto takes the candidate with the lowest rank that
+    can run here. TensorRT ranks 10, TensorRT for RTX 20, ONNX Runtime (always runs) 100."""
+
+    def declare(factory: Factory) -> Factory:
+        factory.auto_preference = rank  # type: ignore[attr-defined]
+        return factory
+
+    return declare

@@ -2,7 +2,8 @@
 
 `diagnose()` returns plain data; `print_doctor` renders it with rich. Every probe is lazy and never raises for
 what a machine can lack or get wrong: a missing package, driver or GPU, or a CUDA or NVML error, becomes a reason
-(with the install hint where there is one).
+(with the install hint where there is one). The backends are every one in trtci.backends.registry, plugins too,
+each made by its factory as a run with default settings would make it.
 """
 
 from __future__ import annotations
@@ -13,15 +14,14 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from trtci.errors import BackendError, BackendUnavailable
-
-ORT_HINT = "pip install onnxruntime (a dependency of trtci)"
+from trtci.config import Config
+from trtci.errors import BackendError, BackendUnavailable, ConfigError
 
 
 @dataclass
 class BackendStatus:
     name: str
-    can_build: bool  # for onnxruntime: can load a model
+    can_build: bool  # the backend could be made here (for onnxruntime: it can load a model)
     can_run: bool
     reason: str = ""  # why it cannot build or run here; "" when it can do both
     version: str = ""
@@ -86,31 +86,35 @@ def _nvml() -> dict[str, Any]:
     return {"available": True, "driver": driver.decode() if isinstance(driver, bytes) else str(driver), "gpus": count}
 
 
-def _onnxruntime() -> tuple[BackendStatus, list[str]]:
+def _onnxruntime_providers() -> list[str]:
+    """ONNX Runtime's execution providers here (it computes every FP32 accuracy reference); [] without it."""
     try:
         import onnxruntime
-    except ImportError as e:
-        return BackendStatus("onnxruntime", False, False, f"cannot import onnxruntime ({e}): {ORT_HINT}"), []
-    return BackendStatus(
-        "onnxruntime", True, True, version=onnxruntime.__version__
-    ), onnxruntime.get_available_providers()
+    except ImportError:
+        return []
+    return list(onnxruntime.get_available_providers())
 
 
-def _tensorrt(flavor: str) -> BackendStatus:
-    from trtci.backends.tensorrt import create_backend
+def _backends() -> list[BackendStatus]:
+    """One status per registered backend, made as a run with every setting at its default would make it."""
+    from trtci.backends.registry import load_factory, registered
 
-    try:
-        backend = create_backend(flavor)
-    except (BackendUnavailable, BackendError) as e:
-        return BackendStatus(flavor, False, False, str(e))
-    return BackendStatus(flavor, True, backend.can_run, backend.why_not_run, backend.version)
+    defaults = Config.model_construct(models=[])  # factories read settings only; no model is loaded
+    statuses = []
+    for name, entry in registered().items():
+        try:
+            backend = load_factory(entry)(defaults)
+        except (BackendUnavailable, BackendError, ConfigError) as e:
+            statuses.append(BackendStatus(name, False, False, str(e)))
+            continue
+        statuses.append(BackendStatus(name, True, backend.can_run, backend.why_not_run, backend.version))
+    return statuses
 
 
 def diagnose() -> DoctorReport:
     """Probe this machine. Never raises for a missing package, driver or GPU, or a CUDA or NVML error: those
     become reasons."""
     gpus, gpu_error = _gpus()
-    ort_status, providers = _onnxruntime()
     return DoctorReport(
         python=sys.version.split()[0],
         platform=platform.platform(),
@@ -124,8 +128,8 @@ def diagnose() -> DoctorReport:
             "nvidia-ml-py": _distribution_version("nvidia-ml-py"),
             "onnxruntime": _version("onnxruntime"),
         },
-        onnxruntime_providers=providers,
-        backends=[ort_status, _tensorrt("tensorrt"), _tensorrt("tensorrt-rtx")],
+        onnxruntime_providers=_onnxruntime_providers(),
+        backends=_backends(),
     )
 
 

@@ -1,4 +1,7 @@
-"""The embedded default backend: ONNX Runtime on the CPU. A real backend, measured like any other."""
+"""The embedded default backend: ONNX Runtime on the CPU. A real backend, measured like any other.
+
+It is also where the FP32 accuracy reference comes from (trtci.pipeline.validate), whatever else a run times.
+"""
 
 from __future__ import annotations
 
@@ -7,24 +10,54 @@ from typing import Any
 
 import numpy as np
 
-from trtci.backends.base import Feeds, LoadRequest, Progress
+from trtci.backends.base import Feeds, LoadRequest, Progress, prefer_for_auto
 from trtci.backends.measure import measure_host
-from trtci.config import BenchSettings
+from trtci.config import BenchSettings, Config
 from trtci.context.host import cpu_info
-from trtci.errors import BackendError
+from trtci.errors import BackendError, BackendUnavailable
 from trtci.results import BenchResult, DeviceInfo
 
 PROVIDER = "CPUExecutionProvider"
+INSTALL_HINT = "pip install onnxruntime (a dependency of trtci)"
+
+
+@prefer_for_auto(100)  # it always runs: auto's last resort
+def create(config: Config) -> OnnxRuntimeBackend:
+    """The backend for a run; BackendUnavailable when ONNX Runtime cannot be imported."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError as e:
+        raise BackendUnavailable(f"cannot import onnxruntime ({e}): {INSTALL_HINT}") from e
+    return OnnxRuntimeBackend(threads=config.bench.threads)
 
 
 class OnnxRuntimeBackend:
+    """ONNX Runtime's CPU execution provider; sessions take any batch (dynamic shapes), nothing is built."""
+
     name = "onnxruntime"
     int8_scheme = "onnxruntime"
+    validation_only_schemes = ("tensorrt",)  # the Q/DQ model TensorRT gets: its accuracy, known without a GPU
+    builds_engines = False
     can_run = True
+    why_not_run = ""
 
     def __init__(self, threads: int = 0) -> None:
         self.threads = threads
         self._sessions: dict[tuple[Path, int], OnnxRuntimeSession] = {}
+
+    @property
+    def version(self) -> str:
+        import onnxruntime as ort
+
+        return str(ort.__version__)
+
+    def load_options(self, config: Config) -> dict[str, Any]:
+        """Nothing beyond "threads", which every LoadRequest carries."""
+        return {}
+
+    def identity_options(self, config: Config) -> dict[str, Any]:
+        """Nothing beyond what every series' identity holds (threads, shapes, calibration)."""
+        return {}
 
     def device(self) -> DeviceInfo:
         import onnxruntime as ort
@@ -44,6 +77,8 @@ class OnnxRuntimeBackend:
 
 
 class OnnxRuntimeSession:
+    """One ONNX Runtime InferenceSession on the CPU."""
+
     build: dict[str, Any] | None = None
 
     def __init__(self, path: Path, threads: int) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from trtci.backends.base import LoadRequest
 from trtci.backends.onnxruntime import OnnxRuntimeBackend
 from trtci.config import ModelConfig, ValidationSpec
-from trtci.pipeline.run import bench_feeds, plan_model
+from trtci.pipeline.plan import bench_feeds, plan_model
 from trtci.verdict.abtest import ABResult, ab_test
 
 

@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
 
 from trtci.backends.measure import latency_stats
 from trtci.config import BenchSettings
@@ -59,6 +60,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, protected_namespaces=())
 
 
+def _fixture_backend(name: str) -> str:
+    """Any backend's name (plugins add names, and the file may come from a machine with other plugins), except
+    the one ingest gives benchmarks timed without the fixture."""
+    if name == BACKEND:
+        raise PydanticCustomError(
+            "backend_name", f"Input should be 'onnxruntime' or another backend's name; '{BACKEND}' is not one"
+        )
+    return name
+
+
+FixtureBackend = Annotated[str, Field(min_length=1), AfterValidator(_fixture_backend)]
+
+
 class ExtraInfoDevice(_Strict):
     kind: Literal["cpu", "gpu"]
     name: Annotated[str, Field(min_length=1)]
@@ -73,7 +87,7 @@ class TrtciExtraInfo(_Strict):
     precision: Literal["fp32", "fp16", "int8"]
     quantization: Literal["", "onnxruntime", "tensorrt"]
     batch: Annotated[int, Field(ge=1)]
-    backend: Literal["onnxruntime", "tensorrt", "tensorrt-rtx"]
+    backend: FixtureBackend
     device: ExtraInfoDevice
     options: dict[str, Any]  # what else changes the numbers: threads, input shapes, TensorRT build options
 

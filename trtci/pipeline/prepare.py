@@ -22,7 +22,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,8 @@ from trtci.pipeline.model import ModelInfo
 from trtci.results import stable_hash
 
 SCHEMES = ("onnxruntime", "tensorrt")
-METHODS = ("minmax", "entropy", "percentile", "distribution")
+# trtci's calibration method names -> onnxruntime.quantization.CalibrationMethod members
+METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile", "distribution": "Distribution"}
 
 # Above this a model must be written with external data: protobuf cannot serialize 2 GB in one message.
 _LARGE_MODEL_BYTES = 1_800_000_000
@@ -302,12 +303,6 @@ def _quantize(
     stride = _stride(len(reader), _CALIBRATION_CHUNK)
     if stride < len(reader):
         extra_options["CalibStridedMinMax"] = stride
-    calibrate_method = {
-        "minmax": CalibrationMethod.MinMax,
-        "entropy": CalibrationMethod.Entropy,
-        "percentile": CalibrationMethod.Percentile,
-        "distribution": CalibrationMethod.Distribution,
-    }[method]
     try:
         # The calibrators print progress banners to stdout, which belongs to the CLI's report.
         with contextlib.redirect_stdout(io.StringIO()):
@@ -322,7 +317,7 @@ def _quantize(
                 reduce_range=settings["reduce_range"],
                 op_types_to_quantize=settings["op_types_to_quantize"],
                 nodes_to_exclude=_nodes_to_exclude(source, scheme),
-                calibrate_method=calibrate_method,
+                calibrate_method=CalibrationMethod[METHODS[method]],
                 use_external_data_format=_is_large(model),
                 extra_options=extra_options,
             )
@@ -360,19 +355,15 @@ def _entry_path(cache_dir: Path, model: ModelInfo, options_hash: str, filename: 
     return Path(cache_dir) / key / filename
 
 
-class _workdir:
+@contextlib.contextmanager
+def _workdir(cache_dir: Path) -> Iterator[Path]:
     """A temporary folder beside the cache entries (same file system, so the final moves are renames)."""
-
-    def __init__(self, cache_dir: Path) -> None:
-        self._cache_dir = Path(cache_dir)
-
-    def __enter__(self) -> Path:
-        self._cache_dir.mkdir(parents=True, exist_ok=True)
-        self._path = Path(tempfile.mkdtemp(prefix=".tmp-", dir=self._cache_dir))
-        return self._path
-
-    def __exit__(self, *exc: object) -> None:
-        shutil.rmtree(self._path, ignore_errors=True)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _commit(work: Path, target: Path) -> None:

@@ -20,7 +20,11 @@ import pytest
 if TYPE_CHECKING:
     import numpy as np
 
+    from trtci.backends.base import Backend
+    from trtci.config import Config
     from trtci.pipeline.model import ModelInfo
+    from trtci.pipeline.plan import ModelPlan
+    from trtci.pipeline.prepare import PreparedModel
 
 CACHE_INI = "trtci_cache_dir"
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -93,7 +97,8 @@ class TrtciBenchmark:
         - batch: the first dim of every input; default: that of `feeds`, else the model's fixed batch, else 1.
         - feeds: input arrays by name; default: seeded random inputs (zeros for integer inputs) of the model's
           shapes for `batch`. Symbolic dims other than the batch then need `shapes`, e.g. {"ids": (8, 128)}.
-        - backend: "onnxruntime", "tensorrt", "tensorrt-rtx" or "auto"; threads: ONNX Runtime intra-op threads.
+        - backend: a registered backend's name ("onnxruntime", "tensorrt", "tensorrt-rtx", a plugin's: see
+          `trtci doctor`) or "auto"; threads: ONNX Runtime intra-op threads.
         - rounds: timed calls, one inference each (iterations=1, so every sample is one call); default: enough
           to fill --benchmark-max-time, at least --benchmark-min-rounds (a `benchmark` marker's values win).
         - warmup_rounds: untimed calls first; default: as many as fill trtci's warm-up time (200 ms, at most
@@ -102,48 +107,22 @@ class TrtciBenchmark:
         Provenance goes to `benchmark.extra_info["trtci"]` (see trtci.pipeline.ingest.TrtciExtraInfo). Raises trtci's
         typed errors (ConfigError, ModelError, DataError, BackendError, BackendUnavailable) saying what to fix.
         """
-        from trtci.backends import get_backend
-        from trtci.config import BenchSettings, Config, InputSpec, ModelConfig
+        from trtci.backends.registry import get_backend
         from trtci.errors import BackendUnavailable, ConfigError
-        from trtci.pipeline.ingest import TrtciExtraInfo
         from trtci.pipeline.model import inspect_model
-        from trtci.pipeline.prepare import PreparedModel, prepare_fp16, prepare_fp32
-        from trtci.pipeline.run import ModelPlan, bench_feeds, input_shapes, load_request, series_options, shape_ranges
+        from trtci.pipeline.plan import bench_feeds, load_request
 
         if self._used:
             raise ConfigError("trtci_benchmark: called twice in one test; time one model per test (parametrize)")
         self._used = True
-        if precision not in PRECISIONS:
-            raise ConfigError(f"trtci_benchmark: precision={precision!r}; use one of {', '.join(PRECISIONS)}")
-        for name, value in (("threads", threads), ("rounds", rounds), ("warmup_rounds", warmup_rounds)):
-            least = 1 if name == "rounds" else 0
-            if value is not None and (not isinstance(value, int) or value < least):
-                raise ConfigError(f"trtci_benchmark: {name}={value!r}; give an integer >= {least}")
+        _check_arguments(precision, threads, rounds, warmup_rounds)
         info = inspect_model(Path(model))
         if precision == "int8":
             _check_qdq(info)
         batch, given = _shapes(info, batch, feeds, shapes)
-
-        # trtci run's own shape and feed logic, on a one-model config
-        model_config = ModelConfig(
-            path=info.path,
-            precisions=["fp32"],  # unused here; int8 in a config would ask for calibration data
-            batch_sizes=[batch],
-            inputs=[InputSpec(name=name, shape=list(shape)) for name, shape in given.items()],
-        )
-        config = Config(models=[model_config], bench=BenchSettings(threads=threads), cache_dir=self._cache_dir)
-        plan_shapes = {batch: input_shapes(model_config, info, batch, None)}
-        plan = ModelPlan(
-            model_config, info, None, None, plan_shapes, {batch: shape_ranges(model_config, plan_shapes[batch])}
-        )
+        plan, config = _plan(info, batch, given, threads, self._cache_dir)
         inputs = dict(feeds) if feeds is not None else bench_feeds(plan, batch)
-
-        if precision == "fp32":
-            prepared = prepare_fp32(info, config.cache_dir / "prepared")
-        elif precision == "fp16":
-            prepared = prepare_fp16(info, config.cache_dir / "prepared")
-        else:  # a Q/DQ model, checked above: nothing to prepare
-            prepared = PreparedModel(info.path, "int8", "", "", cache_hit=True)
+        prepared = _prepared(info, precision, config.cache_dir / "prepared")
         engine = get_backend(backend, config)
         if not engine.can_run:
             raise BackendUnavailable(
@@ -151,20 +130,7 @@ class TrtciBenchmark:
                 "run this test on a GPU runner or use backend='onnxruntime'"
             )
         request = load_request(plan, config, prepared, batch, engine)
-        device = engine.device()
-        self._benchmark.extra_info["trtci"] = TrtciExtraInfo.model_validate(
-            {
-                "model": info.name,
-                "model_sha256": info.sha256,
-                "precision": precision,
-                "quantization": "",
-                "batch": batch,
-                "backend": engine.name,
-                "device": {"kind": device.kind, "name": device.name, "details": device.details},
-                "options": series_options(plan, config, precision, engine, batch),  # as trtci run hashes them
-            }
-        ).model_dump(mode="json")  # tuples become lists: the JSON pytest-benchmark writes holds no tuples
-
+        self._benchmark.extra_info["trtci"] = _provenance(plan, config, precision, batch, engine)
         with contextlib.closing(engine.load(request)) as session:
             return self._time(lambda: session.run(inputs), rounds, warmup_rounds)
 
@@ -194,6 +160,68 @@ class TrtciBenchmark:
         if marker is not None and name in marker.kwargs:
             return marker.kwargs[name]
         return self._node.config.getoption(f"benchmark_{name}")
+
+
+def _check_arguments(precision: str, threads: int, rounds: int | None, warmup_rounds: int | None) -> None:
+    from trtci.errors import ConfigError
+
+    if precision not in PRECISIONS:
+        raise ConfigError(f"trtci_benchmark: precision={precision!r}; use one of {', '.join(PRECISIONS)}")
+    for name, value in (("threads", threads), ("rounds", rounds), ("warmup_rounds", warmup_rounds)):
+        least = 1 if name == "rounds" else 0
+        if value is not None and (not isinstance(value, int) or value < least):
+            raise ConfigError(f"trtci_benchmark: {name}={value!r}; give an integer >= {least}")
+
+
+def _plan(
+    info: ModelInfo, batch: int, given: dict[str, tuple[int, ...]], threads: int, cache_dir: Path
+) -> tuple[ModelPlan, Config]:
+    """A one-model config and its plan, so that shapes, feeds, load requests and the series' options come from
+    `trtci run`'s own logic."""
+    from trtci.config import BenchSettings, Config, InputSpec, ModelConfig
+    from trtci.pipeline.plan import ModelPlan, input_shapes, shape_ranges
+
+    model_config = ModelConfig(
+        path=info.path,
+        precisions=["fp32"],  # unused here; int8 in a config would ask for calibration data
+        batch_sizes=[batch],
+        inputs=[InputSpec(name=name, shape=list(shape)) for name, shape in given.items()],
+    )
+    config = Config(models=[model_config], bench=BenchSettings(threads=threads), cache_dir=cache_dir)
+    shapes = {batch: input_shapes(model_config, info, batch, None)}
+    plan = ModelPlan(model_config, info, None, None, shapes, {batch: shape_ranges(model_config, shapes[batch])})
+    return plan, config
+
+
+def _prepared(info: ModelInfo, precision: str, cache_dir: Path) -> PreparedModel:
+    """The model as `trtci run` prepares it for `precision`; an int8 model is taken as it is (already Q/DQ)."""
+    from trtci.pipeline.prepare import PreparedModel, prepare_fp16, prepare_fp32
+
+    if precision == "fp32":
+        return prepare_fp32(info, cache_dir)
+    if precision == "fp16":
+        return prepare_fp16(info, cache_dir)
+    return PreparedModel(info.path, "int8", "", "", cache_hit=True)
+
+
+def _provenance(plan: ModelPlan, config: Config, precision: str, batch: int, backend: Backend) -> dict[str, Any]:
+    """What `trtci ingest pytest-benchmark` keys the series by, checked as it will be read back."""
+    from trtci.pipeline.ingest import TrtciExtraInfo
+    from trtci.pipeline.plan import series_options
+
+    device = backend.device()
+    return TrtciExtraInfo.model_validate(
+        {
+            "model": plan.info.name,
+            "model_sha256": plan.info.sha256,
+            "precision": precision,
+            "quantization": "",
+            "batch": batch,
+            "backend": backend.name,
+            "device": {"kind": device.kind, "name": device.name, "details": device.details},
+            "options": series_options(plan, config, precision, backend, batch),  # as trtci run hashes them
+        }
+    ).model_dump(mode="json")  # tuples become lists: the JSON pytest-benchmark writes holds no tuples
 
 
 def _check_qdq(info: ModelInfo) -> None:
