@@ -195,7 +195,7 @@ def test_one_device_has_no_grid_but_names_its_leg(tmp_path):
     merged = merge_runs([tmp_path])
     assert len(merged.legs) == 1 and merged.problems == []
     assert [s.key for s in merged.run.series] == [s.key for s in run.series]
-    text = render(merged.run, extra={"legs": merged.legs_summary()})
+    text = render(merged.run, extra={"legs": merged.leg_rows()})
     assert "GPU x precision" not in text and "Merged from 1 leg: **only**" in text
 
 

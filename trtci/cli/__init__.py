@@ -21,8 +21,7 @@ from trtci.cli.github import register as register_github_commands
 from trtci.cli.history import register as register_history_commands
 from trtci.cli.stats import register as register_stats_commands
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, ConfigError, TrtciError
-
-FAIL_ON = ("both", "accuracy", "performance", "none")
+from trtci.verdict.gate import FAIL_ON
 
 
 def _csv(kind: type) -> Callable[[click.Context, click.Parameter, str | None], list | None]:
@@ -123,6 +122,7 @@ def run(ctx: click.Context, **options) -> None:
     from trtci.report.dashboard import trend_extra
     from trtci.store.database import Store
     from trtci.store.runfile import write_runfile
+    from trtci.verdict.gate import judge
 
     config = _config_from_options(options)
     console = make_console(stderr=True)
@@ -149,7 +149,7 @@ def run(ctx: click.Context, **options) -> None:
     if os.environ.get("GITHUB_STEP_SUMMARY"):  # the job summary: the long report, cut to GitHub's 1 MiB
         actions.append_summary(report.render(result, "summary.md.j2", config.template_dir, extra=extra))
     report.print_table(result, make_console())
-    failed = result.gate_failure(options["fail_on"])
+    failed = judge(result, options["fail_on"]).failure
     actions.set_output("regressions", str(len(result.regressions)))
     actions.set_output("accuracy-failures", str(len(result.accuracy_failures)))
     actions.set_output("accuracy-regressions", str(len(result.accuracy_regressions)))

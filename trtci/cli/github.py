@@ -20,6 +20,7 @@ from trtci.context.event import EventContext, load_event
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_OK, TrtciError
 from trtci.github import actions
 from trtci.github.comment import COMMENT_MODES
+from trtci.verdict.gate import FAIL_ON
 
 if TYPE_CHECKING:
     from trtci.github.api import GitHubClient
@@ -32,8 +33,6 @@ class ClientOptions:
     sleep: Callable[[float], None] = time.sleep
     timeout_s: float = 30.0
 
-
-FAIL_ON = ("both", "accuracy", "performance", "none")
 
 TWO_WORKFLOW_HINT = (
     "The token cannot write comments here (a pull request from a fork gets a read-only GITHUB_TOKEN), so the "
@@ -167,9 +166,11 @@ def merge(
     2 when a leg's file could not be read or its run recorded (it is named and left out; the others merge)."""
     from rich.console import Console
 
-    from trtci.pipeline.fanin import merge_runs, write_merged_summary
+    from trtci.pipeline.fanin import merge_runs
     from trtci.report import markdown as reporting
+    from trtci.report.json_summary import write_summary
     from trtci.store.database import Store
+    from trtci.verdict.gate import judge
 
     expected = [name for value in expect for name in value.split(",") if name.strip()]
     try:
@@ -178,11 +179,11 @@ def merge(
                 merged = merge_runs(paths, store, expected)
         else:
             merged = merge_runs(paths, None, expected)
-        extra = {"legs": merged.legs_summary()}
+        extra = {"legs": merged.leg_rows()}
         if report is not None:
             _write_text(report, reporting.render(merged.run, "comment.md.j2", template_dir, extra=extra))
         if json_path is not None:
-            write_merged_summary(merged, json_path)
+            write_summary(merged.run, json_path, merged.json_fields())
         actions.append_summary(reporting.render(merged.run, "summary.md.j2", template_dir, extra=extra))
     except TrtciError as exc:
         _fail(exc)
@@ -192,7 +193,7 @@ def merge(
         text = "missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in merged.missing)
         click.echo(actions.warning(text, title="trtci") if actions.in_actions() else f"warning: {text}", err=True)
     reporting.print_table(merged.run, Console())
-    failed = merged.run.gate_failure(fail_on)
+    failed = judge(merged.run, fail_on).failure
     for name, value in (
         ("regressions", len(merged.run.regressions)),
         ("accuracy-failures", len(merged.run.accuracy_failures)),
@@ -208,7 +209,7 @@ def merge(
 
 @click.command("status")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), required=True, help="The run's JSON summary.")
-@click.option("--report", type=click.Path(path_type=Path), help="Markdown for the check run's summary.")
+@click.option("--report", type=click.Path(path_type=Path), help="Markdown shown in the check run.")
 @click.option("--repo", help="owner/name; defaults to $GITHUB_REPOSITORY.")
 @click.option("--sha", help="Commit to mark; defaults to the pull request's head, else $GITHUB_SHA.")
 @click.option("--commit-status/--no-commit-status", default=True, show_default=True, help="Post a commit status.")
@@ -228,21 +229,27 @@ def status(
     """Put the gate's verdict on the commit: a commit status (needs `statuses: write`) and/or a check run
     (`checks: write`). A read-only token (fork pull requests) gives a warning, not a failure."""
     from trtci.github.api import GitHubError
-    from trtci.github.checks import gate_from_summary, post_check_run, post_status
+    from trtci.github.checks import (
+        post_check_run,
+        post_status,
+        status_description,
+        status_state,
+        verdict_from_json_summary,
+    )
 
     env = os.environ
     try:
-        gate = gate_from_summary(json_path)
-        text = _read_report(report) if report is not None else f"trtci: {gate.words}"
+        verdict = verdict_from_json_summary(json_path)
+        text = _read_report(report) if report is not None else f"trtci: {verdict.words}"
         client, repo, event = _connect(env, token_env, repo)
         sha = sha or event.head_sha or env.get("GITHUB_SHA", "")
         url = _summary_url(env)
         if commit_status:
-            post_status(client, repo, sha, gate, context=status_context, target_url=url)
-            click.echo(f"commit status {gate.state} on {sha[:12]}: {gate.description}")
+            post_status(client, repo, sha, verdict, context=status_context, target_url=url)
+            click.echo(f"commit status {status_state(verdict)} on {sha[:12]}: {status_description(verdict)}")
         if check_run:
-            created = post_check_run(client, repo, sha, gate, text, name=status_context, details_url=url)
-            click.echo(f"check run {gate.state}: {created.get('html_url') or created.get('id')}")
+            created = post_check_run(client, repo, sha, verdict, text, name=status_context, details_url=url)
+            click.echo(f"check run {status_state(verdict)}: {created.get('html_url') or created.get('id')}")
     except GitHubError as exc:
         if exc.read_only:
             click.echo(actions.warning(f"{exc}; the verdict is still this job's exit code", title="trtci status"))

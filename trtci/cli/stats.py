@@ -16,6 +16,7 @@ from trtci.errors import EXIT_GATE_FAILED, TrtciError
 from trtci.pipeline.ab import ab_onnx
 from trtci.pipeline.ingest import benchmark_run
 from trtci.store.database import Store
+from trtci.verdict.gate import judge
 from trtci.verdict.latency import compare, decide_ab
 
 
@@ -61,7 +62,7 @@ def pytest_benchmark(
         change = f"{(c.ratio - 1) * 100:+.1f}%" if c.ratio is not None else "—"
         click.echo(f"{c.verdict:<12} {change:>8}  {c.label}: {c.reason}")
     click.echo(f"{len(run.series)} benchmarks recorded in {db} (run {run.context.run_id})")
-    if not run.passed:
+    if not judge(run):
         raise SystemExit(EXIT_GATE_FAILED)
 
 
