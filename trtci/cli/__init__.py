@@ -1,7 +1,8 @@
-"""The `trtci` command. It parses flags, calls the library, and turns typed errors into one line and an exit code.
+"""The `trtci` command. It parses flags and calls the library; trtci.cli.exits turns every command's errors into
+one line and an exit code.
 
 Exit codes: 0 ok, 1 gate failed, 2 usage or input error, 3 environment (backend, GPU or package missing),
-4 internal error, 5 publishing failed. See the README's "Exit codes".
+4 internal error, 5 publishing failed, 130 stopped with Ctrl-C. See the README's "Exit codes".
 """
 
 from __future__ import annotations
@@ -10,17 +11,17 @@ import contextlib
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 
 from trtci import __version__
+from trtci.cli.exits import TrtciGroup, exit_code_for
 from trtci.cli.github import register as register_github_commands
 from trtci.cli.history import register as register_history_commands
 from trtci.cli.stats import register as register_stats_commands
-from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, ConfigError, TrtciError
+from trtci.errors import EXIT_GATE_FAILED, EXIT_OK, ConfigError
 from trtci.verdict.gate import FAIL_ON
 
 
@@ -67,7 +68,7 @@ class _Progress:
         self.console.print(f"[green]✓[/] {description} [dim]({time.perf_counter() - start:.1f} s)[/]", highlight=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=TrtciGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trtci")
 @click.option("--debug", is_flag=True, help="Show tracebacks for expected errors too.")
 @click.pass_context
@@ -272,25 +273,10 @@ def _write(path: Path, text: str) -> None:
 
 
 def main() -> None:
-    """Entry point: run the CLI, map errors to one line and an exit code."""
-    debug = "--debug" in sys.argv[1:]
+    """Entry point: run the CLI and exit with its code. A command's errors are already said and translated by
+    its class (trtci.cli.exits); what fails before any command runs is translated here the same way."""
     try:
         code = cli.main(standalone_mode=False)
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.ClickException as e:
-        e.show()
-        code = EXIT_INPUT
-    except click.exceptions.Abort:
-        click.echo("trtci: aborted", err=True)
-        code = 130
-    except TrtciError as e:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"trtci: error: {e}", err=True)
-        code = e.exit_code
-    except Exception:
-        traceback.print_exc()
-        click.echo("trtci: internal error (a bug in trtci): please report it with the traceback above", err=True)
-        code = EXIT_INTERNAL
+    except (Exception, KeyboardInterrupt) as error:
+        code = exit_code_for(error, debug="--debug" in sys.argv[1:])
     sys.exit(code or 0)

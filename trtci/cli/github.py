@@ -1,8 +1,7 @@
 """GitHub commands for the `trtci` group: `comment`, `preflight`, `merge`, `status` and `baseline fetch`.
 
-Parses flags and the Actions environment, calls trtci.github and trtci.pipeline.fanin, and turns their typed errors into
-one line and the documented exit code (0 ok, 1 gate failed, 2 bad input, 5 publishing failed). The lead
-registers them with `register(main)`.
+Parses flags and the Actions environment and calls trtci.github and trtci.pipeline.fanin; their typed errors
+end as every command's do (trtci.cli.exits: one line, the documented exit code). `register(group)` adds them.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from trtci.cli.exits import TrtciCommand, TrtciGroup
 from trtci.context.event import EventContext, load_event
 from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_OK, TrtciError
 from trtci.github import actions
@@ -41,7 +41,7 @@ TWO_WORKFLOW_HINT = (
 )
 
 
-@click.command("comment")
+@click.command("comment", cls=TrtciCommand)
 @click.option("--report", type=click.Path(path_type=Path), required=True, help="The markdown report to post.")
 @click.option("--repo", help="owner/name; defaults to $GITHUB_REPOSITORY.")
 @click.option("--pr", "pr_number", type=int, help="Pull request number; defaults to the event's.")
@@ -62,7 +62,7 @@ TWO_WORKFLOW_HINT = (
 )
 @click.option(
     "--summary/--no-summary",
-    "summary_fallback",
+    "job_summary_fallback",
     default=True,
     show_default=True,
     help="Append the report to the job summary when the token cannot comment (off when a step already did).",
@@ -75,15 +75,15 @@ def comment(
     token_env: str,
     marker_id: str | None,
     authors: tuple[str, ...],
-    summary_fallback: bool,
+    job_summary_fallback: bool,
 ) -> None:
     """Post the report as the pull request's sticky comment, or update the one trtci posted before."""
     from trtci.github.api import GitHubError
     from trtci.github.comment import DEFAULT_AUTHORS, publish_comment, pull_request_for_commit
 
     env = os.environ
+    text = _read_report(report)
     try:
-        text = _read_report(report)
         if mode == "never":
             click.echo("comment mode is never: nothing posted")
             return
@@ -105,15 +105,13 @@ def comment(
             summary_url=_summary_url(env),
         )
     except GitHubError as exc:
-        if exc.read_only:
-            if summary_fallback:
-                actions.append_summary(text, env)
-            click.echo(actions.warning(TWO_WORKFLOW_HINT, title="trtci could not comment"))
-            actions.set_output("comment-action", "read-only", env)
-            return
-        _fail(exc)
-    except TrtciError as exc:
-        _fail(exc)
+        if not exc.read_only:
+            raise
+        if job_summary_fallback:
+            actions.append_summary(text, env)
+        click.echo(actions.warning(TWO_WORKFLOW_HINT, title="trtci could not comment"))
+        actions.set_output("comment-action", "read-only", env)
+        return
     for name, value in (
         ("comment-action", result.action),
         ("comment-id", result.comment_id),
@@ -125,7 +123,7 @@ def comment(
     click.echo(f"comment {result.action}: {result.url or f'pull request #{number}'}{note}")
 
 
-@click.command("preflight")
+@click.command("preflight", cls=TrtciCommand)
 @click.option(
     "--allow-fork-code/--no-allow-fork-code",
     default=None,
@@ -138,7 +136,7 @@ def preflight(allow_fork_code: bool | None) -> None:
     raise SystemExit(run_preflight(allow_fork_code=allow_fork_code))
 
 
-@click.command("merge")
+@click.command("merge", cls=TrtciCommand)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="Record each leg's run here.")
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Markdown report to write.")
@@ -173,25 +171,21 @@ def merge(
     from trtci.verdict.gate import judge
 
     expected = [name for value in expect for name in value.split(",") if name.strip()]
-    try:
-        if db is not None:
-            with Store(db) as store:
-                merged = merge_runs(paths, store, expected)
-        else:
-            merged = merge_runs(paths, None, expected)
-        extra = {"legs": merged.leg_rows()}
-        if report is not None:
-            _write_text(report, reporting.render(merged.run, "comment.md.j2", template_dir, extra=extra))
-        if json_path is not None:
-            write_summary(merged.run, json_path, merged.json_fields())
-        actions.append_summary(reporting.render(merged.run, "summary.md.j2", template_dir, extra=extra))
-    except TrtciError as exc:
-        _fail(exc)
+    if db is not None:
+        with Store(db) as store:
+            merged = merge_runs(paths, store, expected)
+    else:
+        merged = merge_runs(paths, None, expected)
+    extra = {"legs": merged.leg_rows()}
+    if report is not None:
+        _write_text(report, reporting.render(merged.run, "comment.md.j2", template_dir, extra=extra))
+    if json_path is not None:
+        write_summary(merged.run, json_path, merged.json_fields())
+    actions.append_summary(reporting.render(merged.run, "summary.md.j2", template_dir, extra=extra))
     for line in merged.problems:
-        _say_problem(f"could not merge {line}")
+        _say("error", f"could not merge {line}")
     if merged.missing:
-        text = "missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in merged.missing)
-        click.echo(actions.warning(text, title="trtci") if actions.in_actions() else f"warning: {text}", err=True)
+        _say("warning", "missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in merged.missing))
     reporting.print_table(merged.run, Console())
     failed = judge(merged.run, fail_on).failure
     for name, value in (
@@ -207,7 +201,7 @@ def merge(
     ctx.exit(EXIT_INPUT if merged.problems else EXIT_GATE_FAILED if failed else EXIT_OK)
 
 
-@click.command("status")
+@click.command("status", cls=TrtciCommand)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), required=True, help="The run's JSON summary.")
 @click.option("--report", type=click.Path(path_type=Path), help="Markdown shown in the check run.")
 @click.option("--repo", help="owner/name; defaults to $GITHUB_REPOSITORY.")
@@ -238,9 +232,9 @@ def status(
     )
 
     env = os.environ
+    verdict = verdict_from_json_summary(json_path)
+    text = _read_report(report) if report is not None else f"trtci: {verdict.words}"
     try:
-        verdict = verdict_from_json_summary(json_path)
-        text = _read_report(report) if report is not None else f"trtci: {verdict.words}"
         client, repo, event = _connect(env, token_env, repo)
         sha = sha or event.head_sha or env.get("GITHUB_SHA", "")
         url = _summary_url(env)
@@ -251,15 +245,12 @@ def status(
             created = post_check_run(client, repo, sha, verdict, text, name=status_context, details_url=url)
             click.echo(f"check run {status_state(verdict)}: {created.get('html_url') or created.get('id')}")
     except GitHubError as exc:
-        if exc.read_only:
-            click.echo(actions.warning(f"{exc}; the verdict is still this job's exit code", title="trtci status"))
-            return
-        _fail(exc)
-    except TrtciError as exc:
-        _fail(exc)
+        if not exc.read_only:
+            raise
+        click.echo(actions.warning(f"{exc}; the verdict is still this job's exit code", title="trtci status"))
 
 
-@click.group("baseline")
+@click.group("baseline", cls=TrtciGroup)
 def baseline() -> None:
     """Get the base branch's latest results into this job."""
 
@@ -277,13 +268,10 @@ def baseline_fetch(repo: str | None, branch: str, artifact_name: str, out: Path,
     from trtci.github.artifacts import fetch_baseline
 
     env = os.environ
-    try:
-        client, repo, _ = _connect(env, token_env, repo)
-        fetched = fetch_baseline(client, repo, branch, artifact_name, out)
-    except TrtciError as exc:
-        _fail(exc)
+    client, repo, _ = _connect(env, token_env, repo)
+    fetched = fetch_baseline(client, repo, branch, artifact_name, out)
     for line in fetched.skipped:
-        _say_problem(f"skipped {line}")
+        _say("error", f"skipped {line}")
     if fetched.artifact is None:
         click.echo(actions.notice(f"no unexpired {artifact_name} artifact from branch {branch}: no baseline"))
         actions.set_output("baseline-files", "0")
@@ -338,8 +326,11 @@ def _write_text(path: Path, text: str) -> None:
         raise TrtciError(f"cannot write {path} ({exc.strerror or exc}); choose a writable path") from None
 
 
-def _say_problem(text: str) -> None:
-    click.echo(actions.error(text, title="trtci") if actions.in_actions() else f"error: {text}", err=True)
+def _say(level: str, text: str) -> None:
+    """A problem the command goes on after: a workflow command (`level` error or warning) inside GitHub Actions,
+    else `level: text`, on stderr."""
+    line = actions.command(level, text, title="trtci") if actions.in_actions() else f"{level}: {text}"
+    click.echo(line, err=True)
 
 
 def _summary_url(env: Mapping[str, str]) -> str | None:
@@ -348,12 +339,3 @@ def _summary_url(env: Mapping[str, str]) -> str | None:
         return None
     attempt = env.get("GITHUB_RUN_ATTEMPT")
     return f"{server}/{repo}/actions/runs/{run}" + (f"/attempts/{attempt}" if attempt else "")
-
-
-def _fail(exc: TrtciError) -> None:
-    message = str(exc)
-    if actions.in_actions():
-        click.echo(actions.error(message, title="trtci"))
-    else:
-        click.echo(f"error: {message}", err=True)
-    raise SystemExit(getattr(exc, "exit_code", EXIT_INPUT))
