@@ -17,7 +17,7 @@ import click
 
 from trtci.cli.exits import TrtciCommand, TrtciGroup
 from trtci.context.event import EventContext, load_event
-from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_OK, TrtciError
+from trtci.errors import EXIT_INPUT, TrtciError
 from trtci.github import actions
 from trtci.github.comment import COMMENT_MODES
 from trtci.verdict.gate import FAIL_ON
@@ -162,11 +162,8 @@ def merge(
     """Merge the run files of matrix legs (searched recursively under PATHS) into one report with a GPU x
     precision grid; record each leg in --db (legs already there are skipped). Exit 1 when the gate fails,
     2 when a leg's file could not be read or its run recorded (it is named and left out; the others merge)."""
-    from rich.console import Console
-
+    from trtci.cli.finish import finish
     from trtci.pipeline.fanin import merge_runs
-    from trtci.report import markdown as reporting
-    from trtci.report.json_summary import write_summary
     from trtci.store.database import Store
     from trtci.verdict.gate import judge
 
@@ -176,29 +173,27 @@ def merge(
             merged = merge_runs(paths, store, expected)
     else:
         merged = merge_runs(paths, None, expected)
-    extra = {"legs": merged.leg_rows()}
-    if report is not None:
-        _write_text(report, reporting.render(merged.run, "comment.md.j2", template_dir, extra=extra))
-    if json_path is not None:
-        write_summary(merged.run, json_path, merged.json_fields())
-    actions.append_summary(reporting.render(merged.run, "summary.md.j2", template_dir, extra=extra))
     for line in merged.problems:
         _say("error", f"could not merge {line}")
     if merged.missing:
         _say("warning", "missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in merged.missing))
-    reporting.print_table(merged.run, Console())
-    failed = judge(merged.run, fail_on).failure
-    for name, value in (
-        ("regressions", len(merged.run.regressions)),
-        ("accuracy-failures", len(merged.run.accuracy_failures)),
-        ("accuracy-regressions", len(merged.run.accuracy_regressions)),
-        ("missing-legs", ",".join(m.name for m in merged.missing)),
-        ("verdict", "error" if merged.problems else "fail" if failed else "pass"),
-    ):
-        actions.set_output(name, str(value))
+    verdict = judge(merged.run, fail_on)
     recorded = f"{len(merged.recorded)} recorded, {len(merged.already_recorded)} already recorded"
-    click.echo(f"merged {len(merged.legs)} legs ({recorded if db else 'no --db'}); {failed or 'gate passed'}")
-    ctx.exit(EXIT_INPUT if merged.problems else EXIT_GATE_FAILED if failed else EXIT_OK)
+    code = finish(
+        merged.run,
+        verdict,
+        report=report,
+        json_path=json_path,
+        template_dir=template_dir,
+        extra={"legs": merged.leg_rows()},
+        json_fields=merged.json_fields(),
+        outputs={
+            "missing-legs": ",".join(m.name for m in merged.missing),
+            "verdict": "error" if merged.problems else "pass" if verdict else "fail",
+        },
+        where=[f"merged {len(merged.legs)} legs ({recorded if db else 'no --db'})"],
+    )
+    ctx.exit(EXIT_INPUT if merged.problems else code)
 
 
 @click.command("status", cls=TrtciCommand)
@@ -316,14 +311,6 @@ def _read_report(path: Path) -> str:
         return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise TrtciError(f"cannot read the report {path}: {exc}") from None
-
-
-def _write_text(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise TrtciError(f"cannot write {path} ({exc.strerror or exc}); choose a writable path") from None
 
 
 def _say(level: str, text: str) -> None:
