@@ -7,11 +7,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from tests.models import mlp_classifier
 from trtci.cli import cli, main
+from trtci.cli.exits import TrtciCommand, TrtciGroup
+from trtci.errors import BackendUnavailable, ConfigError, PublishError
 
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--duration", "0.02", "--warmup", "0"]
@@ -234,3 +238,83 @@ def test_an_override_the_merge_base_config_cannot_take_is_a_warning(tmp_path):
     text = console.export_text()
     assert "--calibration-method" in text and "not A/B tested" in text
     assert _merge_base_config({**options, "calibration_method": None}, merge_base, console).bench.warmup_ms == 0
+
+
+def _commands(group: click.Group, path: str = "trtci"):
+    for name, command in group.commands.items():
+        yield f"{path} {name}", command
+        if isinstance(command, click.Group):
+            yield from _commands(command, f"{path} {name}")
+
+
+def test_every_command_ends_its_errors_through_the_one_translator():
+    for name, command in _commands(cli):
+        assert isinstance(command, (TrtciCommand, TrtciGroup)), f"{name} does not translate its errors"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run"],
+        ["config", "--config", "missing.yml"],
+        ["comment", "--report", "missing.md"],
+        ["merge", "missing-folder"],
+        ["status", "--json", "missing.json"],
+        ["baseline", "fetch", "--branch", "main", "--out", "b"],
+        ["ingest", "pytest-benchmark", "missing.json"],
+        ["ab", "--model-a", "a.onnx", "--model-b", "b.onnx"],
+        ["db", "runs", "--db", "missing.db"],
+        ["history", "pull", "--repo-dir", "."],
+        ["dashboard", "--db", "missing.db"],
+    ],
+    ids=" ".join,
+)
+def test_every_command_says_bad_input_in_one_line_with_exit_2(tmp_path, monkeypatch, capsys, args):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_REPOSITORY", raising=False)
+    code, out, err = trtci(monkeypatch, capsys, *args)
+    assert code == 2 and out == ""
+    assert err.startswith("trtci: error: ") and err.count("\n") == 1, err
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    code, out, err = trtci(monkeypatch, capsys, *args)
+    assert code == 2 and out.startswith("::error title=trtci::") and out.count("\n") == 1 and err == ""
+
+
+def _raising(error: BaseException) -> click.Command:
+    def fail() -> None:
+        raise error
+
+    return TrtciCommand("fail", callback=fail)
+
+
+ERRORS = [
+    (ConfigError("fix the config"), 2, "trtci: error: fix the config"),
+    (BackendUnavailable("install tensorrt"), 3, "trtci: error: install tensorrt"),
+    (PublishError("GitHub 502"), 5, "trtci: error: GitHub 502"),
+    (click.BadParameter("not a number"), 2, "Error: Invalid value: not a number"),
+    (KeyboardInterrupt(), 130, "trtci: aborted"),
+    (RuntimeError("a bug"), 4, "trtci: internal error (a bug in trtci)"),
+]
+
+
+@pytest.mark.parametrize("error, code, line", ERRORS, ids=[type(e).__name__ for e, _, _ in ERRORS])
+def test_an_error_maps_to_one_line_and_code_alone_in_a_group_and_under_trtci(monkeypatch, capsys, error, code, line):
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    alone = CliRunner().invoke(_raising(error), [])
+    group = TrtciGroup("outer", commands={"inner": TrtciGroup("inner", commands={"fail": _raising(error)})})
+    nested = CliRunner().invoke(group, ["inner", "fail"])
+    assert (alone.exit_code, nested.exit_code) == (code, code)
+    assert line in alone.output and line in nested.output
+    assert ("Traceback" in alone.output) == (code == 4)
+    monkeypatch.setitem(cli.commands, "fail", _raising(error))
+    exit_code, _, err = trtci(monkeypatch, capsys, "fail")
+    assert exit_code == code and line in err and ("Traceback" in err) == (code == 4)
+
+
+def test_debug_adds_the_traceback_to_an_expected_error(monkeypatch, capsys):
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.setitem(cli.commands, "fail", _raising(ConfigError("fix the config")))
+    assert "Traceback" not in trtci(monkeypatch, capsys, "fail")[2]
+    code, _, err = trtci(monkeypatch, capsys, "--debug", "fail")
+    assert code == 2 and "Traceback" in err and err.rstrip().endswith("trtci: error: fix the config")

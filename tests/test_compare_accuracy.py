@@ -16,6 +16,7 @@ from trtci.report.json_summary import summary_dict
 from trtci.report.markdown import render
 from trtci.results import AccuracyResult, DeviceInfo, RunContext, RunResult, SeriesKey, SeriesResult
 from trtci.store.database import Store
+from trtci.verdict import gate
 from trtci.verdict.accuracy import pack_hits, unpack_hits, validate
 from trtci.verdict.accuracy_change import compare_accuracy
 
@@ -111,8 +112,8 @@ def test_a_drop_beyond_the_threshold_is_a_regression_once_per_variant_and_fails_
     assert change.baseline == pytest.approx(0.9) and change.baseline_commit == "base0000000"
     assert "20 of 400 samples changed" in change.reason
     assert not run.passed
-    assert "1 accuracy regressions" in run.gate_failure("accuracy")
-    assert run.gate_failure("performance") == ""
+    assert "1 accuracy regressions" in gate.judge(run, "accuracy").failure
+    assert gate.judge(run, "performance").failure == ""
 
 
 def test_identical_hits_are_unchanged_and_a_gain_is_an_improvement(store):

@@ -11,7 +11,8 @@ from github_server import Fault, github_fixture  # noqa: F401  (the `github` fix
 from test_report import passing_run, sample_run
 
 from trtci.cli.github import register
-from trtci.report.json_summary import run_verdict, write_summary
+from trtci.report.json_summary import write_summary
+from trtci.verdict.gate import judge
 
 REPO = "octo-org/hello"
 SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
@@ -32,7 +33,7 @@ def test_failing_run_posts_failure_status_and_check_run(github, tmp_path):
         github, "--json", str(tmp_path / "summary.json"), "--report", str(tmp_path / "report.md"), "--check-run"
     )
     assert result.exit_code == 0, result.output
-    words = run_verdict(run).words
+    words = judge(run).words
     [status] = github.statuses
     assert status["state"] == "failure" and status["context"] == "trtci" and status["sha"] == SHA
     assert status["description"].startswith(words) and len(status["description"]) <= 140

@@ -11,7 +11,7 @@ from github_server import Fault, github_fixture  # noqa: F401  (the `github` fix
 
 from trtci.errors import ConfigError
 from trtci.github.api import GitHubClient
-from trtci.github.checks import Gate, post_status
+from trtci.github.checks import post_status
 from trtci.github.comment import (
     MAX_COMMENT_CHARS,
     comment_body,
@@ -19,6 +19,7 @@ from trtci.github.comment import (
     publish_comment,
     pull_request_for_run,
 )
+from trtci.verdict.gate import RunVerdict
 
 REPO = "octo-org/hello"
 SHA = "6dcb09b5b57875f334f61aebed695e2e4193db5e"
@@ -86,7 +87,8 @@ def test_a_long_body_of_wide_characters_fits_however_github_counts(github, char)
 
 def test_one_502_on_a_commit_status_is_retried(github):
     github.inject(Fault(502, "Bad Gateway", method="POST", path=r"/statuses/", apply=True))
-    post_status(client(github), REPO, SHA, Gate(True, "all good", 1, 1), target_url=None)
+    verdict = RunVerdict(True, 1, 1, *[0] * 9)
+    post_status(client(github), REPO, SHA, verdict, target_url=None)
     assert len(github.statuses) == 2  # the first landed although its answer was a 502; the repeat replaces it
 
 

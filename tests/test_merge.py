@@ -74,7 +74,10 @@ def cli() -> click.Group:
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(cli(), ["merge", *args], catch_exceptions=False, env={"GITHUB_ACTIONS": ""})
+    # COLUMNS: rich's 80-column table, as on a terminal, so a long warning in it wraps and a line names a file
+    # only where the command itself names it.
+    env = {"GITHUB_ACTIONS": "", "COLUMNS": "80"}
+    return CliRunner().invoke(cli(), ["merge", *args], catch_exceptions=False, env=env)
 
 
 def test_two_legs_merge_into_one_report_with_a_grid_and_record_once(tmp_path, pipeline_run):
@@ -195,7 +198,7 @@ def test_one_device_has_no_grid_but_names_its_leg(tmp_path):
     merged = merge_runs([tmp_path])
     assert len(merged.legs) == 1 and merged.problems == []
     assert [s.key for s in merged.run.series] == [s.key for s in run.series]
-    text = render(merged.run, extra={"legs": merged.legs_summary()})
+    text = render(merged.run, extra={"legs": merged.leg_rows()})
     assert "GPU x precision" not in text and "Merged from 1 leg: **only**" in text
 
 
@@ -213,3 +216,23 @@ def test_grid_cells_carry_median_and_verdict():
     resnet = next(line for line in grid if line.startswith("| resnet18 b1 |"))
     gpu_fp32 = next(s for s in run.series if s.key.model == "resnet18" and s.key.precision == "fp32")
     assert f"{sig(gpu_fp32.bench.stats.median)} ms improvement" in resnet and "error" in resnet
+
+
+def test_merge_ends_like_run_step_outputs_job_summary_and_the_gates_exit_code(tmp_path):
+    write_legs(tmp_path / "bundles", sample_run())
+    outputs, job_summary = tmp_path / "github_output", tmp_path / "step_summary.md"
+    env = {"GITHUB_ACTIONS": "", "GITHUB_OUTPUT": str(outputs), "GITHUB_STEP_SUMMARY": str(job_summary)}
+    args = ["merge", str(tmp_path / "bundles"), "--expect", "a100"]
+    failed = CliRunner().invoke(cli(), args, env=env)
+    assert failed.exit_code == 1 and "gate failed: 4 series failed accuracy" in failed.output
+    lines = outputs.read_text().splitlines()
+    assert lines == [
+        "regressions=2",
+        "accuracy-failures=4",
+        "accuracy-regressions=1",  # the second leg is built without accuracy changes
+        "missing-legs=a100",
+        "verdict=fail",
+    ]
+    assert "<summary>Latency statistics</summary>" in job_summary.read_text()
+    assert CliRunner().invoke(cli(), [*args, "--fail-on", "none"], env=env).exit_code == 0
+    assert outputs.read_text().splitlines()[-1] == "verdict=pass"

@@ -12,7 +12,8 @@ import pytest
 from test_report import acknowledged_run, passing_run, sample_run
 
 from trtci.errors import ConfigError
-from trtci.report.json_summary import SERIES_VERDICTS, summary_dict, write_summary
+from trtci.report.json_summary import summary_dict, write_summary
+from trtci.verdict.gate import SERIES_VERDICTS
 
 RESULT_KEYS = {
     "model",

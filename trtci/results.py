@@ -245,7 +245,9 @@ class RunContext:
 
 @dataclass
 class RunResult:
-    """One whole run: what was measured, how it compares, and the gate's verdict (`bool(run)`)."""
+    """One whole run: what was measured, how it compares, and which of its results failed, each by its own
+    verdict. `bool(run)` is True when none did; the merge gate, which counts these failures under --fail-on,
+    is trtci.verdict.gate."""
 
     context: RunContext
     devices: list[DeviceInfo]
@@ -256,6 +258,7 @@ class RunResult:
 
     @property
     def accuracy_failures(self) -> list[SeriesResult]:
+        """Series that failed their accuracy check or did not run."""
         return [s for s in self.series if not s.passed]
 
     @property
@@ -269,17 +272,6 @@ class RunResult:
     @property
     def passed(self) -> bool:
         return not self.accuracy_failures and not self.regressions and not self.accuracy_regressions
-
-    def gate_failure(self, fail_on: str = "both") -> str:
-        """Why the gate fails when it judges `fail_on` (both, accuracy, performance or none); '' when it passes."""
-        reasons = []
-        if fail_on in ("both", "accuracy") and self.accuracy_failures:
-            reasons.append(f"{len(self.accuracy_failures)} series failed accuracy or did not run")
-        if fail_on in ("both", "accuracy") and self.accuracy_regressions:
-            reasons.append(f"{len(self.accuracy_regressions)} accuracy regressions against the base branch")
-        if fail_on in ("both", "performance") and self.regressions:
-            reasons.append(f"{len(self.regressions)} performance regressions")
-        return "gate failed: " + ", ".join(reasons) if reasons else ""
 
     def __bool__(self) -> bool:
         return self.passed

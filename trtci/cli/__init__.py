@@ -1,28 +1,27 @@
-"""The `trtci` command. It parses flags, calls the library, and turns typed errors into one line and an exit code.
+"""The `trtci` command. It parses flags and calls the library; trtci.cli.exits turns every command's errors into
+one line and an exit code.
 
 Exit codes: 0 ok, 1 gate failed, 2 usage or input error, 3 environment (backend, GPU or package missing),
-4 internal error, 5 publishing failed. See the README's "Exit codes".
+4 internal error, 5 publishing failed, 130 stopped with Ctrl-C. See the README's "Exit codes".
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import click
 
 from trtci import __version__
+from trtci.cli.exits import TrtciGroup, exit_code_for
 from trtci.cli.github import register as register_github_commands
 from trtci.cli.history import register as register_history_commands
 from trtci.cli.stats import register as register_stats_commands
-from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_INTERNAL, EXIT_OK, ConfigError, TrtciError
-
-FAIL_ON = ("both", "accuracy", "performance", "none")
+from trtci.errors import ConfigError
+from trtci.verdict.gate import FAIL_ON
 
 
 def _csv(kind: type) -> Callable[[click.Context, click.Parameter, str | None], list | None]:
@@ -35,16 +34,6 @@ def _csv(kind: type) -> Callable[[click.Context, click.Parameter, str | None], l
             raise click.BadParameter(f"expected a comma-separated list like 1,8, got {value!r}") from None
 
     return parse
-
-
-def make_console(stderr: bool = False):
-    """A rich console; in CI logs (no terminal) 140 columns wide instead of rich's 80, so tables do not wrap."""
-    from rich.console import Console
-
-    console = Console(stderr=stderr)
-    if not console.is_terminal and "COLUMNS" not in os.environ:
-        console = Console(stderr=stderr, width=140)
-    return console
 
 
 class _Progress:
@@ -68,7 +57,7 @@ class _Progress:
         self.console.print(f"[green]✓[/] {description} [dim]({time.perf_counter() - start:.1f} s)[/]", highlight=False)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=TrtciGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="trtci")
 @click.option("--debug", is_flag=True, help="Show tracebacks for expected errors too.")
 @click.pass_context
@@ -115,14 +104,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.pass_context
 def run(ctx: click.Context, **options) -> None:
     """Prepare, validate, benchmark, compare and record; write the report. Exit 1 when the gate fails."""
+    from trtci.cli.console import make_console
+    from trtci.cli.finish import finish
     from trtci.context.run import run_context
-    from trtci.github import actions
     from trtci.pipeline import run as pipeline
-    from trtci.report import json_summary as summary
-    from trtci.report import markdown as report
     from trtci.report.dashboard import trend_extra
     from trtci.store.database import Store
     from trtci.store.runfile import write_runfile
+    from trtci.verdict.gate import judge
 
     config = _config_from_options(options)
     console = make_console(stderr=True)
@@ -140,25 +129,18 @@ def run(ctx: click.Context, **options) -> None:
     if result.regressions:  # each regression's trend in the comment needs the base branch's history
         with Store(config.database) as store:
             extra = trend_extra(store, result, dashboard_url=options["dashboard_url"])
-    if config.report is not None:
-        _write(config.report, report.render(result, "comment.md.j2", config.template_dir, extra=extra))
-    if config.summary_json is not None:
-        summary.write_summary(result, config.summary_json)
     if options["bundle_dir"] is not None:
         console.print(f"run file {write_runfile(result, options['bundle_dir'])}", highlight=False)
-    if os.environ.get("GITHUB_STEP_SUMMARY"):  # the job summary: the long report, cut to GitHub's 1 MiB
-        actions.append_summary(report.render(result, "summary.md.j2", config.template_dir, extra=extra))
-    report.print_table(result, make_console())
-    failed = result.gate_failure(options["fail_on"])
-    actions.set_output("regressions", str(len(result.regressions)))
-    actions.set_output("accuracy-failures", str(len(result.accuracy_failures)))
-    actions.set_output("accuracy-regressions", str(len(result.accuracy_regressions)))
-    console.print(
-        f"[bold {'red' if failed else 'green'}]{failed or 'gate passed'}[/] · results in {config.database}"
-        + (f" · report {config.report}" if config.report else ""),
-        highlight=False,
+    code = finish(
+        result,
+        judge(result, options["fail_on"]),
+        report=config.report,
+        json_path=config.summary_json,
+        template_dir=config.template_dir,
+        extra=extra,
+        where=[f"results in {config.database}", *([f"report {config.report}"] if config.report else [])],
     )
-    ctx.exit(EXIT_GATE_FAILED if failed else EXIT_OK)
+    ctx.exit(code)
 
 
 @cli.command()
@@ -166,6 +148,7 @@ def doctor() -> None:
     """Show what this machine offers (GPUs, driver, CUDA, TensorRT, ONNX Runtime, NVML) and what each backend
     can do here: build, run, or why not, with the install hint."""
     from trtci.backends.doctor import diagnose, print_doctor
+    from trtci.cli.console import make_console
 
     print_doctor(diagnose(), make_console())
 
@@ -263,34 +246,11 @@ def _apply_overrides(config, options: dict):
     return parse_config(data, "command line", Path.cwd())
 
 
-def _write(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot write the report ({e.strerror}); choose a writable --report path") from e
-
-
 def main() -> None:
-    """Entry point: run the CLI, map errors to one line and an exit code."""
-    debug = "--debug" in sys.argv[1:]
+    """Entry point: run the CLI and exit with its code. A command's errors are already said and translated by
+    its class (trtci.cli.exits); what fails before any command runs is translated here the same way."""
     try:
         code = cli.main(standalone_mode=False)
-    except click.exceptions.Exit as e:
-        code = e.exit_code
-    except click.ClickException as e:
-        e.show()
-        code = EXIT_INPUT
-    except click.exceptions.Abort:
-        click.echo("trtci: aborted", err=True)
-        code = 130
-    except TrtciError as e:
-        if debug:
-            traceback.print_exc()
-        click.echo(f"trtci: error: {e}", err=True)
-        code = e.exit_code
-    except Exception:
-        traceback.print_exc()
-        click.echo("trtci: internal error (a bug in trtci): please report it with the traceback above", err=True)
-        code = EXIT_INTERNAL
+    except (Exception, KeyboardInterrupt) as error:
+        code = exit_code_for(error, debug="--debug" in sys.argv[1:])
     sys.exit(code or 0)

@@ -1,8 +1,7 @@
 """GitHub commands for the `trtci` group: `comment`, `preflight`, `merge`, `status` and `baseline fetch`.
 
-Parses flags and the Actions environment, calls trtci.github and trtci.pipeline.fanin, and turns their typed errors into
-one line and the documented exit code (0 ok, 1 gate failed, 2 bad input, 5 publishing failed). The lead
-registers them with `register(main)`.
+Parses flags and the Actions environment and calls trtci.github and trtci.pipeline.fanin; their typed errors
+end as every command's do (trtci.cli.exits: one line, the documented exit code). `register(group)` adds them.
 """
 
 from __future__ import annotations
@@ -16,10 +15,12 @@ from typing import TYPE_CHECKING
 
 import click
 
+from trtci.cli.exits import TrtciCommand, TrtciGroup
 from trtci.context.event import EventContext, load_event
-from trtci.errors import EXIT_GATE_FAILED, EXIT_INPUT, EXIT_OK, TrtciError
+from trtci.errors import EXIT_INPUT, TrtciError
 from trtci.github import actions
 from trtci.github.comment import COMMENT_MODES
+from trtci.verdict.gate import FAIL_ON
 
 if TYPE_CHECKING:
     from trtci.github.api import GitHubClient
@@ -33,8 +34,6 @@ class ClientOptions:
     timeout_s: float = 30.0
 
 
-FAIL_ON = ("both", "accuracy", "performance", "none")
-
 TWO_WORKFLOW_HINT = (
     "The token cannot write comments here (a pull request from a fork gets a read-only GITHUB_TOKEN), so the "
     "report is only in the job summary. To comment on fork pull requests, upload the results as an artifact and "
@@ -42,7 +41,7 @@ TWO_WORKFLOW_HINT = (
 )
 
 
-@click.command("comment")
+@click.command("comment", cls=TrtciCommand)
 @click.option("--report", type=click.Path(path_type=Path), required=True, help="The markdown report to post.")
 @click.option("--repo", help="owner/name; defaults to $GITHUB_REPOSITORY.")
 @click.option("--pr", "pr_number", type=int, help="Pull request number; defaults to the event's.")
@@ -63,7 +62,7 @@ TWO_WORKFLOW_HINT = (
 )
 @click.option(
     "--summary/--no-summary",
-    "summary_fallback",
+    "job_summary_fallback",
     default=True,
     show_default=True,
     help="Append the report to the job summary when the token cannot comment (off when a step already did).",
@@ -76,15 +75,15 @@ def comment(
     token_env: str,
     marker_id: str | None,
     authors: tuple[str, ...],
-    summary_fallback: bool,
+    job_summary_fallback: bool,
 ) -> None:
     """Post the report as the pull request's sticky comment, or update the one trtci posted before."""
     from trtci.github.api import GitHubError
     from trtci.github.comment import DEFAULT_AUTHORS, publish_comment, pull_request_for_commit
 
     env = os.environ
+    text = _read_report(report)
     try:
-        text = _read_report(report)
         if mode == "never":
             click.echo("comment mode is never: nothing posted")
             return
@@ -106,15 +105,13 @@ def comment(
             summary_url=_summary_url(env),
         )
     except GitHubError as exc:
-        if exc.read_only:
-            if summary_fallback:
-                actions.append_summary(text, env)
-            click.echo(actions.warning(TWO_WORKFLOW_HINT, title="trtci could not comment"))
-            actions.set_output("comment-action", "read-only", env)
-            return
-        _fail(exc)
-    except TrtciError as exc:
-        _fail(exc)
+        if not exc.read_only:
+            raise
+        if job_summary_fallback:
+            actions.append_summary(text, env)
+        click.echo(actions.warning(TWO_WORKFLOW_HINT, title="trtci could not comment"))
+        actions.set_output("comment-action", "read-only", env)
+        return
     for name, value in (
         ("comment-action", result.action),
         ("comment-id", result.comment_id),
@@ -126,7 +123,7 @@ def comment(
     click.echo(f"comment {result.action}: {result.url or f'pull request #{number}'}{note}")
 
 
-@click.command("preflight")
+@click.command("preflight", cls=TrtciCommand)
 @click.option(
     "--allow-fork-code/--no-allow-fork-code",
     default=None,
@@ -139,7 +136,7 @@ def preflight(allow_fork_code: bool | None) -> None:
     raise SystemExit(run_preflight(allow_fork_code=allow_fork_code))
 
 
-@click.command("merge")
+@click.command("merge", cls=TrtciCommand)
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--db", type=click.Path(path_type=Path, dir_okay=False), help="Record each leg's run here.")
 @click.option("--report", type=click.Path(path_type=Path, dir_okay=False), help="Markdown report to write.")
@@ -165,50 +162,43 @@ def merge(
     """Merge the run files of matrix legs (searched recursively under PATHS) into one report with a GPU x
     precision grid; record each leg in --db (legs already there are skipped). Exit 1 when the gate fails,
     2 when a leg's file could not be read or its run recorded (it is named and left out; the others merge)."""
-    from rich.console import Console
-
-    from trtci.pipeline.fanin import merge_runs, write_merged_summary
-    from trtci.report import markdown as reporting
+    from trtci.cli.finish import finish
+    from trtci.pipeline.fanin import merge_runs
     from trtci.store.database import Store
+    from trtci.verdict.gate import judge
 
     expected = [name for value in expect for name in value.split(",") if name.strip()]
-    try:
-        if db is not None:
-            with Store(db) as store:
-                merged = merge_runs(paths, store, expected)
-        else:
-            merged = merge_runs(paths, None, expected)
-        extra = {"legs": merged.legs_summary()}
-        if report is not None:
-            _write_text(report, reporting.render(merged.run, "comment.md.j2", template_dir, extra=extra))
-        if json_path is not None:
-            write_merged_summary(merged, json_path)
-        actions.append_summary(reporting.render(merged.run, "summary.md.j2", template_dir, extra=extra))
-    except TrtciError as exc:
-        _fail(exc)
+    if db is not None:
+        with Store(db) as store:
+            merged = merge_runs(paths, store, expected)
+    else:
+        merged = merge_runs(paths, None, expected)
     for line in merged.problems:
-        _say_problem(f"could not merge {line}")
+        _say("error", f"could not merge {line}")
     if merged.missing:
-        text = "missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in merged.missing)
-        click.echo(actions.warning(text, title="trtci") if actions.in_actions() else f"warning: {text}", err=True)
-    reporting.print_table(merged.run, Console())
-    failed = merged.run.gate_failure(fail_on)
-    for name, value in (
-        ("regressions", len(merged.run.regressions)),
-        ("accuracy-failures", len(merged.run.accuracy_failures)),
-        ("accuracy-regressions", len(merged.run.accuracy_regressions)),
-        ("missing-legs", ",".join(m.name for m in merged.missing)),
-        ("verdict", "error" if merged.problems else "fail" if failed else "pass"),
-    ):
-        actions.set_output(name, str(value))
+        _say("warning", "missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in merged.missing))
+    verdict = judge(merged.run, fail_on)
     recorded = f"{len(merged.recorded)} recorded, {len(merged.already_recorded)} already recorded"
-    click.echo(f"merged {len(merged.legs)} legs ({recorded if db else 'no --db'}); {failed or 'gate passed'}")
-    ctx.exit(EXIT_INPUT if merged.problems else EXIT_GATE_FAILED if failed else EXIT_OK)
+    code = finish(
+        merged.run,
+        verdict,
+        report=report,
+        json_path=json_path,
+        template_dir=template_dir,
+        extra={"legs": merged.leg_rows()},
+        json_fields=merged.json_fields(),
+        outputs={
+            "missing-legs": ",".join(m.name for m in merged.missing),
+            "verdict": "error" if merged.problems else "pass" if verdict else "fail",
+        },
+        where=[f"merged {len(merged.legs)} legs ({recorded if db else 'no --db'})"],
+    )
+    ctx.exit(EXIT_INPUT if merged.problems else code)
 
 
-@click.command("status")
+@click.command("status", cls=TrtciCommand)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), required=True, help="The run's JSON summary.")
-@click.option("--report", type=click.Path(path_type=Path), help="Markdown for the check run's summary.")
+@click.option("--report", type=click.Path(path_type=Path), help="Markdown shown in the check run.")
 @click.option("--repo", help="owner/name; defaults to $GITHUB_REPOSITORY.")
 @click.option("--sha", help="Commit to mark; defaults to the pull request's head, else $GITHUB_SHA.")
 @click.option("--commit-status/--no-commit-status", default=True, show_default=True, help="Post a commit status.")
@@ -228,31 +218,34 @@ def status(
     """Put the gate's verdict on the commit: a commit status (needs `statuses: write`) and/or a check run
     (`checks: write`). A read-only token (fork pull requests) gives a warning, not a failure."""
     from trtci.github.api import GitHubError
-    from trtci.github.checks import gate_from_summary, post_check_run, post_status
+    from trtci.github.checks import (
+        post_check_run,
+        post_status,
+        status_description,
+        status_state,
+        verdict_from_json_summary,
+    )
 
     env = os.environ
+    verdict = verdict_from_json_summary(json_path)
+    text = _read_report(report) if report is not None else f"trtci: {verdict.words}"
     try:
-        gate = gate_from_summary(json_path)
-        text = _read_report(report) if report is not None else f"trtci: {gate.words}"
         client, repo, event = _connect(env, token_env, repo)
         sha = sha or event.head_sha or env.get("GITHUB_SHA", "")
         url = _summary_url(env)
         if commit_status:
-            post_status(client, repo, sha, gate, context=status_context, target_url=url)
-            click.echo(f"commit status {gate.state} on {sha[:12]}: {gate.description}")
+            post_status(client, repo, sha, verdict, context=status_context, target_url=url)
+            click.echo(f"commit status {status_state(verdict)} on {sha[:12]}: {status_description(verdict)}")
         if check_run:
-            created = post_check_run(client, repo, sha, gate, text, name=status_context, details_url=url)
-            click.echo(f"check run {gate.state}: {created.get('html_url') or created.get('id')}")
+            created = post_check_run(client, repo, sha, verdict, text, name=status_context, details_url=url)
+            click.echo(f"check run {status_state(verdict)}: {created.get('html_url') or created.get('id')}")
     except GitHubError as exc:
-        if exc.read_only:
-            click.echo(actions.warning(f"{exc}; the verdict is still this job's exit code", title="trtci status"))
-            return
-        _fail(exc)
-    except TrtciError as exc:
-        _fail(exc)
+        if not exc.read_only:
+            raise
+        click.echo(actions.warning(f"{exc}; the verdict is still this job's exit code", title="trtci status"))
 
 
-@click.group("baseline")
+@click.group("baseline", cls=TrtciGroup)
 def baseline() -> None:
     """Get the base branch's latest results into this job."""
 
@@ -270,13 +263,10 @@ def baseline_fetch(repo: str | None, branch: str, artifact_name: str, out: Path,
     from trtci.github.artifacts import fetch_baseline
 
     env = os.environ
-    try:
-        client, repo, _ = _connect(env, token_env, repo)
-        fetched = fetch_baseline(client, repo, branch, artifact_name, out)
-    except TrtciError as exc:
-        _fail(exc)
+    client, repo, _ = _connect(env, token_env, repo)
+    fetched = fetch_baseline(client, repo, branch, artifact_name, out)
     for line in fetched.skipped:
-        _say_problem(f"skipped {line}")
+        _say("error", f"skipped {line}")
     if fetched.artifact is None:
         click.echo(actions.notice(f"no unexpired {artifact_name} artifact from branch {branch}: no baseline"))
         actions.set_output("baseline-files", "0")
@@ -323,28 +313,14 @@ def _read_report(path: Path) -> str:
         raise TrtciError(f"cannot read the report {path}: {exc}") from None
 
 
-def _write_text(path: Path, text: str) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        raise TrtciError(f"cannot write {path} ({exc.strerror or exc}); choose a writable path") from None
-
-
-def _say_problem(text: str) -> None:
-    click.echo(actions.error(text, title="trtci") if actions.in_actions() else f"error: {text}", err=True)
+def _say(level: str, text: str) -> None:
+    """A problem the command goes on after: a workflow command (`level` error or warning) inside GitHub Actions,
+    else `level: text`, on stderr."""
+    line = actions.command(level, text, title="trtci") if actions.in_actions() else f"{level}: {text}"
+    click.echo(line, err=True)
 
 
 def _summary_url(env: Mapping[str, str]) -> str | None:
     from trtci.context.run import run_url
 
     return run_url(env)
-
-
-def _fail(exc: TrtciError) -> None:
-    message = str(exc)
-    if actions.in_actions():
-        click.echo(actions.error(message, title="trtci"))
-    else:
-        click.echo(f"error: {message}", err=True)
-    raise SystemExit(getattr(exc, "exit_code", EXIT_INPUT))

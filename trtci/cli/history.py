@@ -1,8 +1,8 @@
 """History commands for the `trtci` group: `trtci history push|pull`, `trtci db ...` and `trtci dashboard`.
 
 They parse flags, call trtci.store.git_history, trtci.store.database, trtci.store.readonly,
-trtci.store.retention and trtci.report.dashboard, and leave typed errors to the entry point (one line, the
-documented exit code); they run no SQL themselves. The lead registers them with `register(cli)`.
+trtci.store.retention and trtci.report.dashboard, and leave typed errors to their classes (trtci.cli.exits: one
+line, the exit code); they run no SQL themselves. The lead registers them with `register(cli)`.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 
 import click
 
+from trtci.cli.exits import TrtciCommand, TrtciGroup
 from trtci.errors import ConfigError, StoreError
 
 DB_OPTION = click.option(
@@ -45,7 +46,7 @@ def _repo_options(fn):
     return fn
 
 
-@click.group("history")
+@click.group("history", cls=TrtciGroup)
 def history() -> None:
     """Keep results across CI runs as run files on a git data branch."""
 
@@ -114,7 +115,7 @@ def history_pull(repo_dir: Path, branch: str, remote: str, db_path: Path) -> Non
         raise StoreError(f"{len(result.refused)} run files on {branch} were not imported (see above)")
 
 
-@click.group("db")
+@click.group("db", cls=TrtciGroup)
 def db() -> None:
     """Query, export and prune the results database (open it in Datasette too: docs/schema.md)."""
 
@@ -211,7 +212,7 @@ def db_prune(
     )
 
 
-@click.command("dashboard")
+@click.command("dashboard", cls=TrtciCommand)
 @DB_OPTION
 @click.option(
     "-o",

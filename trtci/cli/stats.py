@@ -1,7 +1,7 @@
 """Statistics commands for the `trtci` group: `trtci ingest pytest-benchmark FILE` and `trtci ab`.
 
-Parses flags, calls trtci.pipeline.ingest, trtci.verdict.latency and the store, and turns typed errors into one
-line and the documented exit code (0 ok, 1 a regression, 2 bad input). The lead registers them with `register(main)`.
+Parses flags and calls trtci.pipeline.ingest, trtci.verdict.latency and the store; exit 1 on a regression. Typed
+errors end as every command's do (trtci.cli.exits: one line, the documented exit code). `register(group)` adds them.
 """
 
 from __future__ import annotations
@@ -10,16 +10,18 @@ from pathlib import Path
 
 import click
 
+from trtci.cli.exits import TrtciCommand, TrtciGroup
 from trtci.config import CompareSettings
 from trtci.context.run import run_context
-from trtci.errors import EXIT_GATE_FAILED, TrtciError
+from trtci.errors import EXIT_GATE_FAILED
 from trtci.pipeline.ab import ab_onnx
 from trtci.pipeline.ingest import benchmark_run
 from trtci.store.database import Store
+from trtci.verdict.gate import judge
 from trtci.verdict.latency import compare, decide_ab
 
 
-@click.group("ingest")
+@click.group("ingest", cls=TrtciGroup)
 def ingest() -> None:
     """Record results of other benchmark tools as trtci series, judged like engines."""
 
@@ -48,24 +50,20 @@ def pytest_benchmark(
 
     Times in the file are seconds; trtci stores milliseconds. Exits 1 on a regression, 2 on a bad file.
     """
-    try:
-        context = run_context(overrides={"branch": branch, "base_branch": base_branch, "commit": commit})
-        run = benchmark_run(results, context)
-        with Store(db) as store:
-            run.comparisons = compare(run, store, CompareSettings(threshold=threshold, min_history=min_history))
-            store.record_run(run)
-    except TrtciError as e:
-        click.echo(f"error: {e}", err=True)
-        raise SystemExit(e.exit_code) from e
+    context = run_context(overrides={"branch": branch, "base_branch": base_branch, "commit": commit})
+    run = benchmark_run(results, context)
+    with Store(db) as store:
+        run.comparisons = compare(run, store, CompareSettings(threshold=threshold, min_history=min_history))
+        store.record_run(run)
     for c in run.comparisons:
         change = f"{(c.ratio - 1) * 100:+.1f}%" if c.ratio is not None else "—"
         click.echo(f"{c.verdict:<12} {change:>8}  {c.label}: {c.reason}")
     click.echo(f"{len(run.series)} benchmarks recorded in {db} (run {run.context.run_id})")
-    if not run.passed:
+    if not judge(run):
         raise SystemExit(EXIT_GATE_FAILED)
 
 
-@click.command("ab")
+@click.command("ab", cls=TrtciCommand)
 @click.option("--model-a", type=click.Path(path_type=Path), required=True, help="The base model (A).")
 @click.option("--model-b", type=click.Path(path_type=Path), required=True, help="The changed model (B).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Batch size.")
@@ -86,14 +84,10 @@ def ab(
     runs. Rounds go on until the interval is narrower than half of --min-effect or --budget is spent. Exits 1
     when B is slower (a regression under compare's rule with threshold --min-effect), 2 on bad input.
     """
-    try:
-        result = ab_onnx(
-            model_a, model_b, batch=batch_size, data=data, threads=threads, time_budget_s=budget,
-            min_effect=min_effect / 2,
-        )  # fmt: skip
-    except TrtciError as e:
-        click.echo(f"error: {e}", err=True)
-        raise SystemExit(e.exit_code) from e
+    result = ab_onnx(
+        model_a, model_b, batch=batch_size, data=data, threads=threads, time_budget_s=budget,
+        min_effect=min_effect / 2,
+    )  # fmt: skip
     verdict = decide_ab(result, min_effect)
     click.echo(f"ratio B/A    {result.ratio:.4f} ({(result.ratio - 1) * 100:+.1f}%)")
     click.echo(

@@ -11,18 +11,16 @@ for the report: it is never recorded itself.
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from trtci.errors import ConfigError, DataError, StoreError
-from trtci.report.json_summary import json_safe, summary_dict
+from trtci.errors import DataError, StoreError
 from trtci.results import DeviceInfo, RunResult
 from trtci.store.database import Store
 from trtci.store.runfile import SUFFIX, read_runfile
+from trtci.verdict.gate import judge
 
 
 @dataclass(frozen=True)
@@ -73,8 +71,8 @@ class Merged:
     recorded: list[str] = field(default_factory=list)  # run ids written to the database by this merge
     already_recorded: list[str] = field(default_factory=list)  # run ids the database had before
 
-    def legs_summary(self) -> list[dict]:
-        """The legs as plain data for templates and the JSON summary."""
+    def leg_rows(self) -> list[dict]:
+        """The legs as plain data, one dict each, for templates (`extra.legs`) and the JSON summary."""
         return [
             {
                 "name": leg.name,
@@ -82,11 +80,19 @@ class Merged:
                 "devices": leg.device_names,
                 "series": len(leg.run.series),
                 "errors": sum(1 for s in leg.run.series if s.error is not None),
-                "passed": leg.run.passed,
+                "passed": judge(leg.run).passed,
                 "file": leg.path.name,
             }
             for leg in self.legs
         ]
+
+    def json_fields(self) -> dict[str, Any]:
+        """What the merge adds to the combined run's JSON summary (docs/json-summary.md): `legs` and
+        `missing_legs`."""
+        return {
+            "legs": self.leg_rows(),
+            "missing_legs": [{"name": m.name, "reason": m.reason} for m in self.missing],
+        }
 
 
 def find_runfiles(paths: Iterable[Path]) -> tuple[list[Path], list[str]]:
@@ -222,25 +228,6 @@ def merge_runs(paths: Iterable[Path], store: Store | None = None, expect: Iterab
     merged = Merged(run=combine(legs, notes), legs=legs, missing=missing, problems=problems)
     merged.recorded, merged.already_recorded = recorded, already
     return merged
-
-
-def write_merged_summary(merged: Merged, path: Path) -> None:
-    """The JSON summary of the combined run (docs/json-summary.md) plus `legs` and `missing_legs`, written
-    atomically. Raises ConfigError naming `path` when it cannot be written."""
-    data = summary_dict(merged.run)
-    data["legs"] = json_safe(merged.legs_summary())
-    data["missing_legs"] = [{"name": m.name, "reason": m.reason} for m in merged.missing]
-    text = json.dumps(data, indent=2, allow_nan=False) + "\n"
-    path = Path(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            os.fchmod(out.fileno(), 0o644)
-            out.write(text)
-        os.replace(temp, path)
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot write the JSON summary ({e.strerror or e}); pass a writable path") from e
 
 
 def _answers_to(leg: Leg, wanted: str) -> bool:

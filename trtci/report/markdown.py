@@ -26,15 +26,9 @@ from rich.text import Text
 from trtci import __version__
 from trtci.config import ALL_PRECISIONS
 from trtci.errors import TemplateError
-from trtci.report.json_summary import (
-    accuracy_changes_by_series,
-    comparisons_by_series,
-    run_verdict,
-    series_verdict,
-    slower_than_fp32,
-    speedups_vs_fp32,
-)
 from trtci.results import Comparison, DeviceInfo, RunResult, SeriesResult
+from trtci.verdict.gate import RunVerdict, comparisons_by_series, judge
+from trtci.verdict.speedup import slower_than_fp32, speedups_vs_fp32
 
 
 def _default_template_dir() -> Path:
@@ -204,7 +198,7 @@ class Row:
 
     series: SeriesResult
     comparison: Comparison | None
-    verdict: str  # trtci.report.json_summary.series_verdict
+    verdict: str  # the gate's label for the series (trtci.verdict.gate.SERIES_VERDICTS)
     speedup_vs_fp32: float | None  # FP32 median / this median; None without a benchmarked FP32 partner
 
 
@@ -231,17 +225,15 @@ def _row_order(row: Row) -> tuple:
     return (key.model, key.backend, key.batch, precision, key.precision, key.quantization)
 
 
-def group_by_device(run: RunResult) -> list[DeviceGroup]:
-    """The run's series as rows grouped per device, devices in run order, rows by model, backend, batch and
-    precision (fp32, fp16, int8)."""
+def group_by_device(run: RunResult, verdict: RunVerdict) -> list[DeviceGroup]:
+    """The run's series as rows, each with its label from the gate's `verdict`, grouped per device, devices in
+    run order, rows by model, backend, batch and precision (fp32, fp16, int8)."""
     comparisons = comparisons_by_series(run)
-    changes = accuracy_changes_by_series(run)
     speedups = speedups_vs_fp32(run)
     devices = {d.id: d for d in run.devices}
     rows: dict[str, list[Row]] = {d.id: [] for d in run.devices}
-    for s in run.series:
-        comparison = comparisons.get(s.key.id)
-        row = Row(s, comparison, series_verdict(s, comparison, changes.get(s.key.id)), speedups.get(s.key.id))
+    for s, label in zip(run.series, verdict.labels):
+        row = Row(s, comparisons.get(s.key.id), label, speedups.get(s.key.id))
         rows.setdefault(s.key.device_id, []).append(row)
     return [
         DeviceGroup(device_id, devices.get(device_id), sorted(group, key=_row_order))
@@ -251,14 +243,15 @@ def group_by_device(run: RunResult) -> list[DeviceGroup]:
 
 
 def _context(run: RunResult, extra: dict | None) -> dict[str, Any]:
-    by_device = group_by_device(run)
+    verdict = judge(run)
+    by_device = group_by_device(run, verdict)
     rows = {row.series.key.id: row for group in by_device for row in group.rows}
     return {
         "run": run,
         "by_device": by_device,
         "rows": rows,
         "comparisons": comparisons_by_series(run),
-        "verdict": run_verdict(run),
+        "verdict": verdict,
         "slower_than_fp32": slower_than_fp32(run),
         "trtci_version": __version__,
         "extra": extra or {},
@@ -364,7 +357,7 @@ def _line(text: str) -> Text:
 def print_table(run: RunResult, console: Console) -> None:
     """Print a short table of the run (series, latency median/p99, throughput, accuracy, verdict) and the
     gate's verdict. Names are printed as plain single lines, never parsed as rich markup."""
-    verdict = run_verdict(run)
+    verdict = judge(run)
     table = Table(title=f"trtci: {verdict.words}", title_justify="left")
     table.add_column("Series")
     table.add_column("Device")
@@ -373,7 +366,7 @@ def print_table(run: RunResult, console: Console) -> None:
     table.add_column("Throughput/s", justify="right")
     table.add_column("Accuracy")
     table.add_column("Verdict")
-    for group in group_by_device(run):
+    for group in group_by_device(run, verdict):
         for row in group.rows:
             stats = row.series.bench.stats if row.series.bench is not None else None
             table.add_row(

@@ -1,0 +1,82 @@
+"""How every trtci command ends on an error: one line that says what to fix, and the documented exit code.
+
+  a TrtciError        its message on one line; its own exit code (2 input, 3 environment, 5 publishing)
+  a click usage error click's usage message; 2
+  Ctrl-C              'trtci: aborted'; 130
+  anything else       the traceback; 4 (a bug in trtci)
+
+Inside GitHub Actions the line is an `::error` workflow command, so it shows on the run's page; elsewhere it is
+`trtci: error: ...` on stderr. `trtci --debug` adds the traceback to expected errors too.
+
+Every command is a TrtciCommand and every group a TrtciGroup (whose commands and subgroups are too), so the
+translation is the same wherever a command runs: under `trtci`, on its own in a test, or registered on another
+group. `main()` uses the same translation for what fails before any command runs.
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from trtci.errors import EXIT_INPUT, EXIT_INTERNAL, TrtciError
+from trtci.github import actions
+
+EXIT_ABORTED = 130  # 128 + SIGINT, as shells report a command stopped with Ctrl-C
+
+
+def exit_code_for(error: BaseException, *, debug: bool = False) -> int:
+    """Say `error` the way its kind is said (see the module docstring) and return its exit code."""
+    if isinstance(error, click.exceptions.Exit):
+        return error.exit_code
+    if isinstance(error, click.ClickException):
+        error.show()
+        return EXIT_INPUT
+    if isinstance(error, (KeyboardInterrupt, click.exceptions.Abort)):
+        click.echo("trtci: aborted", err=True)
+        return EXIT_ABORTED
+    if isinstance(error, TrtciError):
+        if debug:
+            traceback.print_exception(error)
+        say_error(str(error))
+        return error.exit_code
+    traceback.print_exception(error)
+    click.echo("trtci: internal error (a bug in trtci): please report it with the traceback above", err=True)
+    return EXIT_INTERNAL
+
+
+def say_error(message: str) -> None:
+    """One error line: an `::error` workflow command inside GitHub Actions, else `trtci: error: ...` on stderr."""
+    if actions.in_actions():
+        click.echo(actions.error(message, title="trtci"))
+    else:
+        click.echo(f"trtci: error: {message}", err=True)
+
+
+def _translated(ctx: click.Context, invoke: Callable[[], Any]) -> Any:
+    try:
+        return invoke()
+    except (click.exceptions.Exit, BrokenPipeError):
+        raise  # an exit already decided, or a closed pipe that click silences
+    except (Exception, KeyboardInterrupt) as error:
+        debug = bool(ctx.find_root().params.get("debug"))
+        raise click.exceptions.Exit(exit_code_for(error, debug=debug)) from None
+
+
+class TrtciCommand(click.Command):
+    """A command whose errors end the trtci way (see the module docstring)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _translated(ctx, lambda: super(TrtciCommand, self).invoke(ctx))
+
+
+class TrtciGroup(click.Group):
+    """A group whose own errors, and those of its commands and subgroups, end the trtci way."""
+
+    command_class = TrtciCommand
+    group_class = type  # subgroups are TrtciGroups too
+
+    def invoke(self, ctx: click.Context) -> Any:
+        return _translated(ctx, lambda: super(TrtciGroup, self).invoke(ctx))
