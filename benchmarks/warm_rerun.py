@@ -33,7 +33,7 @@ def run_once(workdir: Path) -> tuple[float, float]:
     """Wall seconds of one `trtci run`, and the seconds of it spent in timed benchmark loops and warm-ups."""
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-m", "trtci", "run", "--config", str(workdir / "trtci.yml")],
+        [sys.executable, "-m", "trtci.cli", "run", "--config", str(workdir / "trtci.yml")],
         cwd=workdir,
         capture_output=True,
         text=True,

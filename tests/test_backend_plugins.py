@@ -137,7 +137,7 @@ def trtci(site: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess:
     """The real `trtci` command in a fresh process that has `site` on its PYTHONPATH (wide tables: no wrapping)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(ROOT)]), "COLUMNS": "400"}
     env.pop("GITHUB_ACTIONS", None)
-    command = [sys.executable, "-m", "trtci", *args]
+    command = [sys.executable, "-m", "trtci.cli", *args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 

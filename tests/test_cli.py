@@ -124,7 +124,7 @@ def test_imports_and_help_work_without_gpu_packages(tmp_path):
         "for name in ('tensorrt', 'tensorrt_rtx_bindings', 'tensorrt_bindings', 'cuda', 'pynvml', 'torch'):\n"
         "    sys.modules[name] = None  # makes `import name` raise ImportError\n"
         "import pkgutil, importlib, trtci\n"
-        "names = [m.name for m in pkgutil.walk_packages(trtci.__path__, 'trtci.') if m.name != 'trtci.__main__']\n"
+        "names = [m.name for m in pkgutil.walk_packages(trtci.__path__, 'trtci.') if not m.name.endswith('.__main__')]\n"
         "for name in names:\n"
         "    importlib.import_module(name)\n"
         "print(len(names))\n"

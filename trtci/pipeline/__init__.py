@@ -1,1 +1,20 @@
-"""The stages of a run, in order: plan -> data -> prepare -> (backends) -> validate -> measure -> compare -> store."""
+"""The stages of one run, in data-flow order, and the commands built from them.
+
+plan.py        check the config against the model and data: shapes, profiles, what each series is (identity)
+data.py        calibration and validation sets (.npz, .npy folders, module:function), checked against the model
+model.py       inspect an ONNX file: hash, opset, inputs and outputs
+prepare.py     FP16 conversion and INT8 Q/DQ calibration per backend scheme (cached by content hash)
+variants.py    the prepared models (precision x quantization scheme) each backend runs
+validate.py    FP32 reference outputs on ONNX Runtime and each variant's accuracy against them
+run.py         the orchestrator: plan -> prepare -> load/build -> validate -> measure -> compare -> store
+confirm.py     re-measure suspected regressions before a verdict stands
+merge_base.py  interleaved A/B against the merge-base's build when a PR changed the model or build settings
+ab.py          `trtci ab`: two ONNX files timed against each other
+fanin.py       `trtci merge`: the run files of GPU matrix legs into one run per leg, a report and a grid
+ingest.py      `trtci ingest pytest-benchmark`: outside results recorded as series (other importers go here)
+pytest_plugin.py  the `trtci_benchmark` fixture
+progress.py    the Progress protocol the CLI fills with progress bars
+
+The pipeline may import verdict, report, store, backends, context, config, results and errors; never github or
+cli. Only prepare.py imports ONNX Runtime itself (its quantizer); everything else runs models through backends.
+"""

@@ -1,1 +1,14 @@
-"""Decisions: statistics, A/B tests, latency and accuracy verdicts, change points, the gate."""
+"""Decisions, from measured numbers to verdicts that carry their own reasons.
+
+stats.py            bootstrap intervals, run-to-run noise, the normal quantile: the statistics, on plain arrays
+abtest.py           interleaved A/B rounds of two callables and their ratio interval
+latency.py          each series against the base branch's history (or the A/B): regression, improvement, ...
+accuracy.py         a lower precision's outputs against FP32: top-1/top-5 ratio, agreement, cosine, SQNR
+accuracy_change.py  each precision's top-1 against the base branch's, paired by validation sample
+speedup.py          a lower precision against FP32 of the same series: faster, or slower (never a win)
+changepoints.py     where a series' history stepped
+gate.py             the one gate: what fails the check under fail-on, the counts and the one-line verdict
+
+Verdict may import store (read-only queries), backends' result types, context, config, results and errors;
+never pipeline, report, github or cli.
+"""

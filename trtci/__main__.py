@@ -1,3 +1,0 @@
-from trtci.cli import main
-
-main()
