@@ -166,7 +166,7 @@ def test_an_unknown_backend_fails_before_any_work_and_lists_the_registered_ones(
     assert done.returncode == 2
     (line,) = done.stderr.strip().splitlines()
     assert "backends.0: unknown backend 'nunpy'" in line
-    assert "onnxruntime, tensorrt, tensorrt-rtx, numpy" in line and "auto" in line
+    assert "onnxruntime, onnxruntime-cuda, tensorrt, tensorrt-rtx, numpy" in line and "auto" in line
     assert not (tmp_path / "trtci.db").exists()
 
 
@@ -177,7 +177,7 @@ def test_doctor_lists_the_plugin_and_a_broken_one_with_its_reason(tmp_path: Path
     rows = {line.split()[1]: line for line in done.stdout.splitlines() if line.startswith("│")}
     assert np.__version__ in rows["numpy"] and "yes" in rows["numpy"]
     assert "trtci_missing" in rows["broken"] and "no" in rows["broken"]
-    assert {"onnxruntime", "tensorrt", "tensorrt-rtx"} <= set(rows)
+    assert {"onnxruntime", "onnxruntime-cuda", "tensorrt", "tensorrt-rtx"} <= set(rows)
 
 
 def test_auto_backend_runs_tensorrt_where_it_can_else_onnxruntime(tmp_path):

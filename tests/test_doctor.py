@@ -16,7 +16,7 @@ from trtci.errors import BackendError
 def test_doctor_reports_every_backend_with_a_reason_when_it_cannot_work():
     report = diagnose()
     statuses = {s.name: s for s in report.backends}
-    assert set(statuses) == {"onnxruntime", "tensorrt", "tensorrt-rtx"}
+    assert set(statuses) == {"onnxruntime", "onnxruntime-cuda", "tensorrt", "tensorrt-rtx"}
     ort = statuses["onnxruntime"]
     assert ort.can_build and ort.can_run and "CPUExecutionProvider" in report.onnxruntime_providers
     rtx = statuses["tensorrt-rtx"]

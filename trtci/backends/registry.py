@@ -25,6 +25,7 @@ GROUP = "trtci.backends"
 AUTO = "auto"  # not a backend: the first candidate that can run here (see `get_backend`)
 BUILTIN = (
     EntryPoint("onnxruntime", "trtci.backends.onnxruntime:create", GROUP),
+    EntryPoint("onnxruntime-cuda", "trtci.backends.onnxruntime_cuda:create", GROUP),
     EntryPoint("tensorrt", "trtci.backends.tensorrt:create_tensorrt", GROUP),
     EntryPoint("tensorrt-rtx", "trtci.backends.tensorrt:create_tensorrt_rtx", GROUP),
 )

@@ -34,7 +34,7 @@ def variants_for(plan: ModelPlan, backend: Backend) -> list[tuple[str, str]]:
         if precision != "int8":
             variants.append((precision, ""))
             continue
-        schemes = [backend.int8_scheme]
+        schemes = [backend.int8_scheme] if backend.int8_scheme else []  # "": it times no INT8 scheme
         if plan.validation is not None:
             schemes.extend(backend.validation_only_schemes)
         variants.extend(("int8", scheme) for scheme in dict.fromkeys(schemes))
