@@ -35,6 +35,7 @@ def import_onnxruntime_cuda() -> Any:
     )
     if reason:
         raise BackendUnavailable(f"{NAME}: {reason}")
+    ort.set_default_logger_severity(3)  # its per-session warnings ("No registered plugin EP device ...") are noise
     if hasattr(ort, "preload_dlls"):  # 1.21+: CUDA and cuDNN from the nvidia-* wheels, before the provider loads
         with contextlib.suppress(Exception):
             ort.preload_dlls()
