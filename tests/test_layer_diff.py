@@ -70,7 +70,7 @@ def test_fp16_to_int8_pairs_differently_named_layers_and_names_the_int8_ones(fp1
     int8 = [c for c in fp16_int8.precision_changes if "INT8" in c.head.precision]
     assert len(int8) == 21  # the 20 convolutions and the classifier (a 1x1 convolution here)
     quantize = [c for c in fp16_int8.changes if c.what == ("added",) and c.head.origin == "QDQ"]
-    assert len(quantize) == 11 and all(c.reformat for c in quantize)
+    assert len(quantize) == 10 and all(c.reformat for c in quantize)
 
 
 def layer(name: str, kind: str = "Convolution", dtype: str = "FP16", tactic: str = "t1", shape=(1, 8)) -> dict:
