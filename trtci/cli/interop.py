@@ -128,6 +128,29 @@ def ingest_trtexec(paths: tuple[Path, ...], **options: Any) -> None:
 _KINDS = ("times", "profile", "layer-info", "build-metadata", "profile-metadata", "device-metadata")
 
 
+@click.command("perf-analyzer", cls=TrtciCommand)
+@click.argument("results", type=FILE)
+@click.option("--model", required=True, help="The model perf_analyzer measured (its -m); the CSV does not name it.")
+@click.option("--model-version", default="", help="Its version (-x), when you track versions apart.")
+@click.option("--precision", default="n/a", show_default=True, help="Precision of the deployed model.")
+@click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="perf_analyzer's -b.")
+@click.option("--gpu", default="", help="GPU the server ran on, e.g. 'NVIDIA L4'.")
+@_recording
+def ingest_perf_analyzer(results: Path, **options: Any) -> None:
+    """Record RESULTS (perf_analyzer -f, with or without --verbose-csv) as one series per concurrency or request
+    rate, judged against the same model's at the same load on the base branch.
+
+    Times in the file are microseconds; trtci stores milliseconds. Exits 1 on a regression, 2 on a bad file.
+    """
+    from trtci.pipeline.ingest_perf_analyzer import perf_analyzer_run
+
+    run = perf_analyzer_run(
+        results, _context(options), model=options["model"], version=options["model_version"],
+        precision=options["precision"], batch=options["batch"], gpu=options["gpu"],
+    )  # fmt: skip
+    _record(run, options, "load levels")
+
+
 @click.group("diff", cls=TrtciGroup)
 def diff() -> None:
     """Compare engines."""
@@ -160,4 +183,5 @@ def diff_layers(base: Path, head: Path, top: int, json_path: Path | None) -> Non
 def register(group: click.Group) -> None:
     """Add `ingest trtexec`, `ingest perf-analyzer`, `diff layers`, `export triton` and `export trtexec`."""
     ingest.add_command(ingest_trtexec)
+    ingest.add_command(ingest_perf_analyzer)
     group.add_command(diff)
