@@ -180,8 +180,97 @@ def diff_layers(base: Path, head: Path, top: int, json_path: Path | None) -> Non
         json_path.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
 
 
+@click.group("export", cls=TrtciGroup)
+def export() -> None:
+    """Hand what trtci built and measured to other tools."""
+
+
+def _onnx_models(pairs: tuple[str, ...]) -> dict[str, Path]:
+    models = {}
+    for pair in pairs:
+        name, sep, path = pair.partition("=")
+        if not sep or not name or not path:
+            raise click.BadParameter(f"expected NAME=PATH.onnx, got {pair!r}", param_hint="--model")
+        models[name] = Path(path)
+    return models
+
+
+_SOURCES = [
+    click.argument("sources", nargs=-1, type=FILE),
+    click.option("--db", type=FILE, help="Results database: export its run --run-id (default: the latest run)."),
+    click.option("--run-id", help="Run of --db to export."),
+    click.option("--model", "models", multiple=True, help="NAME=PATH: the FP32 ONNX file of trtci model NAME."),
+]
+
+
+def _with_sources(command: Callable[..., Any]) -> Callable[..., Any]:
+    for option in reversed(_SOURCES):
+        command = option(command)
+    return command
+
+
+@export.command("triton")
+@_with_sources
+@click.option("--out", type=FILE, required=True, help="Model repository folder to write (created).")
+@click.option("--backend", type=click.Choice(["tensorrt", "tensorrt-rtx", "onnxruntime"]),
+              help="Whose models to export; default: the first of these the runs hold.")  # fmt: skip
+@click.option("--precision", "precisions", multiple=True, type=PRECISIONS, help="Only these precisions.")
+@click.option("--engines", type=FILE, multiple=True, help="Folder holding plans of matrix legs (searched by name).")
+@click.option("--cache-dir", type=FILE, default=Path(".trtci-cache"), show_default=True,
+              help="trtci's cache (where an FP16 conversion for ONNX Runtime is found or made).")  # fmt: skip
+@click.option("--version", type=click.IntRange(1), default=1, show_default=True, help="Model version folder.")
+def export_triton(sources: tuple[Path, ...], **options: Any) -> None:
+    """Write a Triton model repository from SOURCES (run files or folders of them: a matrix's legs) or --db:
+    one model per trtci model and precision that passed, with config.pbtxt (tensorrt_plan with one plan per
+    compute capability of the matrix, or onnxruntime_onnx) and its version folder. Exits 2 when a GPU of the
+    matrix has no plan (it is named), a model file is not the one measured, or Triton would refuse a name.
+    """
+    from trtci.pipeline.export_triton import load_runs, triton_repository, write_repository
+
+    runs = load_runs(list(sources), options["db"], options["run_id"])
+    held = {s.key.backend for run in runs for s in run.series}
+    backend = options["backend"] or next((b for b in ("tensorrt", "tensorrt-rtx", "onnxruntime") if b in held), None)
+    if backend is None:
+        raise DataError(f"the runs hold no series trtci exports to Triton ({', '.join(sorted(held)) or 'none'})")
+    repository = triton_repository(
+        runs, _onnx_models(options["models"]), backend, precisions=list(options["precisions"]),
+        engine_dirs=list(options["engines"]), cache_dir=options["cache_dir"],
+    )  # fmt: skip
+    for note in repository.notes:
+        click.echo(f"note: {note}")
+    for path in write_repository(repository, options["out"], options["version"]):
+        click.echo(f"wrote {path}")
+
+
+@export.command("trtexec")
+@_with_sources
+@click.option("--export-prefix", default="", help="Also write --exportTimes/Profile/LayerInfo files with this prefix.")
+def export_trtexec(sources: tuple[Path, ...], **options: Any) -> None:
+    """Print, for each TensorRT series of the run(s), the trtexec (or tensorrt_rtx) command that rebuilds and
+    re-measures it by hand: strongly typed, its shapes and profile, CUDA graphs, data transfers."""
+    from trtci.pipeline.export_triton import load_runs
+    from trtci.report.trtexec_command import TOOLS, trtexec_command
+
+    models = _onnx_models(options["models"])
+    found = 0
+    for run in load_runs(list(sources), options["db"], options["run_id"]):
+        for series in run.series:
+            if series.key.backend not in TOOLS or series.error is not None:
+                continue
+            key = series.key
+            fp32 = models.get(key.model)
+            model = str(fp32) if fp32 is not None and key.precision == "fp32" else f"{key.model}.{key.precision}.onnx"
+            command = trtexec_command(series, model, export_prefix=options["export_prefix"])
+            click.echo(f"# {key.label}" + "".join(f"; {note}" for note in command.notes))
+            click.echo(command.line)
+            found += 1
+    if not found:
+        raise DataError("the run(s) hold no TensorRT series without errors: nothing to rebuild with trtexec")
+
+
 def register(group: click.Group) -> None:
     """Add `ingest trtexec`, `ingest perf-analyzer`, `diff layers`, `export triton` and `export trtexec`."""
     ingest.add_command(ingest_trtexec)
     ingest.add_command(ingest_perf_analyzer)
     group.add_command(diff)
+    group.add_command(export)
