@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -188,3 +190,25 @@ def test_cli_records_judges_and_writes_the_layer_diff(tmp_path: Path):
     with Store(db) as store:
         assert len(store.runs()) == 2
         assert store.load_run(store.runs()[0]["id"]).series[0].build["layer_info"]["layout"] == "10.x"
+
+
+def benchmark(*args: str) -> list[str]:
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.interop", *args], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_benchmark_counts_files_and_diffs():
+    lines = benchmark(str(DATA))
+    assert lines[-1] == "interop: ingested=6/16 layer_diffs=0"  # fp16/ and qat/ lack their timing files here
+    assert sum("no --exportTimes file" in line for line in lines) == 2
+
+
+@pytest.mark.skipif(not (Path(__file__).resolve().parents[2] / "shared" / "trtexec").is_dir(), reason="no shared/")
+def test_benchmark_ingests_every_shared_file():
+    lines = benchmark()
+    assert lines[-1] == "interop: ingested=18/18 layer_diffs=3"
+    assert any(line.startswith("fp32/resnet.onnx.engine -> fp16/resnet.onnx.engine: 32 -> 36 layers") for line in lines)
