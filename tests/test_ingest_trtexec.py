@@ -212,3 +212,17 @@ def test_benchmark_ingests_every_shared_file():
     lines = benchmark()
     assert lines[-1] == "interop: ingested=18/18 layer_diffs=3"
     assert any(line.startswith("fp32/resnet.onnx.engine -> fp16/resnet.onnx.engine: 32 -> 36 layers") for line in lines)
+
+
+def test_cli_files_by_kind_and_facts_by_flag(tmp_path: Path):
+    result = trtci(
+        "ingest", "trtexec", "--times", str(FP32 / f"{ENGINE}.timing.json"), "--name", "resnet", "--gpu", "NVIDIA A100",
+        "--compute", "8.0", "--tensorrt-version", "8.4.1", "--precision", "fp32", "--batch", "32",
+        "--db", str(tmp_path / "t.db"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    with Store(tmp_path / "t.db") as store:
+        (series,) = store.load_run(store.runs()[0]["id"]).series
+    assert series.key.label == "resnet fp32 b32 trtexec" and series.bench.stats.median == pytest.approx(1.99072)
+    missing = trtci("ingest", "trtexec", "--times", str(FP32 / f"{ENGINE}.timing.json"), "--db", str(tmp_path / "t.db"))
+    assert "no file names the GPU; pass --gpu" in one_error_line(missing)
