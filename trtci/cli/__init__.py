@@ -19,6 +19,7 @@ from trtci import __version__
 from trtci.cli.exits import TrtciGroup, exit_code_for
 from trtci.cli.github import register as register_github_commands
 from trtci.cli.history import register as register_history_commands
+from trtci.cli.interop import register as register_interop_commands
 from trtci.cli.stats import register as register_stats_commands
 from trtci.errors import ConfigError
 from trtci.verdict.gate import FAIL_ON
@@ -168,6 +169,7 @@ def config(config_path: Path) -> None:
 register_github_commands(cli)
 register_history_commands(cli)
 register_stats_commands(cli)
+register_interop_commands(cli)
 
 
 def _config_from_options(options: dict):

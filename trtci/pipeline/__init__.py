@@ -12,6 +12,10 @@ merge_base.py  interleaved A/B against the merge-base's build when a PR changed 
 ab.py          `trtci ab`: two ONNX files timed against each other
 fanin.py       `trtci merge`: the run files of GPU matrix legs into one run per leg, a report and a grid
 ingest.py      `trtci ingest pytest-benchmark`: outside results recorded as series (other importers go here)
+ingest_trtexec.py, trtexec_files.py  `trtci ingest trtexec`: trtexec's exports read, checked and recorded
+ingest_perf_analyzer.py  `trtci ingest perf-analyzer`: Triton perf_analyzer's CSV, a series per concurrency
+diff_layers.py  per-layer diffs of engines from files (`trtci diff layers`)
+export_triton.py  `trtci export triton`: a Triton model repository from runs
 pytest_plugin.py  the `trtci_benchmark` fixture
 progress.py    the Progress protocol the CLI fills with progress bars
 

@@ -7,6 +7,8 @@ accuracy.py         a lower precision's outputs against FP32: top-1/top-5 ratio,
 accuracy_change.py  each precision's top-1 against the base branch's, paired by validation sample
 speedup.py          a lower precision against FP32 of the same series: faster, or slower (never a win)
 changepoints.py     where a series' history stepped
+engine_layers.py    an engine's layers from the inspector's JSON and a per-layer profile (precisions, tactics)
+layer_diff.py       what changed between two engines' layers, ranked by share of the time change
 gate.py             the one gate: what fails the check under fail-on, the counts and the one-line verdict
 
 Verdict may import store (read-only queries), backends' result types, context, config, results and errors;
