@@ -16,6 +16,7 @@ import gzip
 import json
 import os
 import re
+import struct
 import tempfile
 import zlib
 from dataclasses import asdict
@@ -32,7 +33,15 @@ from trtci.store.samples import decode_samples, encode_samples
 FORMAT = 1
 KIND = "trtci-run"
 SUFFIX = ".trtci.json.gz"
-MAX_BYTES = 64 * 1024 * 1024  # a run file is untrusted input: refuse anything absurdly large before reading it
+# A run file is untrusted input: refuse anything absurdly large before it fills memory, compressed or not (a gzip
+# bomb is refused while it is read), and content no run has: nesting deeper than MAX_DEPTH, more than MAX_VALUES
+# values (each one costs memory as a Python object), integers SQLite cannot hold, text that is not Unicode.
+MAX_BYTES = 64 * 1024 * 1024
+MAX_JSON_BYTES = 128 * 1024 * 1024
+MAX_DEPTH = 64
+MAX_VALUES = 1_000_000
+_INT64 = (-(2**63), 2**63 - 1)
+_CHUNK = 1024 * 1024
 
 # Every field is checked against its type (a batch is an int, a name a string...): a run file comes from another
 # job, possibly a fork's, and its values end up in the PR comment. Unknown keys (a newer minor format) are ignored.
@@ -58,6 +67,7 @@ def run_to_dict(run: RunResult) -> dict[str, Any]:
 
 def run_from_dict(data: Any, source: str) -> RunResult:
     """Rebuild a RunResult. Raises DataError naming `source` when the data is not a run this trtci can read."""
+    _check_plain(data, source)
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise DataError(f"{source}: not a trtci run file")
     version = data.get("format")
@@ -75,7 +85,7 @@ def run_from_dict(data: Any, source: str) -> RunResult:
             if bench is not None:
                 bench["samples_ms"] = decode_samples(base64.b64decode(bench["samples_ms"], validate=True))
         run = _RUN.validate_python(raw)
-    except (KeyError, TypeError, AttributeError, binascii.Error) as e:
+    except (KeyError, TypeError, AttributeError, binascii.Error, struct.error) as e:
         raise DataError(f"{source}: damaged trtci run file ({type(e).__name__}: {e})") from e
     except pydantic.ValidationError as e:
         first = e.errors()[0]
@@ -109,19 +119,50 @@ def write_runfile(run: RunResult, directory: Path) -> Path:
 
 
 def read_runfile(path: Path) -> RunResult:
-    """Read a run file. Raises DataError naming the file when it is missing, too large, damaged or too new."""
+    """Read a run file. Raises DataError naming the file when it is missing, too large (compressed or once
+    decompressed), damaged, too new, or holds what no run file holds (see MAX_DEPTH and MAX_VALUES)."""
     try:
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise DataError(f"{path}: {size} bytes is larger than a trtci run file can be ({MAX_BYTES} bytes)")
+        text = bytearray()
         with gzip.open(path, "rb") as stream:
-            text = stream.read(MAX_BYTES * 8 + 1)
+            while chunk := stream.read(_CHUNK):
+                text += chunk
+                if len(text) > MAX_JSON_BYTES:
+                    raise DataError(
+                        f"{path}: decompresses to more than {MAX_JSON_BYTES} bytes, more than a trtci run file holds"
+                    )
     except OSError as e:  # also gzip.BadGzipFile
         raise DataError(f"{path}: cannot read as a trtci run file ({e})") from e
     except (EOFError, zlib.error) as e:
         raise DataError(f"{path}: damaged trtci run file ({e})") from e
+    if text.count(b",") > MAX_VALUES:
+        raise DataError(f"{path}: damaged trtci run file (more than {MAX_VALUES} values)")
     try:
         data = json.loads(text)
-    except ValueError as e:
+    except RecursionError as e:
+        raise DataError(f"{path}: damaged trtci run file (nested deeper than {MAX_DEPTH} levels)") from e
+    except ValueError as e:  # also a UnicodeDecodeError
         raise DataError(f"{path}: damaged trtci run file (not JSON: {e})") from e
     return run_from_dict(data, str(path))
+
+
+def _check_plain(data: Any, source: str) -> None:
+    """Raise DataError when parsed JSON nests deeper than MAX_DEPTH, holds an integer beyond 64 bits or a string
+    that is not Unicode (a lone surrogate escape, which SQLite cannot store)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise DataError(f"{source}: damaged trtci run file (nested deeper than {MAX_DEPTH} levels)")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
+        elif isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+            raise DataError(f"{source}: damaged trtci run file (an integer beyond 64 bits: {str(value)[:20]}...)")
+        elif isinstance(value, str) and not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise DataError(f"{source}: damaged trtci run file (text that is not Unicode: {e.reason})") from e
