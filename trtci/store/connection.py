@@ -71,6 +71,15 @@ class _Connection(sqlite3.Connection):
         )
 
 
+def open_connection(target: str, path: str, timeout_s: float | None = None, *, uri: bool = False) -> sqlite3.Connection:
+    """A plain sqlite3 connection to `target` (a URI when `uri`), whose statements wait up to `timeout_s` (default:
+    `lock_timeout_s()`) for another process's lock and then raise DatabaseLocked naming `path`."""
+    timeout = lock_timeout_s() if timeout_s is None else timeout_s
+    conn = sqlite3.connect(target, timeout=timeout, factory=_Connection, uri=uri)
+    conn.path, conn.timeout_s = path, timeout
+    return conn
+
+
 def connect(path: str, timeout_s: float | None = None) -> sqlite_utils.Database:
     """Open the file with foreign keys enforced, refusing paths that cannot hold a database and files that are
     not SQLite. Statements wait up to `timeout_s` (default: `lock_timeout_s()`) for another process's lock."""
@@ -78,12 +87,10 @@ def connect(path: str, timeout_s: float | None = None) -> sqlite_utils.Database:
         parent = Path(path).absolute().parent
         if not parent.is_dir():
             raise StoreError(f"{path}: {parent} is not an existing directory; create it or choose another path")
-    timeout = lock_timeout_s() if timeout_s is None else timeout_s
     try:
-        conn = sqlite3.connect(path, timeout=timeout, factory=_Connection)
+        conn = open_connection(path, path, timeout_s)
     except sqlite3.Error as e:
         raise StoreError(f"{path}: cannot open the database ({e}); check the directory is writable") from e
-    conn.path, conn.timeout_s = path, timeout
     try:
         db = sqlite_utils.Database(conn)
         db.execute("PRAGMA foreign_keys = ON")

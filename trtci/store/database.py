@@ -12,13 +12,17 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from trtci.errors import StoreError
+from trtci.errors import DataError, StoreError
 from trtci.results import RunResult
-from trtci.store.connection import connect, transaction
+from trtci.store.connection import DatabaseLocked, connect, transaction
 from trtci.store.migrations import MIGRATIONS_TABLE, migrate, missing_schema
 from trtci.store.rows import LATENCY_COLUMNS, insert_run, json_column, load_run
-from trtci.store.runfile import write_runfile
+from trtci.store.runfile import read_runfile, write_runfile
 from trtci.store.samples import decode_stored_samples, encode_for_store, quantile_sketch
+
+
+class AlreadyRecorded(StoreError):
+    """The database already holds a run with this id."""
 
 
 class Store:
@@ -73,7 +77,7 @@ class Store:
         try:
             with transaction(self.db.conn):
                 if self.db.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
-                    raise StoreError(f"{self.path}: run {run_id} is already recorded; each run needs a new run id")
+                    raise AlreadyRecorded(f"{self.path}: run {run_id} is already recorded; each run needs a new run id")
                 insert_run(self.db.conn, run)
         except sqlite3.Error as e:
             raise StoreError(
@@ -110,11 +114,31 @@ class Store:
         return self.db.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone() is not None
 
     def import_run(self, run: RunResult) -> bool:
-        """Record `run` unless its id is already here (history pull, fan-in). True when it was recorded."""
-        if self.has_run(run.context.run_id):
+        """Record `run` unless its id is already here (history pull, fan-in). True when it was recorded; the
+        check and the write are one transaction, so two processes importing the same run record it once."""
+        try:
+            self.record_run(run)
+        except AlreadyRecorded:
             return False
-        self.record_run(run)
         return True
+
+    def import_runfiles(self, paths: list[Path]) -> tuple[list[str], int, list[str]]:
+        """Record the run in each run file, each judged alone: (run ids recorded, how many were already here,
+        one line per file refused, naming it). A lock held too long stops the import (DatabaseLocked): every
+        later file would wait as long."""
+        recorded, known, refused = [], 0, []
+        for path in paths:
+            try:
+                run = read_runfile(path)
+                if self.import_run(run):
+                    recorded.append(run.context.run_id)
+                else:
+                    known += 1
+            except DatabaseLocked:
+                raise
+            except (DataError, StoreError) as e:
+                refused.append(str(e) if str(path) in str(e) else f"{path}: {e}")
+        return recorded, known, refused
 
     def load_run(self, run_id: str) -> RunResult:
         """The run as `record_run` got it, rebuilt from the tables, raw samples included.

@@ -245,7 +245,11 @@ def load_run(db: sqlite_utils.Database, run_id: str) -> RunResult | None:
     comparisons = [
         Comparison(
             **{name: c[name] for name in _COMPARISON_COLUMNS},
-            **{k: v for k, v in json_column(c["extra"], dict, "comparisons.extra").items() if k in _comparison_extra_fields()},
+            **{
+                k: v
+                for k, v in json_column(c["extra"], dict, "comparisons.extra").items()
+                if k in _comparison_extra_fields()
+            },
         )
         for c in db.query("SELECT * FROM comparisons WHERE run_id = ? ORDER BY rowid", [run_id])
     ]
@@ -323,9 +327,7 @@ def json_column(value: Any, kind: type, column: str) -> Any:
     except (TypeError, ValueError, RecursionError):
         data = None
     if not isinstance(data, kind):
-        raise StoreError(
-            f"column {column} is damaged (not a JSON {kind.__name__}); restore the database from a copy"
-        )
+        raise StoreError(f"column {column} is damaged (not a JSON {kind.__name__}); restore the database from a copy")
     return data
 
 

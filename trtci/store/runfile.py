@@ -67,7 +67,9 @@ def run_to_dict(run: RunResult) -> dict[str, Any]:
 
 def run_from_dict(data: Any, source: str) -> RunResult:
     """Rebuild a RunResult. Raises DataError naming `source` when the data is not a run this trtci can read."""
-    _check_plain(data, source)
+    problem = plain_json_problem(data)
+    if problem is not None:
+        raise DataError(f"{source}: damaged trtci run file ({problem})")
     if not isinstance(data, dict) or data.get("kind") != KIND:
         raise DataError(f"{source}: not a trtci run file")
     version = data.get("format")
@@ -148,21 +150,22 @@ def read_runfile(path: Path) -> RunResult:
     return run_from_dict(data, str(path))
 
 
-def _check_plain(data: Any, source: str) -> None:
-    """Raise DataError when parsed JSON nests deeper than MAX_DEPTH, holds an integer beyond 64 bits or a string
-    that is not Unicode (a lone surrogate escape, which SQLite cannot store)."""
+def plain_json_problem(data: Any) -> str | None:
+    """What makes parsed JSON unsafe to hold or store, in a few words, or None: nesting deeper than MAX_DEPTH, an
+    integer beyond 64 bits (SQLite's), a string that is not Unicode (a lone surrogate escape)."""
     stack = [(data, 1)]
     while stack:
         value, depth = stack.pop()
         if isinstance(value, (dict, list)):
             if depth > MAX_DEPTH:
-                raise DataError(f"{source}: damaged trtci run file (nested deeper than {MAX_DEPTH} levels)")
+                return f"nested deeper than {MAX_DEPTH} levels"
             items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
             stack.extend((item, depth + 1) for item in items)
         elif isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
-            raise DataError(f"{source}: damaged trtci run file (an integer beyond 64 bits: {str(value)[:20]}...)")
+            return f"an integer beyond 64 bits: {str(value)[:20]}..."
         elif isinstance(value, str) and not value.isascii():
             try:
                 value.encode("utf-8")
             except UnicodeEncodeError as e:
-                raise DataError(f"{source}: damaged trtci run file (text that is not Unicode: {e.reason})") from e
+                return f"text that is not Unicode: {e.reason}"
+    return None
