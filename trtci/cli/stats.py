@@ -54,11 +54,11 @@ def pytest_benchmark(
     context = run_context(overrides={"branch": branch, "base_branch": base_branch, "commit": commit})
     run = benchmark_run(results, context)
     with Store(db) as store:
-        store.check_writable()
         try:
+            store.check_writable()
             run.comparisons = compare(run, store, CompareSettings(threshold=threshold, min_history=min_history))
             store.record_run(run)
-        except StoreError as e:  # locked for too long, say: the results are kept, and the line says where
+        except StoreError as e:  # locked for too long, read-only: the results are kept, and the line says where
             raise StoreError(store.keep_unrecorded(run, e)) from e
     for c in run.comparisons:
         change = f"{(c.ratio - 1) * 100:+.1f}%" if c.ratio is not None else "—"
