@@ -265,3 +265,62 @@ def test_not_a_repository(tmp_path):
 
 def test_branch_path_groups_by_month():
     assert branch_path(make_run("r1", [], started_at="2026-03-04T00:00:00Z"), "x.gz") == "runs/2026-03/x.gz"
+
+
+def commit_raw(work: Path, name: str, payload: bytes) -> None:
+    """Commit a file to the data branch as another tool (or an attacker with push access) could: unchecked."""
+    import gzip
+
+    path = work.parent / name
+    path.write_bytes(gzip.compress(payload))
+    blob = git(work, "hash-object", "-w", str(path))
+    git(work, "fetch", "-q", "origin", "trtci-data")
+    git(work, "read-tree", "FETCH_HEAD")
+    git(work, "update-index", "--add", "--cacheinfo", f"100644,{blob},runs/2026-11/{name}")
+    tree = git(work, "write-tree")
+    commit = git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, "-p", "FETCH_HEAD", "-m", "x")
+    git(work, "push", "-q", "origin", f"{commit}:refs/heads/trtci-data")
+
+
+def test_pull_judges_each_hostile_file_alone(origin, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from trtci.cli.history import history
+
+    work = clone(origin, tmp_path / "work")
+    push_run(work, run_file(tmp_path, "r1"))
+    push_run(work, run_file(tmp_path, "r3", day=3))
+    commit_raw(work, "20261102T000000Z-deep.trtci.json.gz", b"[" * 200_000 + b"]" * 200_000)
+    huge = run_to_dict(make_run("huge", [SeriesResult(key=key(), bench=bench(1.0))]))
+    huge["run"]["series"][0]["bench"]["stats"]["iterations"] = 2**64
+    commit_raw(work, "20261102T000001Z-huge.trtci.json.gz", json.dumps(huge).encode())
+    db = tmp_path / "ci.db"
+    result = CliRunner().invoke(history, ["pull", "--db", str(db), "--repo-dir", str(clone(origin, tmp_path / "o"))])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "imported 2 runs" in result.output
+    refused = [line for line in result.output.splitlines() if line.startswith("refused:")]
+    assert len(refused) == 2
+    assert "trtci-data:runs/2026-11/20261102T000000Z-deep.trtci.json.gz" in refused[0] and "nested deeper" in refused[0]
+    assert "-huge.trtci.json.gz" in refused[1] and "beyond 64 bits" in refused[1]
+    with Store(db) as store:
+        assert {run["id"] for run in store.runs()} == {"r1", "r3"}
+
+
+def test_pull_stops_at_a_lock_held_too_long_and_a_later_pull_finishes(origin, tmp_path):
+    from test_store_faults import lock_held
+
+    from trtci.store.connection import DatabaseLocked
+
+    work = clone(origin, tmp_path / "work")
+    push_run(work, run_file(tmp_path, "r1"))
+    push_run(work, run_file(tmp_path, "r2", day=2))
+    db = tmp_path / "ci.db"
+    Store(db).close()
+    other = clone(origin, tmp_path / "other")
+    with Store(db, timeout_s=0.2) as store, lock_held(db):
+        with pytest.raises(DatabaseLocked):
+            pull_runs(other, store)
+    with Store(db) as store:
+        assert sorted(pull_runs(other, store).imported) == ["r1", "r2"]
