@@ -92,7 +92,7 @@ class Store:
         where = str(error).removeprefix(f"{self.path}: ")
         try:
             kept = write_runfile(run, directory)
-        except OSError as e:
+        except (OSError, OverflowError) as e:  # OverflowError: a sample float32 cannot hold, as the store said
             return f"run {run.context.run_id} was NOT recorded in {self.path} ({where}) nor kept in {directory} ({e})"
         return (
             f"run {run.context.run_id} was NOT recorded in {self.path} ({where}); it is kept in {kept}: "
