@@ -269,3 +269,17 @@ def test_a_database_locked_too_long_keeps_the_run_beside_it(tmp_path, cli, monke
     assert f"trtci db import {kept} --db {db}" in result.output
     with Store(db) as store:
         assert store.db.execute("SELECT count(*) FROM runs").fetchone() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda st, r: r["benchmarks"][0].update(fullname="x\n::error::fake"), "control characters in its name"),
+        (lambda st, r: r.update(version="1\n::error::fake"), "version 1\\n::error::fake"),
+        (lambda st, r: r["benchmarks"][0].update(extra_info={"trtci": {"a\nb": 1}}), "a\\nb: unknown key"),
+    ],
+)
+def test_text_from_the_file_cannot_add_a_line_to_the_message(tmp_path, cli, change, message):
+    path = stats_only(tmp_path, change)
+    result = CliRunner().invoke(cli, ["ingest", "pytest-benchmark", str(path), "--db", str(tmp_path / "t.db")])
+    assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1, result.output

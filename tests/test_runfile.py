@@ -167,3 +167,23 @@ def test_a_gzip_bomb_is_refused_while_it_is_read(tmp_path):
     finally:
         tracemalloc.stop()
     assert peak < 200 * (1 << 20), f"peak {peak / (1 << 20):.0f} MB"
+
+
+def test_text_from_the_file_cannot_add_a_line_to_the_message(tmp_path):
+    data = run_to_dict(sample_run())
+    accuracy = next(s["accuracy"] for s in data["run"]["series"] if s.get("accuracy"))
+    accuracy["thresholds"] = {"a\n::error::fake": "x"}
+    path = hostile(tmp_path, "newline", json.dumps(data).encode())
+    with pytest.raises(DataError, match="thresholds") as info:
+        read_runfile(path)
+    assert "\n" not in str(info.value) and "a\\n::error::fake" in str(info.value)
+
+
+@pytest.mark.parametrize("run_id", ["r1\n::warning::x", "../../etc", "", "x" * 129])
+def test_a_run_id_trtci_would_not_make_is_refused(tmp_path, run_id):
+    data = run_to_dict(sample_run())
+    data["run"]["context"]["run_id"] = run_id
+    path = hostile(tmp_path, "run-id", json.dumps(data).encode())
+    with pytest.raises(DataError, match="run id") as info:
+        read_runfile(path)
+    assert "\n" not in str(info.value)

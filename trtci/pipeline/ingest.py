@@ -47,7 +47,7 @@ from trtci.results import (
     SeriesResult,
     stable_hash,
 )
-from trtci.store.runfile import plain_json_problem
+from trtci.store.runfile import one_line, plain_json_problem
 
 BACKEND = "pytest-benchmark"
 PRECISION = "n/a"
@@ -127,7 +127,7 @@ def read_pytest_benchmark(path: Path) -> PytestBenchmarkFile:
     major = version.split(".")[0]
     if not major.isdigit() or int(major) not in SUPPORTED_MAJORS:
         raise DataError(
-            f"{path}: pytest-benchmark version {version or 'unknown'}; trtci reads versions "
+            f"{path}: pytest-benchmark version {one_line(version)[:40] or 'unknown'}; trtci reads versions "
             f"{SUPPORTED_MAJORS[0]}.x to {SUPPORTED_MAJORS[-1]}.x"
         )
     machine = raw.get("machine_info")
@@ -158,6 +158,8 @@ def _series(path: Path, item: Any, machine: DeviceInfo) -> tuple[SeriesResult, D
     name = str(item.get("fullname") or item.get("name") or "")
     if not name:
         raise DataError(f"{path}: a benchmark without 'fullname' or 'name'; the file is damaged")
+    if one_line(name) != name:  # pytest escapes control characters in test ids: this is damage, or an attack
+        raise DataError(f"{path}: benchmark {one_line(name)[:200]!r} has control characters in its name")
     options = item.get("options")
     if not isinstance(options, dict):
         options = {}
@@ -200,7 +202,7 @@ def trtci_extra_info(path: Path, name: str, extra_info: Any) -> TrtciExtraInfo |
         for error in e.errors():
             where = ".".join(str(p) for p in error["loc"])
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            problems.append(f"{where}: {message}" if where else message)
+            problems.append(one_line(f"{where}: {message}" if where else message))  # keys come from the file
         raise DataError(
             f"{path}: {name}: extra_info.{EXTRA_INFO_KEY} is malformed ({'; '.join(problems)}); it is written by "
             "the trtci_benchmark fixture: rerun the benchmark with the installed trtci, or remove the key"

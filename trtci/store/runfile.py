@@ -42,6 +42,8 @@ MAX_DEPTH = 64
 MAX_VALUES = 1_000_000
 _INT64 = (-(2**63), 2**63 - 1)
 _CHUNK = 1024 * 1024
+_RUN_ID = re.compile(r"[0-9A-Za-z._-]{1,128}")  # uuid4 hex from trtci run; file names and messages carry it
+_LINE_BREAKING = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 # Every field is checked against its type (a batch is an int, a name a string...): a run file comes from another
 # job, possibly a fork's, and its values end up in the PR comment. Unknown keys (a newer minor format) are ignored.
@@ -91,8 +93,13 @@ def run_from_dict(data: Any, source: str) -> RunResult:
         raise DataError(f"{source}: damaged trtci run file ({type(e).__name__}: {e})") from e
     except pydantic.ValidationError as e:
         first = e.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise DataError(f"{source}: damaged trtci run file ({where}: {first['msg']})") from e
+        where = one_line(".".join(str(p) for p in first["loc"]))  # keys come from the file
+        raise DataError(f"{source}: damaged trtci run file ({where[:200]}: {one_line(first['msg'])})") from e
+    if not _RUN_ID.fullmatch(run.context.run_id):
+        raise DataError(
+            f"{source}: damaged trtci run file (run id {one_line(run.context.run_id)[:80]!r}: trtci's run ids are "
+            "letters, digits, '.', '_' and '-')"
+        )
     devices = {device.id for device in run.devices}
     strays = sorted({s.key.device_id for s in run.series} - devices)
     if strays:
@@ -148,6 +155,12 @@ def read_runfile(path: Path) -> RunResult:
     except ValueError as e:  # also a UnicodeDecodeError
         raise DataError(f"{path}: damaged trtci run file (not JSON: {e})") from e
     return run_from_dict(data, str(path))
+
+
+def one_line(text: str) -> str:
+    """`text` with every character that could end a line or start a new one (control characters, NEL, line and
+    paragraph separators) written as an escape: untrusted text inside a one-line message."""
+    return _LINE_BREAKING.sub(lambda m: repr(m.group())[1:-1], text)
 
 
 def plain_json_problem(data: Any) -> str | None:
