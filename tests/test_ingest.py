@@ -283,3 +283,12 @@ def test_text_from_the_file_cannot_add_a_line_to_the_message(tmp_path, cli, chan
     path = stats_only(tmp_path, change)
     result = CliRunner().invoke(cli, ["ingest", "pytest-benchmark", str(path), "--db", str(tmp_path / "t.db")])
     assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1, result.output
+
+
+def test_a_pipe_is_refused_not_read_forever(tmp_path, cli):
+    import os
+
+    fifo = tmp_path / "results.json"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(cli, ["ingest", "pytest-benchmark", str(fifo), "--db", str(tmp_path / "t.db")])
+    assert result.exit_code == 2 and "not a regular file" in result.output

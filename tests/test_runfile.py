@@ -187,3 +187,12 @@ def test_a_run_id_trtci_would_not_make_is_refused(tmp_path, run_id):
     with pytest.raises(DataError, match="run id") as info:
         read_runfile(path)
     assert "\n" not in str(info.value)
+
+
+def test_a_pipe_is_refused_not_read_forever(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.trtci.json.gz"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_runfile(fifo)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -108,6 +109,8 @@ class PytestBenchmarkFile:
 def read_pytest_benchmark(path: Path) -> PytestBenchmarkFile:
     """Parse and check the file; raises DataError with one line naming the file and what is wrong."""
     try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):  # a pipe or a device would be read forever
+            raise DataError(f"{path}: not a regular file; pass the file written by pytest --benchmark-json")
         size = Path(path).stat().st_size
         if size > MAX_FILE_BYTES:
             raise DataError(f"{path}: {size} bytes is larger than trtci reads ({MAX_FILE_BYTES} bytes)")

@@ -16,6 +16,7 @@ import gzip
 import json
 import os
 import re
+import stat
 import struct
 import tempfile
 import zlib
@@ -131,6 +132,8 @@ def read_runfile(path: Path) -> RunResult:
     """Read a run file. Raises DataError naming the file when it is missing, too large (compressed or once
     decompressed), damaged, too new, or holds what no run file holds (see MAX_DEPTH and MAX_VALUES)."""
     try:
+        if not stat.S_ISREG(path.stat().st_mode):  # a pipe or a device would be read forever
+            raise DataError(f"{path}: not a regular file; pass a trtci run file")
         size = path.stat().st_size
         if size > MAX_BYTES:
             raise DataError(f"{path}: {size} bytes is larger than a trtci run file can be ({MAX_BYTES} bytes)")
