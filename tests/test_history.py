@@ -18,8 +18,9 @@ from trtci.store.runfile import FORMAT, run_to_dict, write_runfile
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
+def git(cwd: Path, *args: str, input_text: str | None = None) -> str:
+    done = subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True, input=input_text)
+    return done.stdout.strip()
 
 
 @pytest.fixture
@@ -324,3 +325,40 @@ def test_pull_stops_at_a_lock_held_too_long_and_a_later_pull_finishes(origin, tm
             pull_runs(other, store)
     with Store(db) as store:
         assert sorted(pull_runs(other, store).imported) == ["r1", "r2"]
+
+
+@pytest.mark.slow
+def test_pull_refuses_by_name_what_is_not_a_run_file_and_reads_no_huge_blob(origin, tmp_path):
+    from trtci.store.runfile import MAX_BYTES
+
+    work = clone(origin, tmp_path / "work")
+    push_run(work, run_file(tmp_path, "r1"))
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as out:
+        out.truncate(MAX_BYTES + 1)
+    entries = [
+        ("100644", git(work, "hash-object", "-w", str(huge)), "runs/2026-11/20261102T000000Z-huge.trtci.json.gz"),
+        (
+            "120000",
+            git(work, "hash-object", "-w", "--stdin", input_text="/etc/passwd"),
+            "runs/2026-11/20261103T000000Z-link.trtci.json.gz",
+        ),  # fmt: skip
+        (
+            "100644",
+            git(work, "hash-object", "-w", str(run_file(tmp_path, "r4", day=4))),
+            "runs/2026-11/20261104T000000Z-r4\nx.trtci.json.gz",
+        ),  # fmt: skip
+    ]
+    git(work, "fetch", "-q", "origin", "trtci-data")
+    git(work, "read-tree", "FETCH_HEAD")
+    for mode, blob, path in entries:
+        git(work, "update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}")
+    tree = git(work, "write-tree")
+    commit = git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, "-p", "FETCH_HEAD", "-m", "x")
+    git(work, "push", "-q", "origin", f"{commit}:refs/heads/trtci-data")
+    with Store(tmp_path / "ci.db") as store:
+        result = pull_runs(clone(origin, tmp_path / "other"), store)
+    assert sorted(result.imported) == ["r1", "r4"]
+    assert len(result.refused) == 2 and all("\n" not in line for line in result.refused)
+    assert "-huge.trtci.json.gz" in result.refused[0] and "larger than a trtci run file" in result.refused[0]
+    assert "-link.trtci.json.gz: not a file" in result.refused[1]

@@ -25,7 +25,7 @@ from trtci.errors import DataError, PublishError, StoreError
 from trtci.results import RunResult
 from trtci.store.connection import DatabaseLocked
 from trtci.store.database import Store
-from trtci.store.runfile import SUFFIX, read_runfile, write_runfile
+from trtci.store.runfile import MAX_BYTES, SUFFIX, one_line, read_runfile, write_runfile
 
 DEFAULT_BRANCH = "trtci-data"
 RUNS_DIR = "runs"
@@ -129,27 +129,45 @@ def pull_runs(
     result = PullResult(imported=[], known=0, refused=[])
     if tip is None:
         return result
-    names = git("ls-tree", "-r", "--name-only", tip, "--", RUNS_DIR).splitlines()
     with tempfile.TemporaryDirectory(prefix="trtci-pull-") as tmp:
-        for name in sorted(n for n in names if n.endswith(SUFFIX)):
+        for name, blob, size in _run_files(git, tip):
             if store.has_run(_run_id_of(name)):
                 result.known += 1
                 continue
-            local = Path(tmp) / Path(name).name
-            local.write_bytes(git.bytes("cat-file", "blob", f"{tip}:{name}"))
+            if size is None or size > MAX_BYTES:  # not read: a huge blob would fill memory before any check
+                what = "not a file" if size is None else f"{size} bytes, larger than a trtci run file can be"
+                result.refused.append(one_line(f"{branch}:{name}: {what}"))
+                continue
+            local = Path(tmp) / "run" / SUFFIX
+            local.parent.mkdir(exist_ok=True)
+            local.write_bytes(git.bytes("cat-file", "blob", blob))
             try:
                 run = read_runfile(local)
                 imported = store.import_run(run)
             except DatabaseLocked:
                 raise  # every later file would wait as long: stop; the branch still holds them for the next pull
             except (DataError, StoreError) as e:
-                result.refused.append(str(e).replace(str(local), f"{branch}:{name}"))
+                result.refused.append(one_line(str(e).replace(str(local), f"{branch}:{name}")))  # names from git
                 continue
             if imported:
                 result.imported.append(run.context.run_id)
             else:
                 result.known += 1
     return result
+
+
+def _run_files(git: _Git, tip: str) -> list[tuple[str, str, int | None]]:
+    """(path, object id, size) of every run file under RUNS_DIR at `tip`, by path; size is None for what is not a
+    plain file (a link, a submodule). Names are read NUL-separated, as git stores them, whatever they hold."""
+    found = []
+    for entry in git("ls-tree", "-r", "-z", "-l", tip, "--", RUNS_DIR).split("\0"):
+        meta, _, name = entry.partition("\t")
+        if not name.endswith(SUFFIX):
+            continue
+        mode, kind, blob, size = meta.split()
+        plain = kind == "blob" and mode in ("100644", "100755") and size.isdigit()
+        found.append((name, blob, int(size) if plain else None))
+    return sorted(found)
 
 
 def _run_id_of(name: str) -> str:
