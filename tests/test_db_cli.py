@@ -151,3 +151,36 @@ def test_commands_have_help():
             text=True,
         )
         assert done.returncode == 0 and "Usage" in done.stdout, args
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "VACUUM INTO '{out}'",
+        "ATTACH '{out}' AS other",
+        "select * from pragma_table_info('runs') where 0; VACUUM INTO '{out}'",
+        "PRAGMA user_version = 7",
+    ],
+)
+def test_db_export_writes_no_file_either(monkeypatch, capsys, db, tmp_path, sql):
+    out = tmp_path / "copy.db"
+    before = db.read_bytes()
+    code, _, err = trtci(monkeypatch, capsys, "db", "export", "--db", str(db), "--sql", sql.format(out=out))
+    assert code == 2 and "read-only" in err and err.count("\n") == 1
+    assert not out.exists() and db.read_bytes() == before
+
+
+def test_db_export_still_runs_any_select(monkeypatch, capsys, db):
+    sql = "with recursive n(i) as (select 1 union all select i + 1 from n where i < 3) select count(*) as c, " \
+          "max(json_extract(warnings, '$[0]')) as w from n, runs"  # fmt: skip
+    code, out, _ = trtci(monkeypatch, capsys, "db", "export", "--db", str(db), "--format", "json", "--sql", sql)
+    assert code == 0 and json.loads(out)[0]["c"] == 18
+
+
+def test_db_runs_waits_for_a_writer_then_names_the_lock(monkeypatch, capsys, db):
+    from test_store_faults import lock_held
+
+    monkeypatch.setenv("TRTCI_DB_TIMEOUT", "0.3")
+    with lock_held(db, "EXCLUSIVE"):
+        code, _, err = trtci(monkeypatch, capsys, "db", "runs", "--db", str(db))
+    assert code == 2 and "another process held the database's lock" in err and "not a SQLite" not in err

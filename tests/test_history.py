@@ -18,8 +18,9 @@ from trtci.store.runfile import FORMAT, run_to_dict, write_runfile
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True).stdout.strip()
+def git(cwd: Path, *args: str, input_text: str | None = None) -> str:
+    done = subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True, input=input_text)
+    return done.stdout.strip()
 
 
 @pytest.fixture
@@ -265,3 +266,99 @@ def test_not_a_repository(tmp_path):
 
 def test_branch_path_groups_by_month():
     assert branch_path(make_run("r1", [], started_at="2026-03-04T00:00:00Z"), "x.gz") == "runs/2026-03/x.gz"
+
+
+def commit_raw(work: Path, name: str, payload: bytes) -> None:
+    """Commit a file to the data branch as another tool (or an attacker with push access) could: unchecked."""
+    import gzip
+
+    path = work.parent / name
+    path.write_bytes(gzip.compress(payload))
+    blob = git(work, "hash-object", "-w", str(path))
+    git(work, "fetch", "-q", "origin", "trtci-data")
+    git(work, "read-tree", "FETCH_HEAD")
+    git(work, "update-index", "--add", "--cacheinfo", f"100644,{blob},runs/2026-11/{name}")
+    tree = git(work, "write-tree")
+    commit = git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, "-p", "FETCH_HEAD", "-m", "x")
+    git(work, "push", "-q", "origin", f"{commit}:refs/heads/trtci-data")
+
+
+def test_pull_judges_each_hostile_file_alone(origin, tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from trtci.cli.history import history
+
+    work = clone(origin, tmp_path / "work")
+    push_run(work, run_file(tmp_path, "r1"))
+    push_run(work, run_file(tmp_path, "r3", day=3))
+    commit_raw(work, "20261102T000000Z-deep.trtci.json.gz", b"[" * 200_000 + b"]" * 200_000)
+    huge = run_to_dict(make_run("huge", [SeriesResult(key=key(), bench=bench(1.0))]))
+    huge["run"]["series"][0]["bench"]["stats"]["iterations"] = 2**64
+    commit_raw(work, "20261102T000001Z-huge.trtci.json.gz", json.dumps(huge).encode())
+    db = tmp_path / "ci.db"
+    result = CliRunner().invoke(history, ["pull", "--db", str(db), "--repo-dir", str(clone(origin, tmp_path / "o"))])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and "imported 2 runs" in result.output
+    refused = [line for line in result.output.splitlines() if line.startswith("refused:")]
+    assert len(refused) == 2
+    assert "trtci-data:runs/2026-11/20261102T000000Z-deep.trtci.json.gz" in refused[0] and "nested deeper" in refused[0]
+    assert "-huge.trtci.json.gz" in refused[1] and "beyond 64 bits" in refused[1]
+    with Store(db) as store:
+        assert {run["id"] for run in store.runs()} == {"r1", "r3"}
+
+
+def test_pull_stops_at_a_lock_held_too_long_and_a_later_pull_finishes(origin, tmp_path):
+    from test_store_faults import lock_held
+
+    from trtci.store.connection import DatabaseLocked
+
+    work = clone(origin, tmp_path / "work")
+    push_run(work, run_file(tmp_path, "r1"))
+    push_run(work, run_file(tmp_path, "r2", day=2))
+    db = tmp_path / "ci.db"
+    Store(db).close()
+    other = clone(origin, tmp_path / "other")
+    with Store(db, timeout_s=0.2) as store, lock_held(db):
+        with pytest.raises(DatabaseLocked):
+            pull_runs(other, store)
+    with Store(db) as store:
+        assert sorted(pull_runs(other, store).imported) == ["r1", "r2"]
+
+
+@pytest.mark.slow
+def test_pull_refuses_by_name_what_is_not_a_run_file_and_reads_no_huge_blob(origin, tmp_path):
+    from trtci.store.runfile import MAX_BYTES
+
+    work = clone(origin, tmp_path / "work")
+    push_run(work, run_file(tmp_path, "r1"))
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as out:
+        out.truncate(MAX_BYTES + 1)
+    entries = [
+        ("100644", git(work, "hash-object", "-w", str(huge)), "runs/2026-11/20261102T000000Z-huge.trtci.json.gz"),
+        (
+            "120000",
+            git(work, "hash-object", "-w", "--stdin", input_text="/etc/passwd"),
+            "runs/2026-11/20261103T000000Z-link.trtci.json.gz",
+        ),  # fmt: skip
+        (
+            "100644",
+            git(work, "hash-object", "-w", str(run_file(tmp_path, "r4", day=4))),
+            "runs/2026-11/20261104T000000Z-r4\nx.trtci.json.gz",
+        ),  # fmt: skip
+    ]
+    git(work, "fetch", "-q", "origin", "trtci-data")
+    git(work, "read-tree", "FETCH_HEAD")
+    for mode, blob, path in entries:
+        git(work, "update-index", "--add", "--cacheinfo", f"{mode},{blob},{path}")
+    tree = git(work, "write-tree")
+    commit = git(work, "-c", "user.name=x", "-c", "user.email=x@x", "commit-tree", tree, "-p", "FETCH_HEAD", "-m", "x")
+    git(work, "push", "-q", "origin", f"{commit}:refs/heads/trtci-data")
+    with Store(tmp_path / "ci.db") as store:
+        result = pull_runs(clone(origin, tmp_path / "other"), store)
+    assert sorted(result.imported) == ["r1", "r4"]
+    assert len(result.refused) == 2 and all("\n" not in line for line in result.refused)
+    assert "-huge.trtci.json.gz" in result.refused[0] and "larger than a trtci run file" in result.refused[0]
+    assert "-link.trtci.json.gz: not a file" in result.refused[1]

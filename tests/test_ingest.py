@@ -208,3 +208,87 @@ def test_provenance_series_are_recorded_with_their_device(tmp_path, cli):
             "SELECT devices.name FROM series JOIN devices ON devices.id = series.device_id WHERE series.batch = 8"
         ).fetchall()
     assert rows == [("AMD EPYC",)]
+
+
+def stats_only(tmp_path: Path, change) -> Path:
+    raw = json.loads(STATS_ONLY.read_text())
+    change(raw["benchmarks"][0]["stats"], raw)
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps(raw))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda st, r: st.update(rounds="many"), "stats.rounds is 'many', not a count"),
+        (lambda st, r: st.update(rounds=[3]), "stats.rounds is '[3]', not a count"),
+        (lambda st, r: st.update(rounds=10**30), "an integer beyond 64 bits"),
+        (lambda st, r: st.update(rounds=-1), "stats.rounds is '-1', not a count"),
+        (lambda st, r: st.update(total="x"), "stats.total is 'x', not a time in seconds"),
+        (lambda st, r: st.update(total=-5.0), "stats.total is '-5.0', not a time in seconds"),
+        (lambda st, r: st.update(median=10**300), "an integer beyond 64 bits"),
+        (lambda st, r: st.update(median=1e300), "over 1e+06 s"),
+        (lambda st, r: st.update(data=5), "stats.data is not a list"),
+        (lambda st, r: st.update(data=[1e300, 1e300]), "over 1e+06 s"),
+        (lambda st, r: st.update(data=[2**62, 1]), "over 1e+06 s"),
+        (lambda st, r: r["benchmarks"][0].update(options=[1, 2]) or st.update(rounds="x"), "stats.rounds"),
+        (lambda st, r: r.update(machine_info=["not", "a", "mapping"]) or st.update(rounds="x"), "stats.rounds"),
+        (lambda st, r: r.update(deep=json.loads("[" * 500 + "]" * 500)), "nested deeper than"),
+    ],
+)
+def test_damaged_numbers_are_one_line_input_errors(tmp_path, cli, change, message):
+    path = stats_only(tmp_path, change)
+    db = tmp_path / "t.db"
+    result = CliRunner().invoke(cli, ["ingest", "pytest-benchmark", str(path), "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and str(path) in result.output and result.output.count("\n") == 1
+    assert not db.exists()  # a bad file is refused before the database is opened
+
+
+def test_a_file_nested_beyond_pythons_recursion_limit_is_an_input_error(tmp_path, cli):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 200_000 + "]" * 200_000)
+    result = CliRunner().invoke(cli, ["ingest", "pytest-benchmark", str(path), "--db", str(tmp_path / "t.db")])
+    assert result.exit_code == 2 and "nested too deep" in result.output and result.output.count("\n") == 1
+
+
+def test_a_database_locked_too_long_keeps_the_run_beside_it(tmp_path, cli, monkeypatch):
+    from test_store_faults import lock_held
+
+    db = tmp_path / "t.db"
+    Store(db).close()
+    with Store(db) as store:
+        before = store.db.execute("SELECT count(*) FROM runs").fetchone()
+    monkeypatch.setenv("TRTCI_DB_TIMEOUT", "0.3")
+    with lock_held(db):  # a writer's lock: ingest opens and reads, but cannot write in time
+        result = CliRunner().invoke(cli, ["ingest", "pytest-benchmark", str(WITH_DATA), "--db", str(db)])
+    assert result.exit_code == 2, result.output
+    kept = next(tmp_path.glob("*.trtci.json.gz"))
+    assert result.output.count("\n") == 1 and "was NOT recorded" in result.output
+    assert f"trtci db import {kept} --db {db}" in result.output
+    with Store(db) as store:
+        assert store.db.execute("SELECT count(*) FROM runs").fetchone() == before
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda st, r: r["benchmarks"][0].update(fullname="x\n::error::fake"), "control characters in its name"),
+        (lambda st, r: r.update(version="1\n::error::fake"), "version 1\\n::error::fake"),
+        (lambda st, r: r["benchmarks"][0].update(extra_info={"trtci": {"a\nb": 1}}), "a\\nb: unknown key"),
+    ],
+)
+def test_text_from_the_file_cannot_add_a_line_to_the_message(tmp_path, cli, change, message):
+    path = stats_only(tmp_path, change)
+    result = CliRunner().invoke(cli, ["ingest", "pytest-benchmark", str(path), "--db", str(tmp_path / "t.db")])
+    assert result.exit_code == 2 and message in result.output and result.output.count("\n") == 1, result.output
+
+
+def test_a_pipe_is_refused_not_read_forever(tmp_path, cli):
+    import os
+
+    fifo = tmp_path / "results.json"
+    os.mkfifo(fifo)
+    result = CliRunner().invoke(cli, ["ingest", "pytest-benchmark", str(fifo), "--db", str(tmp_path / "t.db")])
+    assert result.exit_code == 2 and "not a regular file" in result.output

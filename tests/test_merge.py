@@ -236,3 +236,96 @@ def test_merge_ends_like_run_step_outputs_job_summary_and_the_gates_exit_code(tm
     assert "<summary>Latency statistics</summary>" in job_summary.read_text()
     assert CliRunner().invoke(cli(), [*args, "--fail-on", "none"], env=env).exit_code == 0
     assert outputs.read_text().splitlines()[-1] == "verdict=pass"
+
+
+def same_device_leg(run: RunResult, run_id: str, factor: float) -> RunResult:
+    """Another leg on the very same device (a second runner of one GPU model): the same series ids, its own
+    medians (`factor` times the first leg's) and comparisons."""
+    leg = dataclasses.replace(run, context=dataclasses.replace(run.context, run_id=run_id))
+    leg.series = []
+    for s in run.series:
+        bench = s.bench
+        if bench is not None:
+            stats = dataclasses.replace(bench.stats, median=bench.stats.median * factor)
+            bench = dataclasses.replace(bench, stats=stats, samples_ms=[x * factor for x in bench.samples_ms])
+        leg.series.append(dataclasses.replace(s, bench=bench))
+    leg.comparisons = [
+        dataclasses.replace(c, current=c.current * factor if c.current is not None else None) for c in run.comparisons
+    ]
+    return leg
+
+
+def test_legs_on_one_device_keep_their_own_figures(tmp_path):
+    run = sample_run()
+    write_runfile(same_device_leg(run, "leg-a", 1.0), tmp_path / "runner-a")
+    write_runfile(same_device_leg(run, "leg-b", 3.0), tmp_path / "runner-b")
+    summary = tmp_path / "summary.json"
+    result = invoke(str(tmp_path), "--json", str(summary), "--report", str(tmp_path / "r.md"), "--fail-on", "none")
+    assert result.exit_code == 0, result.output
+    data = json.loads(summary.read_text())
+    ids = [r["series_id"] for r in data["results"]]
+    assert len(ids) == len(set(ids)) == 2 * len(run.series)
+    comparisons = {c["series_id"]: c for c in data["comparisons"]}
+    rows = {(r["label"], r["device"].endswith("(runner-b)")): r for r in data["results"]}
+    compared = 0
+    for (label, second), row in rows.items():
+        if not second:
+            continue
+        first = rows[(label, False)]
+        if row["latency_ms"] is not None:
+            assert row["latency_ms"]["median"] == pytest.approx(3 * first["latency_ms"]["median"])
+        if row["speedup_vs_fp32"] is not None:  # against the same leg's FP32: both legs' ratios agree
+            assert row["speedup_vs_fp32"] == pytest.approx(first["speedup_vs_fp32"])
+        mine, theirs = comparisons.get(row["series_id"]), comparisons.get(first["series_id"])
+        if mine is not None and mine["current"] is not None:
+            assert mine["current"] == pytest.approx(3 * theirs["current"])
+            compared += 1
+    assert compared > 0
+    names = {d["name"] for d in data["devices"]}
+    assert {f"{d.name} (runner-a)" for d in run.devices} | {f"{d.name} (runner-b)" for d in run.devices} == names
+    text = (tmp_path / "r.md").read_text()
+    assert "(runner-a)" in text and "(runner-b)" in text
+
+
+def test_a_leg_file_too_deep_or_too_large_for_sqlite_is_refused_and_the_rest_merge(tmp_path):
+    write_legs(tmp_path / "bundles", passing_run())
+    deep = tmp_path / "bundles" / "deep" / "20250101T000000Z-deep.trtci.json.gz"
+    deep.parent.mkdir()
+    deep.write_bytes(gzip.compress(b"[" * 200_000 + b"]" * 200_000))
+    data = run_to_dict(as_second_gpu_leg(passing_run(), "NVIDIA A100", "leg-a100-run"))
+    data["run"]["series"][0]["key"]["batch"] = 2**64
+    huge = tmp_path / "bundles" / "huge" / "20250101T000000Z-leg-a100-run.trtci.json.gz"
+    huge.parent.mkdir()
+    huge.write_bytes(gzip.compress(json.dumps(data).encode()))
+    db = tmp_path / "merged.db"
+    result = invoke(str(tmp_path / "bundles"), "--db", str(db), "--report", str(tmp_path / "r.md"))
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    assert any(str(deep) in line and "nested deeper" in line for line in result.output.splitlines())
+    assert any(str(huge) in line and "beyond 64 bits" in line for line in result.output.splitlines())
+    with Store(db) as store:
+        assert len(store.runs()) == 2
+
+
+def test_merge_into_a_damaged_database_fails_before_reading_a_leg(tmp_path):
+    write_legs(tmp_path / "bundles", passing_run())
+    db = tmp_path / "merged.db"
+    with Store(db) as store:
+        store.db.execute("DROP TABLE run_series")
+    result = invoke(str(tmp_path / "bundles"), "--db", str(db), "--report", str(tmp_path / "r.md"))
+    assert result.exit_code == 2 and "table run_series is missing" in result.output
+    assert not (tmp_path / "r.md").exists()
+
+
+def test_a_lock_held_too_long_keeps_the_legs_in_the_report_and_says_how_to_record_them(tmp_path):
+    from test_store_faults import lock_held
+
+    first, second = write_legs(tmp_path / "bundles", passing_run())
+    db = tmp_path / "merged.db"
+    with Store(db, timeout_s=0.3) as store, lock_held(db):
+        merged = merge_runs([tmp_path / "bundles"], store)
+    assert {leg.run.context.run_id for leg in merged.legs} == {first.context.run_id, second.context.run_id}
+    assert merged.recorded == [] and len(merged.problems) == 1
+    line = merged.problems[0]
+    assert line.startswith(f"h100, l4 into {db} (another process held the database's lock")
+    assert f"--db {db}`" in line and "trtci db import" in line and "\n" not in line

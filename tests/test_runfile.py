@@ -103,3 +103,96 @@ def test_an_interval_that_is_not_low_and_high_is_refused_before_any_template_rea
     path.write_bytes(gzip.compress(json.dumps(data).encode()))
     with pytest.raises(DataError, match=r"an interval is \[low, high\]"):
         read_runfile(path)
+
+
+def hostile(tmp_path, name: str, payload: bytes):
+    path = tmp_path / f"{name}.trtci.json.gz"
+    path.write_bytes(gzip.compress(payload, compresslevel=1))
+    return path
+
+
+def with_value(value_json: str) -> bytes:
+    """A valid run file whose first device's details hold `value_json` (JSON text)."""
+    data = run_to_dict(sample_run())
+    data["run"]["devices"][0]["details"]["x"] = "@VALUE@"
+    return json.dumps(data).replace('"@VALUE@"', value_json).encode()
+
+
+@pytest.mark.parametrize(
+    "name, payload, message",
+    [
+        ("deep", b"[" * 200_000 + b"]" * 200_000, "nested deeper than 64 levels"),
+        ("deep-inside", with_value("[" * 100 + "]" * 100), "nested deeper than 64 levels"),
+        ("huge-int", with_value(str(2**64)), "an integer beyond 64 bits"),
+        (
+            "huge-batch",
+            json.dumps(run_to_dict(sample_run())).replace('"batch": 1', f'"batch": {10**30}', 1).encode(),
+            "an integer beyond 64 bits",
+        ),  # fmt: skip
+        ("surrogate", with_value('"\\ud800"'), "text that is not Unicode"),
+        ("commas", b"[" + b"0," * 1_000_001 + b"0]", "more than 1000000 values"),
+    ],
+)
+def test_hostile_content_is_refused_by_name(tmp_path, name, payload, message):
+    path = hostile(tmp_path, name, payload)
+    with pytest.raises(DataError, match=message) as info:
+        read_runfile(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_samples_that_are_not_whole_float32_values_are_refused(tmp_path):
+    data = run_to_dict(sample_run())
+    bench = next(s["bench"] for s in data["run"]["series"] if s.get("bench"))
+    bench["samples_ms"] = "AAAAAAA="  # 5 bytes
+    path = hostile(tmp_path, "samples", json.dumps(data).encode())
+    with pytest.raises(DataError, match="damaged trtci run file"):
+        read_runfile(path)
+
+
+def test_a_gzip_bomb_is_refused_while_it_is_read(tmp_path):
+    """300 MB of zeros in a 300 KB file: refused after MAX_JSON_BYTES, without holding the rest in memory."""
+    import tracemalloc
+
+    path = tmp_path / "bomb.trtci.json.gz"
+    block = b"0" * (1 << 20)
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        for _ in range(300):
+            out.write(block)
+    assert path.stat().st_size < 1 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError, match="decompresses to more than"):
+            read_runfile(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 200 * (1 << 20), f"peak {peak / (1 << 20):.0f} MB"
+
+
+def test_text_from_the_file_cannot_add_a_line_to_the_message(tmp_path):
+    data = run_to_dict(sample_run())
+    accuracy = next(s["accuracy"] for s in data["run"]["series"] if s.get("accuracy"))
+    accuracy["thresholds"] = {"a\n::error::fake": "x"}
+    path = hostile(tmp_path, "newline", json.dumps(data).encode())
+    with pytest.raises(DataError, match="thresholds") as info:
+        read_runfile(path)
+    assert "\n" not in str(info.value) and "a\\n::error::fake" in str(info.value)
+
+
+@pytest.mark.parametrize("run_id", ["r1\n::warning::x", "../../etc", "", "x" * 129])
+def test_a_run_id_trtci_would_not_make_is_refused(tmp_path, run_id):
+    data = run_to_dict(sample_run())
+    data["run"]["context"]["run_id"] = run_id
+    path = hostile(tmp_path, "run-id", json.dumps(data).encode())
+    with pytest.raises(DataError, match="run id") as info:
+        read_runfile(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_pipe_is_refused_not_read_forever(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.trtci.json.gz"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match="not a regular file"):
+        read_runfile(fifo)

@@ -170,6 +170,7 @@ def merge(
     expected = [name for value in expect for name in value.split(",") if name.strip()]
     if db is not None:
         with Store(db) as store:
+            store.check_writable()  # before reading any leg: a read-only or damaged database fails at once
             merged = merge_runs(paths, store, expected)
     else:
         merged = merge_runs(paths, None, expected)

@@ -11,6 +11,7 @@ import base64
 import csv
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -37,6 +38,13 @@ REPO_OPTIONS = (
     ),
     click.option("--branch", default="trtci-data", show_default=True, help="Data branch (created if missing)."),
     click.option("--remote", default="origin", show_default=True, help="Git remote to fetch from and push to."),
+    click.option(
+        "--token-env",
+        default="GITHUB_TOKEN",
+        show_default=True,
+        help="Variable holding a token that git sends to an https remote for this command only (never written to "
+        ".git/config), when the checkout did not persist credentials (persist-credentials: false).",
+    ),
 )
 
 
@@ -77,6 +85,7 @@ def history_push(
     repo_dir: Path,
     branch: str,
     remote: str,
+    token_env: str,
     db_path: Path,
     run_id: str,
     run_file: Path | None,
@@ -88,11 +97,14 @@ def history_push(
     from trtci.store.database import Store
     from trtci.store.git_history import push_from_store, push_run
 
+    token = _token(token_env)
     if run_file is not None:
-        result = push_run(repo_dir, run_file, branch=branch, remote=remote, attempts=attempts)
+        result = push_run(repo_dir, run_file, branch=branch, remote=remote, attempts=attempts, token=token)
     else:
         with Store(_existing(db_path)) as store:
-            result = push_from_store(repo_dir, store, run_id, out_dir, branch=branch, remote=remote, attempts=attempts)
+            result = push_from_store(
+                repo_dir, store, run_id, out_dir, branch=branch, remote=remote, attempts=attempts, token=token
+            )
     retried = f" after {result.attempts} attempts" if result.attempts > 1 else ""
     click.echo(f"pushed {result.path} to {remote} {branch} ({result.commit[:12]}){retried}")
 
@@ -100,14 +112,15 @@ def history_push(
 @history.command("pull")
 @_repo_options
 @DB_OPTION
-def history_pull(repo_dir: Path, branch: str, remote: str, db_path: Path) -> None:
+def history_pull(repo_dir: Path, branch: str, remote: str, token_env: str, db_path: Path) -> None:
     """Fetch the data branch and import every run the database lacks (creates the database if needed).
     Exit 2 when a run file could not be read; the others are imported."""
     from trtci.store.database import Store
     from trtci.store.git_history import pull_runs
 
     with Store(db_path) as store:
-        result = pull_runs(repo_dir, store, branch=branch, remote=remote)
+        store.check_writable()
+        result = pull_runs(repo_dir, store, branch=branch, remote=remote, token=_token(token_env))
     click.echo(f"imported {len(result.imported)} runs into {db_path}, {result.known} already there")
     if result.refused:
         for line in result.refused:
@@ -118,6 +131,25 @@ def history_pull(repo_dir: Path, branch: str, remote: str, db_path: Path) -> Non
 @click.group("db", cls=TrtciGroup)
 def db() -> None:
     """Query, export and prune the results database (open it in Datasette too: docs/schema.md)."""
+
+
+@db.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@DB_OPTION
+def db_import(files: tuple[Path, ...], db_path: Path) -> None:
+    """Record run files in the database (creating it if needed): a run kept beside the database when it could
+    not be recorded, or a leg's run file. Runs already there are skipped. Exit 2 when a file could not be read
+    or recorded; the others are imported."""
+    from trtci.store.database import Store
+
+    with Store(db_path) as store:
+        store.check_writable()
+        recorded, known, refused = store.import_runfiles(list(files))
+    click.echo(f"imported {len(recorded)} runs into {db_path}, {known} already there")
+    if refused:
+        for line in refused:
+            click.echo(f"refused: {line}", err=True)
+        raise StoreError(f"{len(refused)} run files were not imported (see above)")
 
 
 @db.command("runs")
@@ -241,6 +273,18 @@ def register(group: click.Group) -> None:
     group.add_command(history)
     group.add_command(db)
     group.add_command(dashboard)
+
+
+def _token(variable: str) -> str | None:
+    """The token in `variable`, masked in the log first inside GitHub Actions (with the header git sends)."""
+    from trtci.github import actions
+    from trtci.store.git_history import basic_credential
+
+    token = os.environ.get(variable, "").strip() or None
+    if token is not None and actions.in_actions():
+        for secret in (token, basic_credential(token)):
+            click.echo(actions.add_mask(secret))
+    return token
 
 
 def _existing(path: Path) -> Path:

@@ -13,7 +13,7 @@ import click
 from trtci.cli.exits import TrtciCommand, TrtciGroup
 from trtci.config import CompareSettings
 from trtci.context.run import run_context
-from trtci.errors import EXIT_GATE_FAILED
+from trtci.errors import EXIT_GATE_FAILED, StoreError
 from trtci.pipeline.ab import ab_onnx
 from trtci.pipeline.ingest import benchmark_run
 from trtci.store.database import Store
@@ -48,13 +48,18 @@ def pytest_benchmark(
 ) -> None:
     """Record RESULTS (pytest --benchmark-json, best with --benchmark-save-data) and compare with the base branch.
 
-    Times in the file are seconds; trtci stores milliseconds. Exits 1 on a regression, 2 on a bad file.
+    Times in the file are seconds; trtci stores milliseconds. Exits 1 on a regression, 2 on a bad file or a
+    database that cannot take the run (then kept as a run file beside it, for `trtci db import`).
     """
     context = run_context(overrides={"branch": branch, "base_branch": base_branch, "commit": commit})
     run = benchmark_run(results, context)
     with Store(db) as store:
-        run.comparisons = compare(run, store, CompareSettings(threshold=threshold, min_history=min_history))
-        store.record_run(run)
+        try:
+            store.check_writable()
+            run.comparisons = compare(run, store, CompareSettings(threshold=threshold, min_history=min_history))
+            store.record_run(run)
+        except StoreError as e:  # locked for too long, read-only: the results are kept, and the line says where
+            raise StoreError(store.keep_unrecorded(run, e)) from e
     for c in run.comparisons:
         change = f"{(c.ratio - 1) * 100:+.1f}%" if c.ratio is not None else "—"
         click.echo(f"{c.verdict:<12} {change:>8}  {c.label}: {c.reason}")

@@ -18,6 +18,7 @@ from typing import Any
 
 from trtci.errors import DataError, StoreError
 from trtci.results import DeviceInfo, RunResult
+from trtci.store.connection import DatabaseLocked
 from trtci.store.database import Store
 from trtci.store.runfile import SUFFIX, read_runfile
 from trtci.verdict.gate import judge
@@ -156,7 +157,11 @@ def missing_legs(legs: list[Leg], expect: Iterable[str], left_out: Iterable[Left
 
 def combine(legs: list[Leg], notes: Iterable[str] = ()) -> RunResult:
     """One RunResult for the report: the first leg's context spanning every leg's time, the union of devices,
-    every series, comparison and accuracy change, and each leg's warnings prefixed with its name, then `notes`."""
+    every series, comparison and accuracy change, and each leg's warnings prefixed with its name, then `notes`.
+
+    Legs that ran on the same device (two runners of one GPU model) measured series with the same ids; the report
+    looks results up by series id, so in the combined run each such leg's device is made its own, named after
+    the leg, and its series, comparisons and accuracy changes follow: no row can show another leg's figure."""
     if not legs:
         raise DataError("no trtci run files to merge: check that the matrix legs uploaded their run files")
     first = legs[0].run.context
@@ -166,39 +171,99 @@ def combine(legs: list[Leg], notes: Iterable[str] = ()) -> RunResult:
         started_at=min(leg.run.context.started_at for leg in legs),
         finished_at=max(finished) if finished else None,
     )
+    runs = _own_devices(legs)
     devices: dict[str, DeviceInfo] = {}
-    for leg in legs:
-        for device in leg.run.devices:
+    for run in runs:
+        for device in run.devices:
             devices.setdefault(device.id, device)
     prefix = len(legs) > 1
     warnings = [f"{leg.name}: {w}" if prefix else w for leg in legs for w in leg.run.warnings]
     return RunResult(
         context=context,
         devices=list(devices.values()),
-        series=[s for leg in legs for s in leg.run.series],
-        comparisons=[c for leg in legs for c in leg.run.comparisons],
+        series=[s for run in runs for s in run.series],
+        comparisons=[c for run in runs for c in run.comparisons],
         warnings=[*warnings, *notes],
-        accuracy_changes=[c for leg in legs for c in leg.run.accuracy_changes],
+        accuracy_changes=[c for run in runs for c in run.accuracy_changes],
     )
 
 
-def record_legs(store: Store, legs: Iterable[Leg]) -> tuple[list[str], list[str], list[LeftOut]]:
-    """Record each leg's run, each in its own transaction. Returns the run ids recorded now, those the database
-    already had, and the legs it refused (left out, with the database's reason): one bad leg never stops the
-    others."""
-    recorded, skipped, refused = [], [], []
+def _own_devices(legs: list[Leg]) -> list[RunResult]:
+    """Each leg's run, where a device is shared with another leg given a device of its own (named after the leg)
+    and its series ids, comparisons and accuracy changes rewritten to match. Other legs come back as they are."""
+    users: dict[str, set[int]] = {}
+    for index, leg in enumerate(legs):
+        for device in leg.run.devices:
+            users.setdefault(device.id, set()).add(index)
+    names = [leg.name for leg in legs]
+    runs = []
     for leg in legs:
-        run_id = leg.run.context.run_id
-        if store.has_run(run_id):
-            skipped.append(run_id)
+        shared = {d.id for d in leg.run.devices if len(users[d.id]) > 1}
+        if not shared:
+            runs.append(leg.run)
             continue
+        label = leg.name if names.count(leg.name) == 1 else f"{leg.name}/{leg.path.name}"
+        devices = {
+            d.id: dataclasses.replace(d, name=f"{d.name} ({label})", details={**d.details, "trtci_leg": label})
+            if d.id in shared
+            else d
+            for d in leg.run.devices
+        }
+        ids, series = {}, []
+        for s in leg.run.series:
+            own = devices.get(s.key.device_id)
+            key = dataclasses.replace(s.key, device_id=own.id) if own is not None else s.key
+            ids[s.key.id] = key.id
+            series.append(dataclasses.replace(s, key=key))
+        runs.append(
+            dataclasses.replace(
+                leg.run,
+                devices=list(devices.values()),
+                series=series,
+                comparisons=[
+                    dataclasses.replace(c, series_id=ids.get(c.series_id, c.series_id)) for c in leg.run.comparisons
+                ],
+                accuracy_changes=[
+                    dataclasses.replace(c, series_id=ids.get(c.series_id, c.series_id))
+                    for c in leg.run.accuracy_changes
+                ],
+            )
+        )
+    return runs
+
+
+@dataclass
+class Recording:
+    """What recording the legs did: run ids recorded now and those the database had, the legs it refused (left
+    out of the merge), and when another process held its lock too long, one line naming the legs that were not
+    recorded (they still merge) and how to record them later."""
+
+    recorded: list[str] = field(default_factory=list)
+    already: list[str] = field(default_factory=list)
+    refused: dict[Path, LeftOut] = field(default_factory=dict)
+    unrecorded: str | None = None
+
+
+def record_legs(store: Store, legs: list[Leg]) -> Recording:
+    """Record each leg's run, each in its own transaction: one bad leg never stops the others."""
+    done = Recording()
+    for index, leg in enumerate(legs):
         try:
-            store.record_run(leg.run)
+            if store.import_run(leg.run):
+                done.recorded.append(leg.run.context.run_id)
+            else:
+                done.already.append(leg.run.context.run_id)
+        except DatabaseLocked as e:  # every later leg would wait as long: stop, and say how to record them later
+            later = legs[index:]
+            done.unrecorded = (
+                f"{', '.join(leg.name for leg in later)} into {store.path} ({str(e).removeprefix(store.path + ': ')}); "
+                f"they are in the report: record them later with "
+                f"`trtci db import {' '.join(str(leg.path) for leg in later)} --db {store.path}`"
+            )
+            break
         except StoreError as e:
-            refused.append(LeftOut(leg.name, "could not be recorded", f"{leg.path}: {e}"))
-            continue
-        recorded.append(run_id)
-    return recorded, skipped, refused
+            done.refused[leg.path] = LeftOut(leg.name, "could not be recorded", f"{leg.path}: {e}")
+    return done
 
 
 def merge_runs(paths: Iterable[Path], store: Store | None = None, expect: Iterable[str] = ()) -> Merged:
@@ -210,14 +275,12 @@ def merge_runs(paths: Iterable[Path], store: Store | None = None, expect: Iterab
     """
     files, problems = find_runfiles(paths)
     legs, left_out = load_legs(files)
-    recorded: list[str] = []
-    already: list[str] = []
-    if store is not None:
-        recorded, already, refused = record_legs(store, legs)
-        in_store = {*recorded, *already}
-        legs = [leg for leg in legs if leg.run.context.run_id in in_store]
-        left_out += refused
+    recording = record_legs(store, legs) if store is not None else Recording()
+    legs = [leg for leg in legs if leg.path not in recording.refused]
+    left_out += recording.refused.values()
     problems += [leg.problem for leg in left_out]
+    if recording.unrecorded is not None:
+        problems.append(recording.unrecorded)
     if not legs:
         where = "; ".join(problems) if problems else "no *.trtci.json.gz file under the given paths"
         raise DataError(f"no trtci run file could be merged ({where})")
@@ -226,7 +289,7 @@ def merge_runs(paths: Iterable[Path], store: Store | None = None, expect: Iterab
     if missing:
         notes.append("Missing legs: " + "; ".join(f"{m.name} ({m.reason})" for m in missing))
     merged = Merged(run=combine(legs, notes), legs=legs, missing=missing, problems=problems)
-    merged.recorded, merged.already_recorded = recorded, already
+    merged.recorded, merged.already_recorded = recording.recorded, recording.already
     return merged
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -47,12 +48,16 @@ from trtci.results import (
     SeriesResult,
     stable_hash,
 )
+from trtci.store.runfile import one_line, plain_json_problem
 
 BACKEND = "pytest-benchmark"
 PRECISION = "n/a"
 SUPPORTED_MAJORS = (3, 4, 5)
 SECONDS_TO_MS = 1e3
 EXTRA_INFO_KEY = "trtci"
+MAX_FILE_BYTES = 256 * 1024 * 1024  # with --benchmark-save-data every call is a number: large, but not unbounded
+MAX_SECONDS = 1e6  # per call: eleven days is no benchmark; beyond, a time is damage (and float32 cannot hold it)
+MAX_COUNT = 2**62  # rounds: any count SQLite's 64-bit integers hold
 
 
 class _Strict(BaseModel):
@@ -86,7 +91,7 @@ class TrtciExtraInfo(_Strict):
     model_sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]  # sha256 of the model file, as SeriesKey.model_hash
     precision: Literal["fp32", "fp16", "int8"]
     quantization: Literal["", "onnxruntime", "tensorrt"]
-    batch: Annotated[int, Field(ge=1)]
+    batch: Annotated[int, Field(ge=1, le=2**31 - 1)]
     backend: FixtureBackend
     device: ExtraInfoDevice
     options: dict[str, Any]  # what else changes the numbers: threads, input shapes, TensorRT build options
@@ -104,22 +109,33 @@ class PytestBenchmarkFile:
 def read_pytest_benchmark(path: Path) -> PytestBenchmarkFile:
     """Parse and check the file; raises DataError with one line naming the file and what is wrong."""
     try:
+        if not stat.S_ISREG(Path(path).stat().st_mode):  # a pipe or a device would be read forever
+            raise DataError(f"{path}: not a regular file; pass the file written by pytest --benchmark-json")
+        size = Path(path).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise DataError(f"{path}: {size} bytes is larger than trtci reads ({MAX_FILE_BYTES} bytes)")
         raw = json.loads(Path(path).read_text())
     except OSError as e:
         raise DataError(f"{path}: cannot read ({e.strerror or e})") from e
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except RecursionError as e:
+        raise DataError(f"{path}: not JSON that trtci reads (nested too deep)") from e
+    except ValueError as e:  # JSONDecodeError, UnicodeDecodeError, an integer of over 4300 digits
         raise DataError(f"{path}: not JSON ({e}); pass the file written by pytest --benchmark-json") from e
+    problem = plain_json_problem(raw)
+    if problem is not None:
+        raise DataError(f"{path}: damaged pytest-benchmark file ({problem})")
     if not isinstance(raw, dict) or not isinstance(raw.get("benchmarks"), list):
         raise DataError(f"{path}: no 'benchmarks' list; pass the file written by pytest --benchmark-json")
     version = str(raw.get("version", ""))
     major = version.split(".")[0]
     if not major.isdigit() or int(major) not in SUPPORTED_MAJORS:
         raise DataError(
-            f"{path}: pytest-benchmark version {version or 'unknown'}; trtci reads versions "
+            f"{path}: pytest-benchmark version {one_line(version)[:40] or 'unknown'}; trtci reads versions "
             f"{SUPPORTED_MAJORS[0]}.x to {SUPPORTED_MAJORS[-1]}.x"
         )
+    machine = raw.get("machine_info")
     return PytestBenchmarkFile(
-        version=version, device=_device(raw.get("machine_info") or {}), benchmarks=raw["benchmarks"]
+        version=version, device=_device(machine if isinstance(machine, dict) else {}), benchmarks=raw["benchmarks"]
     )
 
 
@@ -145,7 +161,11 @@ def _series(path: Path, item: Any, machine: DeviceInfo) -> tuple[SeriesResult, D
     name = str(item.get("fullname") or item.get("name") or "")
     if not name:
         raise DataError(f"{path}: a benchmark without 'fullname' or 'name'; the file is damaged")
-    options = item.get("options") or {}
+    if one_line(name) != name:  # pytest escapes control characters in test ids: this is damage, or an attack
+        raise DataError(f"{path}: benchmark {one_line(name)[:200]!r} has control characters in its name")
+    options = item.get("options")
+    if not isinstance(options, dict):
+        options = {}
     provenance = trtci_extra_info(path, name, item.get("extra_info"))
     if provenance is None:
         key = SeriesKey(
@@ -185,7 +205,7 @@ def trtci_extra_info(path: Path, name: str, extra_info: Any) -> TrtciExtraInfo |
         for error in e.errors():
             where = ".".join(str(p) for p in error["loc"])
             message = "unknown key" if error["type"] == "extra_forbidden" else error["msg"]
-            problems.append(f"{where}: {message}" if where else message)
+            problems.append(one_line(f"{where}: {message}" if where else message))  # keys come from the file
         raise DataError(
             f"{path}: {name}: extra_info.{EXTRA_INFO_KEY} is malformed ({'; '.join(problems)}); it is written by "
             "the trtci_benchmark fixture: rerun the benchmark with the installed trtci, or remove the key"
@@ -195,18 +215,24 @@ def trtci_extra_info(path: Path, name: str, extra_info: Any) -> TrtciExtraInfo |
 def _bench(path: Path, name: str, stats: dict[str, Any], options: dict[str, Any], batch: int) -> BenchResult:
     data = stats.get("data")
     timer = str(options.get("timer", "perf_counter"))
+    if data is not None and not isinstance(data, list):
+        raise DataError(f"{path}: {name}: stats.data is not a list of times; the file is damaged")
     if data:
         samples_ms = _times_ms(path, name, "stats.data", data)
         wall_s = sum(samples_ms) / SECONDS_TO_MS
         latency = latency_stats(samples_ms, batch=batch, wall_s=wall_s, max_cv=BenchSettings().max_cv)
         return BenchResult(stats=latency, samples_ms=samples_ms, warmup_ms=0.0, duration_s=wall_s, timer=timer)
     fields = ("min", "max", "mean", "median", "stddev")
-    if any(not isinstance(stats.get(f), (int, float)) for f in fields):
+    if any(not _is_number(stats.get(f)) for f in fields):
         raise DataError(f"{path}: {name}: stats lack {', '.join(fields)}; the file is damaged")
     minimum, maximum, mean, median, std = _times_ms(path, name, "stats", [stats[f] for f in fields], allow_zero=True)
     if median <= 0:
         raise DataError(f"{path}: {name}: median time is 0; a benchmark that takes no time cannot be compared")
-    rounds = int(stats.get("rounds") or 0)
+    rounds = stats.get("rounds") or 0
+    if not isinstance(rounds, int) or isinstance(rounds, bool) or not 0 <= rounds <= MAX_COUNT:
+        raise DataError(
+            f"{path}: {name}: stats.rounds is {str(rounds)[:40]!r}, not a count of rounds; the file is damaged"
+        )
     unknown = math.nan  # percentiles need the raw data: rerun pytest with --benchmark-save-data
     latency = LatencyStats(
         min=minimum,
@@ -222,20 +248,40 @@ def _bench(path: Path, name: str, stats: dict[str, Any], options: dict[str, Any]
         throughput=batch * 1e3 / mean if mean > 0 else 0.0,
         unstable=mean > 0 and std / mean > BenchSettings().max_cv,
     )
-    total = float(stats.get("total") or 0.0)
+    total = stats.get("total") or 0.0
+    if not _is_number(total) or not 0 <= float(total) <= MAX_SECONDS * MAX_COUNT:
+        raise DataError(
+            f"{path}: {name}: stats.total is {str(total)[:40]!r}, not a time in seconds; the file is damaged"
+        )
+    total = float(total)
     return BenchResult(stats=latency, samples_ms=[], warmup_ms=0.0, duration_s=total, timer=timer)
 
 
 def _times_ms(path: Path, name: str, where: str, seconds: list[Any], *, allow_zero: bool = False) -> list[float]:
-    """Seconds to milliseconds, refusing NaN, infinite and negative values (and zeros unless allowed)."""
-    values = np.asarray([v if isinstance(v, (int, float)) else math.nan for v in seconds], dtype=np.float64)
-    bad = ~np.isfinite(values) | (values < 0 if allow_zero else values <= 0)
+    """Seconds to milliseconds, refusing NaN, infinite, negative and absurd (over MAX_SECONDS) values, and zeros
+    unless allowed."""
+    values = np.asarray([_float(v) for v in seconds], dtype=np.float64)
+    bad = ~np.isfinite(values) | (values < 0 if allow_zero else values <= 0) | (values > MAX_SECONDS)
     if bad.any():
         raise DataError(
-            f"{path}: {name}: {int(bad.sum())} of {values.size} values in {where} are NaN, zero, negative or "
-            "not numbers; rerun the benchmark"
+            f"{path}: {name}: {int(bad.sum())} of {values.size} values in {where} are NaN, zero, negative, "
+            f"over {MAX_SECONDS:g} s or not numbers; rerun the benchmark"
         )
     return (values * SECONDS_TO_MS).tolist()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _float(value: Any) -> float:
+    """A JSON number as a float: NaN for anything else, infinite for an integer beyond float's range."""
+    if not _is_number(value):
+        return math.nan
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf
 
 
 def _device(machine: dict[str, Any]) -> DeviceInfo:

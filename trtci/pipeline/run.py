@@ -69,15 +69,22 @@ def run(
         result = RunResult(
             context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
         )
-        result.comparisons = [
-            ab_comparison(c, state.ab[c.series_id], result, config.compare) if c.series_id in state.ab else c
-            for c in compare(result, store, config.compare)
-        ]
-        result.accuracy_changes = compare_accuracy(result, store, config.compare)
-        result.warnings.extend(stale_acknowledgements(result, config.compare))
-        confirm(result, state.remeasure, store, config.compare, progress)
-        store.record_run(result)
-        apply_retention(store, config.history, vacuum=False)  # a cheap delete; `trtci db prune` also vacuums
+        try:
+            result.comparisons = [
+                ab_comparison(c, state.ab[c.series_id], result, config.compare) if c.series_id in state.ab else c
+                for c in compare(result, store, config.compare)
+            ]
+            result.accuracy_changes = compare_accuracy(result, store, config.compare)
+            result.warnings.extend(stale_acknowledgements(result, config.compare))
+            confirm(result, state.remeasure, store, config.compare, progress)
+        except StoreError as e:  # the history could not be read (locked too long, damaged): keep what was measured
+            raise StoreError(store.keep_unrecorded(result, e)) from e
+        try:
+            store.record_run(result)
+        except StoreError as e:  # the work is done: keep it, and say so in the report, the JSON and the console
+            result.warnings.append(store.keep_unrecorded(result, e))
+        else:
+            apply_retention(store, config.history, vacuum=False)  # a cheap delete; `trtci db prune` also vacuums
     finally:
         store.close()
     return result
@@ -101,7 +108,13 @@ def _open_store(path: Path) -> Store:
             path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"{path}: cannot create its directory ({e.strerror}); choose a writable --db path") from e
-    return Store(path)
+    store = Store(path)
+    try:
+        store.check_writable()
+    except BaseException:
+        store.close()
+        raise
+    return store
 
 
 def _run_model(

@@ -12,37 +12,72 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from trtci.errors import StoreError
+from trtci.errors import DataError, StoreError
 from trtci.results import RunResult
-from trtci.store.connection import connect, transaction
-from trtci.store.migrations import migrate
-from trtci.store.rows import LATENCY_COLUMNS, insert_run, load_run
+from trtci.store.connection import DatabaseLocked, connect, transaction
+from trtci.store.migrations import MIGRATIONS_TABLE, migrate, missing_schema
+from trtci.store.rows import LATENCY_COLUMNS, insert_run, json_column, load_run
+from trtci.store.runfile import read_runfile, write_runfile
 from trtci.store.samples import decode_stored_samples, encode_for_store, quantile_sketch
+
+
+class AlreadyRecorded(StoreError):
+    """The database already holds a run with this id."""
 
 
 class Store:
     """A results database, opened or created at `path` (":memory:" for a throwaway one) and migrated.
 
-    `db` is its sqlite_utils.Database: the store's own modules query through it, and users may read it
-    (docs/schema.md); code outside trtci.store asks these methods instead.
+    Statements wait up to `timeout_s` (default: `TRTCI_DB_TIMEOUT`, trtci.store.connection) for another
+    process's lock, then raise DatabaseLocked. `db` is its sqlite_utils.Database: the store's own modules query
+    through it, and users may read it (docs/schema.md); code outside trtci.store asks these methods instead.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, *, timeout_s: float | None = None):
         self.path = str(path)
-        self.db = connect(self.path)
+        self.db = connect(self.path, timeout_s)
         try:
             migrate(self.db, self.path)
         except BaseException:
             self.db.close()
             raise
 
+    def check_writable(self) -> None:
+        """Raise StoreError now, before any work, where a run could not be recorded later: a file or directory
+        that cannot be written, or a table or column this trtci's schema has and the file lacks (a damaged file).
+
+        The check writes a row and rolls it back, so the file keeps every byte; it waits for a lock like a write.
+        """
+        lacking = missing_schema(self.db)
+        if lacking:
+            raise StoreError(
+                f"{self.path}: damaged trtci database ({lacking[0]} is missing); restore it from a copy, or point "
+                "--db at a new path (`trtci history pull` rebuilds a database from the data branch)"
+            )
+        conn = self.db.conn
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"INSERT INTO {MIGRATIONS_TABLE} (name, applied_at) VALUES ('trtci-write-check', '')")
+            finally:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+        except sqlite3.DatabaseError as e:  # a DatabaseLocked is a StoreError already, and says so
+            raise StoreError(
+                f"{self.path}: cannot write to the database ({e}); make the file and its directory writable, "
+                "or point --db at a writable path"
+            ) from e
+
     def record_run(self, run: RunResult) -> None:
-        """Write a whole run in one transaction: either every row of it lands, or none does."""
+        """Write a whole run in one transaction: either every row of it lands, or none does.
+
+        Waits for another process's write lock (see the class); raises DatabaseLocked when it is held longer,
+        StoreError for any other reason the run cannot be written."""
         run_id = run.context.run_id
         try:
             with transaction(self.db.conn):
                 if self.db.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone():
-                    raise StoreError(f"{self.path}: run {run_id} is already recorded; each run needs a new run id")
+                    raise AlreadyRecorded(f"{self.path}: run {run_id} is already recorded; each run needs a new run id")
                 insert_run(self.db.conn, run)
         except sqlite3.Error as e:
             raise StoreError(
@@ -50,20 +85,60 @@ class Store:
                 "the disk has space and no other process holds a write lock"
             ) from e
 
+    def keep_unrecorded(self, run: RunResult, error: StoreError) -> str:
+        """Write `run`, which `record_run` refused with `error`, as a run file beside the database; return one
+        line that names it and how to record it later (`trtci db import`), or why it could not be written."""
+        directory = Path(self.path).absolute().parent if self.path != ":memory:" else Path.cwd()
+        where = str(error).removeprefix(f"{self.path}: ")
+        try:
+            kept = write_runfile(run, directory)
+        except (OSError, OverflowError) as e:  # OverflowError: a sample float32 cannot hold, as the store said
+            return f"run {run.context.run_id} was NOT recorded in {self.path} ({where}) nor kept in {directory} ({e})"
+        return (
+            f"run {run.context.run_id} was NOT recorded in {self.path} ({where}); it is kept in {kept}: "
+            f"record it with `trtci db import {kept} --db {self.path}`"
+        )
+
     def runs(self, limit: int = 20) -> list[dict[str, Any]]:
         """The latest `limit` runs, newest first, as rows of the `runs` table."""
         rows = self.db.query("SELECT * FROM runs ORDER BY started_at DESC, rowid DESC LIMIT ?", [limit])
-        return [{**row, "passed": bool(row["passed"]), "warnings": json.loads(row["warnings"])} for row in rows]
+        try:
+            return [
+                {**row, "passed": bool(row["passed"]), "warnings": json_column(row["warnings"], list, "runs.warnings")}
+                for row in rows
+            ]
+        except StoreError as e:
+            raise StoreError(f"{self.path}: {e}") from e
 
     def has_run(self, run_id: str) -> bool:
         return self.db.execute("SELECT 1 FROM runs WHERE id = ?", [run_id]).fetchone() is not None
 
     def import_run(self, run: RunResult) -> bool:
-        """Record `run` unless its id is already here (history pull, fan-in). True when it was recorded."""
-        if self.has_run(run.context.run_id):
+        """Record `run` unless its id is already here (history pull, fan-in). True when it was recorded; the
+        check and the write are one transaction, so two processes importing the same run record it once."""
+        try:
+            self.record_run(run)
+        except AlreadyRecorded:
             return False
-        self.record_run(run)
         return True
+
+    def import_runfiles(self, paths: list[Path]) -> tuple[list[str], int, list[str]]:
+        """Record the run in each run file, each judged alone: (run ids recorded, how many were already here,
+        one line per file refused, naming it). A lock held too long stops the import (DatabaseLocked): every
+        later file would wait as long."""
+        recorded, known, refused = [], 0, []
+        for path in paths:
+            try:
+                run = read_runfile(path)
+                if self.import_run(run):
+                    recorded.append(run.context.run_id)
+                else:
+                    known += 1
+            except DatabaseLocked:
+                raise
+            except (DataError, StoreError) as e:
+                refused.append(str(e) if str(path) in str(e) else f"{path}: {e}")
+        return recorded, known, refused
 
     def load_run(self, run_id: str) -> RunResult:
         """The run as `record_run` got it, rebuilt from the tables, raw samples included.
@@ -71,7 +146,10 @@ class Store:
         What the database cannot hold comes back in its stored form: samples to the tick (or the quantile sketch
         of a thinned run), an infinite or NaN number inside JSON as None, a non-finite SQNR as inf.
         """
-        run = load_run(self.db, run_id)
+        try:
+            run = load_run(self.db, run_id)
+        except StoreError as e:
+            raise StoreError(f"{self.path}: run {run_id}: {e}") from e
         if run is None:
             raise StoreError(f"{self.path}: no run {run_id}; list the runs with `trtci db runs`")
         return run

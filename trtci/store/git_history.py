@@ -11,18 +11,21 @@ branch, an unreachable remote) is final at once. A push that fails leaves the ru
 
 from __future__ import annotations
 
+import base64
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from trtci.context.git import Git, GitError, redact
 from trtci.errors import DataError, PublishError, StoreError
 from trtci.results import RunResult
+from trtci.store.connection import DatabaseLocked
 from trtci.store.database import Store
-from trtci.store.runfile import SUFFIX, read_runfile, write_runfile
+from trtci.store.runfile import MAX_BYTES, SUFFIX, one_line, read_runfile, write_runfile
 
 DEFAULT_BRANCH = "trtci-data"
 RUNS_DIR = "runs"
@@ -58,14 +61,17 @@ def push_run(
     attempts: int = 10,
     backoff_s: float = 1.0,
     sleep: Callable[[float], None] = time.sleep,
+    token: str | None = None,
 ) -> PushResult:
     """Commit `run_file` to `branch` on `remote` and push; create the branch (orphan) if it does not exist.
+
+    With `token`, git authenticates to an http(s) remote with it for these commands only (see `auth_env`).
 
     A push rejected as not a fast-forward (another job pushed first) is retried after a fetch, up to `attempts`
     pushes, waiting `backoff_s`, 2x, 4x... (capped at 30 s) between them. Raises PublishError naming the kept run
     file, with git's message, at once for any other failure, or when every push was rejected.
     """
-    git = _Git(repo_dir)
+    git = _Git(repo_dir, remote=remote, token=token)
     run = read_runfile(run_file)
     path = branch_path(run, run_file.name)
     blob = git("hash-object", "-w", str(run_file))
@@ -112,33 +118,56 @@ def push_from_store(repo_dir: Path, store: Store, run_id: str, out_dir: Path | N
     return result
 
 
-def pull_runs(repo_dir: Path, store: Store, *, branch: str = DEFAULT_BRANCH, remote: str = "origin") -> PullResult:
+def pull_runs(
+    repo_dir: Path, store: Store, *, branch: str = DEFAULT_BRANCH, remote: str = "origin", token: str | None = None
+) -> PullResult:
     """Fetch `branch` and import every run file whose run the database lacks. A file that cannot be read or
-    recorded is named in `refused` and the others are still imported. A missing branch imports nothing."""
-    git = _Git(repo_dir)
+    recorded is named in `refused` and the others are still imported. A missing branch imports nothing.
+    `token` authenticates the fetch as in `push_run`."""
+    git = _Git(repo_dir, remote=remote, token=token)
     tip = _fetch(git, remote, branch)
     result = PullResult(imported=[], known=0, refused=[])
     if tip is None:
         return result
-    names = git("ls-tree", "-r", "--name-only", tip, "--", RUNS_DIR).splitlines()
     with tempfile.TemporaryDirectory(prefix="trtci-pull-") as tmp:
-        for name in sorted(n for n in names if n.endswith(SUFFIX)):
+        for name, blob, size in _run_files(git, tip):
             if store.has_run(_run_id_of(name)):
                 result.known += 1
                 continue
-            local = Path(tmp) / Path(name).name
-            local.write_bytes(git.bytes("cat-file", "blob", f"{tip}:{name}"))
+            if size is None or size > MAX_BYTES:  # not read: a huge blob would fill memory before any check
+                what = "not a file" if size is None else f"{size} bytes, larger than a trtci run file can be"
+                result.refused.append(one_line(f"{branch}:{name}: {what}"))
+                continue
+            local = Path(tmp) / "run" / SUFFIX
+            local.parent.mkdir(exist_ok=True)
+            local.write_bytes(git.bytes("cat-file", "blob", blob))
             try:
                 run = read_runfile(local)
                 imported = store.import_run(run)
+            except DatabaseLocked:
+                raise  # every later file would wait as long: stop; the branch still holds them for the next pull
             except (DataError, StoreError) as e:
-                result.refused.append(str(e).replace(str(local), f"{branch}:{name}"))
+                result.refused.append(one_line(str(e).replace(str(local), f"{branch}:{name}")))  # names from git
                 continue
             if imported:
                 result.imported.append(run.context.run_id)
             else:
                 result.known += 1
     return result
+
+
+def _run_files(git: _Git, tip: str) -> list[tuple[str, str, int | None]]:
+    """(path, object id, size) of every run file under RUNS_DIR at `tip`, by path; size is None for what is not a
+    plain file (a link, a submodule). Names are read NUL-separated, as git stores them, whatever they hold."""
+    found = []
+    for entry in git("ls-tree", "-r", "-z", "-l", tip, "--", RUNS_DIR).split("\0"):
+        meta, _, name = entry.partition("\t")
+        if not name.endswith(SUFFIX):
+            continue
+        mode, kind, blob, size = meta.split()
+        plain = kind == "blob" and mode in ("100644", "100755") and size.isdigit()
+        found.append((name, blob, int(size) if plain else None))
+    return sorted(found)
 
 
 def _run_id_of(name: str) -> str:
@@ -197,13 +226,47 @@ def _commit_file(git: _Git, parent: str | None, path: str, blob: str, message: s
     return git("commit-tree", tree, *parents, "-m", message, env=git.identity())
 
 
-class _Git(Git):
-    """git in one repository, checked to be one; failures raise GitError with git's own words."""
+def basic_credential(token: str) -> str:
+    """The HTTP Basic credential git sends for `token`, as GitHub takes an installation or workflow token."""
+    return base64.b64encode(f"x-access-token:{token}".encode()).decode("ascii")
 
-    def __init__(self, repo_dir: Path):
+
+def auth_env(git: Git, remote: str, token: str | None) -> dict[str, str]:
+    """Environment variables that make git send `token` to `remote` as an HTTP header, for the commands given
+    them only: git reads GIT_CONFIG_COUNT/KEY/VALUE as config, so the token is never on a command line, never in
+    .git/config and never in a URL that an error message could show. Empty without a token, for a remote that
+    is not http(s) or carries its own credentials, and where the repository's config already sends a header to
+    it (actions/checkout with persisted credentials): a second Authorization header would be refused."""
+    if not token:
+        return {}
+    url = git.query("remote", "get-url", remote) or remote
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or "@" in parts.netloc:
+        return {}
+    if git.query("config", "--get-urlmatch", "http.extraheader", url):
+        return {}
+    count = os.environ.get("GIT_CONFIG_COUNT", "")
+    index = int(count) if count.isdigit() else 0  # keep the environment's own config entries
+    return {
+        "GIT_CONFIG_COUNT": str(index + 1),
+        f"GIT_CONFIG_KEY_{index}": f"http.{parts.scheme}://{parts.netloc}/.extraheader",
+        f"GIT_CONFIG_VALUE_{index}": f"AUTHORIZATION: basic {basic_credential(token)}",
+    }
+
+
+class _Git(Git):
+    """git in one repository, checked to be one; failures raise GitError with git's own words. With a `token`,
+    every command authenticates to `remote` with it (`auth_env`)."""
+
+    def __init__(self, repo_dir: Path, *, remote: str = "origin", token: str | None = None):
         super().__init__(repo_dir, timeout_s=GIT_TIMEOUT_S)
+        self._auth: dict[str, str] = {}
         if self.query("rev-parse", "--git-dir") is None:
             raise GitError(f"{repo_dir}: not a git repository; pass --repo-dir of a clone with the remote")
+        self._auth = auth_env(self, remote, token)
+
+    def bytes(self, *args: str, env: Mapping[str, str] | None = None) -> bytes:
+        return super().bytes(*args, env={**self._auth, **(env or {})})
 
     def git_dir(self) -> Path:
         """The repository's git directory (`.git` of a clone), where trtci keeps its scratch files."""

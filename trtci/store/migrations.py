@@ -7,6 +7,7 @@ lacks, in one transaction. Each step runs once; never rename or change one, appe
 from __future__ import annotations
 
 import datetime
+import functools
 import sqlite3
 from collections.abc import Callable
 
@@ -243,6 +244,33 @@ def migrate(db: sqlite_utils.Database, path: str) -> None:
                 )
     except sqlite3.Error as e:
         raise StoreError(f"{path}: cannot create or upgrade the database ({e}); check the file is writable") from e
+
+
+def missing_schema(db: sqlite_utils.Database) -> list[str]:
+    """The tables and `table.column`s that these migrations create and `db` lacks: none for a sound file."""
+    have = _schema(db)
+    missing = []
+    for table, columns in _expected_schema().items():
+        if table not in have:
+            missing.append(f"table {table}")
+        else:
+            missing.extend(f"column {table}.{column}" for column in columns if column not in have[table])
+    return missing
+
+
+@functools.cache
+def _expected_schema() -> dict[str, list[str]]:
+    """The schema every migration together makes, read from a fresh in-memory database (a single source)."""
+    fresh = sqlite_utils.Database(memory=True)
+    migrate(fresh, ":memory:")
+    try:
+        return _schema(fresh)
+    finally:
+        fresh.close()
+
+
+def _schema(db: sqlite_utils.Database) -> dict[str, list[str]]:
+    return {name: [row[1] for row in db.execute(f'PRAGMA table_info("{name}")')] for name in db.table_names()}
 
 
 def _pending(db: sqlite_utils.Database, path: str) -> list[Migration]:

@@ -1,6 +1,7 @@
 """An existing results database opened read-only: the listings and exports of `trtci db runs|series|export`.
 
-The connection is opened with `?mode=ro`, so even a user's `--sql` cannot change a byte of the file. Rows come
+The connection is opened with `?mode=ro` and only lets statements read (an SQLite authorizer), so a user's
+`--sql` can neither change a byte of the file nor write another one (`VACUUM INTO`, `ATTACH`). Rows come
 back as dicts in column order, values as SQLite holds them (booleans 0/1, JSON as text, BLOBs as bytes).
 """
 
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from trtci.errors import ConfigError, StoreError
+from trtci.store.connection import DatabaseLocked, open_connection
 from trtci.store.migrations import MIGRATIONS_TABLE
 
 
@@ -74,11 +76,28 @@ def _open_readonly(path: str | Path) -> sqlite3.Connection:
     if not file.is_file():
         raise StoreError(f"{path}: no such database; pass the --db path your runs wrote")
     try:
-        conn = sqlite3.connect(f"{file.absolute().as_uri()}?mode=ro", uri=True)
+        conn = open_connection(f"{file.absolute().as_uri()}?mode=ro", str(path), uri=True)
+    except sqlite3.Error as e:
+        raise StoreError(f"{path}: cannot open the database ({e}); pass the --db path your runs wrote") from e
+    try:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     except sqlite3.DatabaseError as e:
+        conn.close()
         raise StoreError(f"{path}: not a SQLite database ({e}); pass the --db path your runs wrote") from e
+    except DatabaseLocked:
+        conn.close()
+        raise
     if MIGRATIONS_TABLE not in names:
         conn.close()
         raise StoreError(f"{path}: a SQLite database that trtci did not create (no {MIGRATIONS_TABLE} table)")
+    # mode=ro keeps this file's bytes, but ATTACH (and VACUUM INTO, which attaches) would write another file:
+    # statements may only read.
+    conn.set_authorizer(_read_only)
     return conn
+
+
+_READS = (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE)
+
+
+def _read_only(action: int, *_: object) -> int:
+    return sqlite3.SQLITE_OK if action in _READS else sqlite3.SQLITE_DENY

@@ -15,6 +15,7 @@ from typing import Any
 import sqlite_utils
 
 from trtci import __version__
+from trtci.errors import StoreError
 from trtci.results import (
     AccuracyChange,
     AccuracyResult,
@@ -226,7 +227,7 @@ def load_run(db: sqlite_utils.Database, run_id: str) -> RunResult | None:
     # A run's PR labels are not stored: what they decided is in its comparisons (verdict, acknowledgement).
     context = RunContext(**{name: run_row[column] for name, column in columns.items() if column in run_row})
     devices = [
-        DeviceInfo(kind=d["kind"], name=d["name"], details=json.loads(d["details"]))
+        DeviceInfo(kind=d["kind"], name=d["name"], details=json_column(d["details"], dict, "devices.details"))
         for d in db.query(
             """SELECT devices.* FROM run_devices JOIN devices ON devices.id = run_devices.device_id
                WHERE run_devices.run_id = ? ORDER BY run_devices.position, run_devices.rowid""",
@@ -244,7 +245,11 @@ def load_run(db: sqlite_utils.Database, run_id: str) -> RunResult | None:
     comparisons = [
         Comparison(
             **{name: c[name] for name in _COMPARISON_COLUMNS},
-            **{k: v for k, v in json.loads(c["extra"]).items() if k in _comparison_extra_fields()},
+            **{
+                k: v
+                for k, v in json_column(c["extra"], dict, "comparisons.extra").items()
+                if k in _comparison_extra_fields()
+            },
         )
         for c in db.query("SELECT * FROM comparisons WHERE run_id = ? ORDER BY rowid", [run_id])
     ]
@@ -260,7 +265,7 @@ def load_run(db: sqlite_utils.Database, run_id: str) -> RunResult | None:
         devices=devices,
         series=series,
         comparisons=comparisons,
-        warnings=json.loads(run_row["warnings"]),
+        warnings=json_column(run_row["warnings"], list, "runs.warnings"),
         accuracy_changes=accuracy_changes,
     )
 
@@ -279,7 +284,7 @@ def _load_series(db: sqlite_utils.Database, run_id: str, key_row: dict[str, Any]
             warmup_ms=b["warmup_ms"],
             duration_s=b["duration_s"],
             timer=b["timer"],
-            extra=json.loads(b["extra"]),
+            extra=json_column(b["extra"], dict, "benchmarks.extra"),
         )
     for a in db.query(f"SELECT * FROM accuracy {where}", ids):
         outputs = [
@@ -296,7 +301,7 @@ def _load_series(db: sqlite_utils.Database, run_id: str, key_row: dict[str, Any]
         ]
         result.accuracy = AccuracyResult(
             passed=bool(a["passed"]),
-            reasons=json.loads(a["reasons"]),
+            reasons=json_column(a["reasons"], list, "accuracy.reasons"),
             samples=a["samples"],
             outputs=outputs,
             top1=a["top1"],
@@ -304,14 +309,26 @@ def _load_series(db: sqlite_utils.Database, run_id: str, key_row: dict[str, Any]
             reference_top1=a["reference_top1"],
             reference_top5=a["reference_top5"],
             ratio=a["ratio"],
-            thresholds=json.loads(a["thresholds"]),
+            thresholds=json_column(a["thresholds"], dict, "accuracy.thresholds"),
             **{name: a[name] for name in _ACCURACY_EXTRA_COLUMNS},
         )
     for build in db.query(f"SELECT facts FROM builds {where}", ids):
-        result.build = json.loads(build["facts"])
+        result.build = json_column(build["facts"], dict, "builds.facts")
     for error in db.query(f"SELECT error FROM series_errors {where}", ids):
         result.error = error["error"]
     return result
+
+
+def json_column(value: Any, kind: type, column: str) -> Any:
+    """A JSON column's value, which must be a `kind` (list or dict). Raises StoreError naming the column when the
+    text is not that: someone edited the file by hand, or it is damaged."""
+    try:
+        data = json.loads(value)
+    except (TypeError, ValueError, RecursionError):
+        data = None
+    if not isinstance(data, kind):
+        raise StoreError(f"column {column} is damaged (not a JSON {kind.__name__}); restore the database from a copy")
+    return data
 
 
 def _columns(db: sqlite_utils.Database, table: str) -> list[str]:

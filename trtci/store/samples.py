@@ -19,6 +19,8 @@ SAMPLES_TICKS = "ticks1"
 _TICKS_HEADER = struct.Struct("<2sbBIq")  # magic, tick exponent (tick = 10**exp ms), width, count, base tick
 _TICKS_MAGIC = b"tq"
 _FINEST_TICK_EXP = -4  # 0.1 microsecond: finer than any timer trtci reads
+_MAX_TICK = 2.0**62  # well inside int64, and exact in float64
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def encode_samples(samples_ms: list[float]) -> bytes:
@@ -42,7 +44,11 @@ def encode_samples_ticks(samples_ms: list[float]) -> bytes:
         return _TICKS_HEADER.pack(_TICKS_MAGIC, _FINEST_TICK_EXP, 1, 0, 0)
     median = float(np.median(values))
     exponent = max(_FINEST_TICK_EXP, math.floor(math.log10(median * 1e-4))) if median > 0 else _FINEST_TICK_EXP
-    ticks = np.round(values / 10.0**exponent).astype(np.int64)
+    scaled = np.round(values / 10.0**exponent)
+    if exponent > 127 or not (0 <= scaled.min() and scaled.max() < _MAX_TICK):
+        # int64 ticks would wrap around (one sample 10**15 times the median read back as -9.2e14 ms)
+        raise OverflowError(f"samples of {values.min():g}..{values.max():g} ms do not fit integer ticks")
+    ticks = scaled.astype(np.int64)
     base = int(ticks.min())
     offsets = ticks - base
     width = next(w for w in (1, 2, 4, 8) if int(offsets.max()) < 256**w)
@@ -64,18 +70,29 @@ def decode_samples_ticks(blob: bytes) -> list[float]:
 
 def encode_for_store(samples_ms: list[float]) -> tuple[bytes, str]:
     """(blob, samples_encoding) of a `benchmarks` row: the compact encoding when every sample is a finite
-    non-negative time, else float32 (kept exact)."""
+    non-negative time that integer ticks hold, else float32 (kept to float32's ~7 digits). Raises StoreError
+    for a finite sample too large for float32, which no encoding could give back."""
+    too_large = next((x for x in samples_ms if math.isfinite(x) and abs(x) > _FLOAT32_MAX), None)
+    if too_large is not None:
+        raise StoreError(f"a latency sample of {too_large:g} ms cannot be stored (float32 holds up to 3.4e38)")
     if all(math.isfinite(x) and x >= 0 for x in samples_ms):
-        return encode_samples_ticks(samples_ms), SAMPLES_TICKS
+        try:
+            return encode_samples_ticks(samples_ms), SAMPLES_TICKS
+        except OverflowError:
+            pass  # samples spanning more than 2**62 ticks (an outlier 10**15 times the median): float32 holds them
     return encode_samples(samples_ms), SAMPLES_FLOAT32
 
 
 def decode_stored_samples(blob: bytes, encoding: str) -> list[float]:
-    """Samples of a `benchmarks` row, given its `samples_encoding` column."""
-    if encoding == SAMPLES_FLOAT32:
-        return decode_samples(blob)
-    if encoding == SAMPLES_TICKS:
-        return decode_samples_ticks(blob)
+    """Samples of a `benchmarks` row, given its `samples_encoding` column. Raises StoreError when the blob is
+    damaged or in an encoding this trtci does not know."""
+    try:
+        if encoding == SAMPLES_FLOAT32:
+            return decode_samples(blob)
+        if encoding == SAMPLES_TICKS:
+            return decode_samples_ticks(blob)
+    except (TypeError, ValueError, struct.error, zlib.error) as e:
+        raise StoreError(f"damaged latency samples ({encoding}: {e}); the database is damaged") from e
     raise StoreError(f"latency samples in unknown encoding {encoding!r}: written by a newer trtci; upgrade trtci")
 
 
