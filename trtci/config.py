@@ -22,6 +22,12 @@ CalibrationMethod = Literal["minmax", "entropy", "percentile", "distribution"]
 ALL_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 DEFAULT_BACKENDS: tuple[BackendName, ...] = ("onnxruntime",)
 _FUNCTION_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# A tensor dim or batch size: TensorRT's shapes and profiles hold int32, and a larger one could only exhaust memory.
+MAX_DIM = 2**31 - 1
+BatchSize = Annotated[int, Field(ge=1, le=MAX_DIM)]
+MAX_DURATION_S = 3600.0  # the longest a series is timed
+# Timed iterations a benchmark may be asked for at least: each one is kept as a sample, so this bounds its memory.
+MAX_MIN_ITERATIONS = 1_000_000
 
 
 def _no_duplicates(value: list) -> list:
@@ -39,8 +45,8 @@ class BenchSettings(Strict):
     """How to measure latency, the trtexec way."""
 
     warmup_ms: Annotated[float, Field(ge=0, le=600_000)] = 200.0
-    duration_s: Annotated[float, Field(gt=0, le=3600)] = 3.0
-    min_iterations: Annotated[int, Field(ge=1)] = 10
+    duration_s: Annotated[float, Field(gt=0, le=MAX_DURATION_S)] = 3.0
+    min_iterations: Annotated[int, Field(ge=1, le=MAX_MIN_ITERATIONS)] = 10
     max_cv: Annotated[float, Field(gt=0)] = 0.025  # above this the result is flagged "unstable", as trtexec does
     threads: Annotated[int, Field(ge=0)] = 0  # ONNX Runtime intra-op threads; 0 lets ORT choose
 
@@ -99,6 +105,14 @@ class InputSpec(Strict):
     max: list[int] | None = None
 
     @model_validator(mode="after")
+    def _dims_in_range(self) -> InputSpec:
+        for field_name in ("shape", "min", "opt", "max"):
+            for axis, dim in enumerate(getattr(self, field_name) or []):
+                if isinstance(dim, int) and not 0 <= dim <= MAX_DIM:
+                    raise ValueError(f"{field_name} dim {axis} is {dim}; a dim is a size from 0 to {MAX_DIM}")
+        return self
+
+    @model_validator(mode="after")
     def _ranges_complete(self) -> InputSpec:
         given = [r is not None for r in (self.min, self.opt, self.max)]
         if any(given) and not all(given):
@@ -120,7 +134,7 @@ class DataSpec(Strict):
 
 class CalibrationSpec(DataSpec):
     method: CalibrationMethod = "minmax"
-    batch_size: Annotated[int, Field(ge=1)] = 8
+    batch_size: BatchSize = 8
 
 
 class ValidationSpec(DataSpec):
@@ -131,7 +145,7 @@ class ModelConfig(Strict):
     path: Path
     name: str | None = None  # defaults to the file's stem
     precisions: list[Precision] = Field(default_factory=lambda: list(ALL_PRECISIONS), min_length=1)
-    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1)
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1], min_length=1)
     inputs: list[InputSpec] = Field(default_factory=list)
     calibration: CalibrationSpec | None = None
     validation: ValidationSpec | None = None
@@ -271,8 +285,25 @@ def check_paths(config: Config, source: str) -> None:
                 f"{source}: {key} and {seen[resolved]} are the same file ({path}); give each output its own path"
             )
         seen.setdefault(resolved, key)
-    if config.cache_dir.exists() and not config.cache_dir.is_dir():
-        raise ConfigError(f"{source}: cache_dir {config.cache_dir} is a file; point cache_dir at a directory")
+    for key, path in outputs.items():
+        if path is not None and str(path) != ":memory:":
+            _check_writable_place(source, key, path, want_dir=False)
+    _check_writable_place(source, "cache_dir", config.cache_dir, want_dir=True)
+
+
+def _check_writable_place(source: str, key: str, path: Path, *, want_dir: bool) -> None:
+    """`path` is a file (or, with `want_dir`, a directory) or can be made one: no device, pipe or folder in its
+    place (a report opened on a FIFO would wait forever), and no file where one of its folders must be."""
+    if path.exists():
+        if want_dir and not path.is_dir():
+            raise ConfigError(f"{source}: {key} {path} is a file; point {key} at a directory")
+        if not want_dir and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise ConfigError(f"{source}: {key} {path} is {kind}; point {key} at a file path")
+        return
+    folder = next((parent for parent in path.parents if parent.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"{source}: {key} {path}: {folder} is a file, not a directory; choose another path")
 
 
 def load_config(path: Path) -> Config:
@@ -286,6 +317,8 @@ MAX_CONFIG_BYTES = 1 << 20  # a trtci.yml is a few kB; parsing a huge one would 
 def load_yaml(path: Path) -> dict:
     import yaml
 
+    if path.exists() and not path.is_file():  # reading a FIFO would wait for a writer forever
+        raise ConfigError(f"{path}: not a regular file; pass a trtci.yml file")
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)

@@ -48,6 +48,8 @@ def _tensor_spec(path: Path, role: str, value: onnx.ValueInfoProto) -> TensorSpe
             f"{path}: {role} '{value.name}' is a {kind}, not a tensor; trtci feeds and compares tensors only: "
             f"re-export the model with tensor {role}s{hint}"
         )
+    if not tensor_type.elem_type and role == "input":  # trtci could not make up data of no type
+        raise ModelError(f"{path}: input '{value.name}' has no element type; re-export the model with typed inputs")
     dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name if tensor_type.elem_type else "unknown"
     dims: list[int | str | None] = []
     for dim in tensor_type.shape.dim:
@@ -70,6 +72,9 @@ def _default_opset(model: onnx.ModelProto) -> int:
 def inspect_model(path: Path) -> ModelInfo:
     """Check the model with onnx.checker and describe it. Raises ModelError naming the file and the fix."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "a FIFO, socket or device"
+        raise ModelError(f"{path}: is {kind}, not an ONNX file; point the model path at the .onnx file")
     if not path.is_file():
         raise ModelError(f"{path}: model file not found; check the path in the config or on the command line")
     try:
