@@ -13,7 +13,8 @@ from tests.models import mlp_classifier
 
 
 def trtci(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "trtci.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    command = [sys.executable, "-m", "trtci.cli", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("flag", ["--report", "--json"])
