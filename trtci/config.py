@@ -253,22 +253,24 @@ def resolve_paths(config: Config, base: Path) -> Config:
     )
 
 
-def parse_config(data: dict, source: str, base: Path) -> Config:
-    """Validate a config mapping; relative paths are taken from `base`."""
+def parse_config(data: dict, source: str, base: Path, config_file: Path | None = None) -> Config:
+    """Validate a config mapping; relative paths are taken from `base`. `config_file`, the trtci.yml the mapping
+    came from, is an input no output may overwrite."""
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(source, e)) from e
     config = resolve_paths(config, base)
-    check_paths(config, source)
+    check_paths(config, source, config_file)
     return config
 
 
-def check_paths(config: Config, source: str) -> None:
-    """Refuse, before any work, outputs that would overwrite the database, an input or each other, and a cache
-    directory that is a file. A report written over the database would destroy every recorded run."""
+def check_paths(config: Config, source: str, config_file: Path | None = None) -> None:
+    """Refuse, before any work, outputs that would overwrite the database, an input (`config_file` among them)
+    or each other, and a cache directory that is a file. A report written over the database would destroy every
+    recorded run."""
     outputs = {"database": config.database, "report": config.report, "summary_json": config.summary_json}
-    inputs: dict[str, Path] = {}
+    inputs: dict[str, Path] = {"the config file": config_file} if config_file is not None else {}
     for i, model in enumerate(config.models):
         inputs[f"models.{i}.path"] = model.path
         for kind in ("calibration", "validation"):
@@ -308,7 +310,7 @@ def _check_writable_place(source: str, key: str, path: Path, *, want_dir: bool) 
 
 def load_config(path: Path) -> Config:
     """Read and validate trtci.yml. Relative paths in it are relative to the file's directory."""
-    return parse_config(load_yaml(path), str(path), path.parent)
+    return parse_config(load_yaml(path), str(path), path.parent, path)
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a trtci.yml is a few kB; parsing a huge one would take minutes and gigabytes

@@ -265,7 +265,7 @@ def _apply_overrides(config, options: dict):
             raise ConfigError("--calibration-method: no model in the config has calibration data to apply it to")
         for model in calibrated:
             model["calibration"]["method"] = options["calibration_method"]
-    return parse_config(data, "command line", Path.cwd())
+    return parse_config(data, "command line", Path.cwd(), options["config_path"])
 
 
 def main() -> None:
