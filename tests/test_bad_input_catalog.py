@@ -236,6 +236,14 @@ CASES: dict[str, Callable[[Path], Case]] = {
         (d / "t" / "comment.md.j2").write_bytes(b"\xff\xfe"),
         Case(_one_model(d, "--template-dir", "t"), ["comment.md.j2"]),
     ),
+    "template that cannot be read": lambda d: _after(
+        (d / "t").mkdir(),
+        (d / "t" / "comment.md.j2").symlink_to("/proc/self/mem"),  # reading it fails, even as root
+        Case(_one_model(d, "--template-dir", "t"), ["comment.md.j2", "cannot read"]),
+    ),
+    "model that cannot be read": lambda d: Case(
+        ["--model", "/proc/self/mem", "--db", "r.db"], ["/proc/self/mem", "cannot read the model"]
+    ),
     # environment
     "GITHUB_OUTPUT is a folder": lambda d: Case(
         _one_model(d), ["GITHUB_OUTPUT"], env=_in_actions(d, "GITHUB_OUTPUT", d)

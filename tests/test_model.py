@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from pathlib import Path
 
 import onnx
 import pytest
@@ -150,3 +151,8 @@ def test_a_folder_a_fifo_or_an_untyped_input_in_place_of_a_model_says_what_it_is
     onnx.save(model, tmp_path / "untyped.onnx")
     with pytest.raises(ModelError, match=r"untyped.onnx: input 'x' has no element type"):
         inspect_model(tmp_path / "untyped.onnx")
+
+
+def test_a_model_file_that_cannot_be_read_is_a_model_error():
+    with pytest.raises(ModelError, match=r"/proc/self/mem: cannot read the model \(Input/output error\)"):
+        inspect_model(Path("/proc/self/mem"))  # a regular file whose first bytes cannot be read, even by root

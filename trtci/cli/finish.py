@@ -92,6 +92,8 @@ def _render(run: RunResult, template: str, template_dir: Path | None, extra: Map
         return markdown.render(run, template, template_dir, extra=dict(extra or {}))
     except RecursionError as e:  # a template that includes itself, or a macro that calls itself without end
         raise TemplateError(f"template {template!r} recurses without end ({e}); check its include and macros") from e
+    except OSError as e:  # a template file that cannot be read
+        raise TemplateError(f"template {template!r}: cannot read it ({e.strerror or e}) in {template_dir}") from e
 
 
 def _write_report(path: Path, text: str) -> None:

@@ -80,6 +80,10 @@ def inspect_model(path: Path) -> ModelInfo:
     try:
         # External data stays on disk: only the graph is needed here, and >2 GB models must not be loaded whole.
         model = onnx.load(str(path), load_external_data=False)
+    except OSError as e:
+        raise ModelError(
+            f"{path}: cannot read the model ({e.strerror or e}); check the file and its permissions"
+        ) from e
     except (DecodeError, ValueError, RuntimeError) as e:
         raise ModelError(f"{path}: not a readable ONNX protobuf ({e}); re-export the model to ONNX") from e
     if not model.HasField("graph"):
