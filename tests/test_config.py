@@ -200,3 +200,9 @@ def test_a_config_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_pat
     os.mkfifo(tmp_path / "trtci.yml")
     with pytest.raises(ConfigError, match="trtci.yml: not a regular file"):
         load_config(tmp_path / "trtci.yml")
+
+
+@pytest.mark.parametrize("depth", [900, 50_000])
+def test_a_config_nested_thousands_deep_is_refused_not_a_recursion_error(tmp_path, depth):
+    with pytest.raises(ConfigError, match="nests lists or mappings too deeply"):
+        load_config(write(tmp_path, "models: " + "[" * depth + "]" * depth + "\n"))

@@ -334,6 +334,10 @@ def load_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: the config is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     try:
         data = yaml.load(text, Loader=_unique_key_loader())
+    except RecursionError:  # PyYAML builds nested collections recursively
+        raise ConfigError(
+            f"{path}: the config nests lists or mappings too deeply; a trtci.yml needs a few levels"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
