@@ -136,6 +136,9 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "min_iterations of a trillion": lambda d: Case(
         _config(d, "bench: {min_iterations: 1000000000000}\nmodels: [{path: m.onnx}]"), ["bench.min_iterations"]
     ),
+    "escape of half a UTF-16 pair": lambda d: Case(
+        _config(d, 'models: [{path: m.onnx, name: "a\\ud800"}]'), ["trtci.yml: line 1", "not a character"]
+    ),
     "duration inf": lambda d: Case(_config(d, "bench: {duration_s: .inf}\nmodels: [{path: m.onnx}]"), ["duration_s"]),
     "random inputs larger than memory (batch)": lambda d: Case(
         _one_model(d, "--batch-size", str(BIG)), ["random inputs for a batch of", "lower batch_sizes"]
@@ -173,6 +176,11 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "--backend unknown": lambda d: Case(_one_model(d, "--backend", "nope"), ["backends.0", "nope"]),
     "--bundle-dir under a file": lambda d: _after(
         (d / "f").write_text(""), Case(_one_model(d, "--bundle-dir", "f/runs"), ["--bundle-dir", "f/runs"])
+    ),
+    "--branch not UTF-8": lambda d: Case(_one_model(d, "--branch", "br\udcff"), ["--branch", "not UTF-8"]),
+    "--model path not UTF-8": lambda d: _after(
+        mlp_classifier(d / "m\udcff.onnx"),
+        Case(["--model", "m\udcff.onnx", "--precision", "fp32"], ["--model", "not UTF-8"]),
     ),
     # models
     "model truncated": lambda d: _after(
@@ -245,6 +253,11 @@ CASES: dict[str, Callable[[Path], Case]] = {
         ["--model", "/proc/self/mem", "--db", "r.db"], ["/proc/self/mem", "cannot read the model"]
     ),
     # environment
+    "branch from the environment not UTF-8": lambda d: Case(
+        _one_model(d),
+        ["branch (from the environment or git)", "not UTF-8"],
+        env={"GITHUB_ACTIONS": "true", "GITHUB_EVENT_NAME": "pull_request", "GITHUB_HEAD_REF": "h\udcff"},
+    ),
     "GITHUB_OUTPUT is a folder": lambda d: Case(
         _one_model(d), ["GITHUB_OUTPUT"], env=_in_actions(d, "GITHUB_OUTPUT", d)
     ),

@@ -350,7 +350,8 @@ def load_yaml(path: Path) -> dict:
 
 
 def _unique_key_loader() -> type:
-    """A safe YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+    """A safe YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently) and
+    an escape that is no character (a lone surrogate)."""
     import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):
@@ -364,6 +365,15 @@ def _unique_key_loader() -> type:
                     )
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
+
+        def construct_scalar(self, node: yaml.ScalarNode) -> str:
+            value = super().construct_scalar(node)
+            try:  # "\ud800" escapes a half of a UTF-16 pair: no character, and no database or file can hold it
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                problem = f"{value[e.start]!r} is half of a UTF-16 pair, not a character"
+                raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+            return value
 
     return UniqueKeyLoader
 

@@ -121,6 +121,8 @@ def run(ctx: click.Context, **options) -> None:
     from trtci.store.runfile import write_runfile
     from trtci.verdict.gate import judge
 
+    for param in ctx.command.params:
+        _refuse_non_utf8(param.opts[0], options[param.name])
     config = _config_from_options(options)
     console = make_console(stderr=True)
     context = run_context(
@@ -131,6 +133,8 @@ def run(ctx: click.Context, **options) -> None:
             "pr_number": options["pr_number"],
         }
     )
+    for name, value in vars(context).items():
+        _refuse_non_utf8(f"{name} (from the environment or git)", value)
     # Before any work: a place results cannot be written to fails in a second, not after the run.
     check_runner_files()
     if options["bundle_dir"] is not None:
@@ -216,6 +220,17 @@ def _config_from_options(options: dict):
     else:
         raise ConfigError("give --config trtci.yml, or --model model.onnx (see trtci run --help)")
     return _apply_overrides(config, options)
+
+
+def _refuse_non_utf8(where: str, value: object) -> None:
+    """ConfigError unless every text in `value` is UTF-8: runs, reports and the database hold it as text, and a
+    shell passes other bytes on as halves of UTF-16 pairs that no file or database can hold."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, (str, Path)):
+            try:
+                str(item).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"{where} {str(item)!r}: not UTF-8 text; rename it or pass UTF-8") from None
 
 
 def _make_dir(path: Path, flag: str) -> None:
