@@ -24,6 +24,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.models import OPSET, mlp_classifier
 
+pytestmark = pytest.mark.slow  # sixty fresh interpreters, a second each
+
 FAST = ["--duration", "0.02", "--warmup", "0"]
 TIMEOUT_S = 120
 ERROR_PREFIXES = ("trtci: error: ", "Error: ", "::error")
@@ -54,7 +56,7 @@ def _graph(path: Path, node: onnx.NodeProto, x: onnx.ValueInfoProto, y: onnx.Val
     return path
 
 
-def _relu(path: Path, dims: list, elem: int = TensorProto.FLOAT, **kw) -> Path:
+def _relu(path: Path, dims: list | None, elem: int = TensorProto.FLOAT, **kw) -> Path:
     x = helper.make_tensor_value_info("x", elem, dims)
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
     return _graph(path, helper.make_node("Relu", ["x"], ["y"]), x, y, **kw)
@@ -210,6 +212,10 @@ CASES: dict[str, Callable[[Path], Case]] = {
     "input without element type": lambda d: _after(
         _relu(d / "m.onnx", ["N", 3], elem=TensorProto.UNDEFINED), Case(_one_model(d), ["m.onnx", "input 'x'"])
     ),
+    "input of unknown rank": lambda d: _after(_relu(d / "m.onnx", None), Case(_one_model(d), ["m.onnx", "shape"])),
+    "input with a fixed dim no machine holds": lambda d: _after(
+        _relu(d / "m.onnx", ["N", BIG * 8]), Case(_one_model(d), ["m: random inputs for a batch of 1", "GiB"])
+    ),
     "dynamic dim without a size": lambda d: _after(
         _relu(d / "m.onnx", ["N", "L"]), Case(_one_model(d), ["input 'x' dim 1"])
     ),
@@ -278,6 +284,7 @@ TOLERATED: dict[str, Callable[[Path], Case]] = {
         (d / "event.json").write_text("[" * 100_000 + "]" * 100_000),
         Case(_one_model(d), [], 0, {"GITHUB_ACTIONS": "true", "GITHUB_EVENT_PATH": str(d / "event.json")}),
     ),
+    "an input with a dim of size 0": lambda d: _after(_relu(d / "m.onnx", ["N", 0]), Case(_one_model(d), [], 0)),
     "a folder where a cached model belongs": lambda d: Case(_damaged_cache(d), [], 0),
 }
 

@@ -25,6 +25,8 @@ from tests.models import mlp_classifier
 hypothesis = pytest.importorskip("hypothesis", reason="pip install -e '.[test]' (hypothesis)")
 st = hypothesis.strategies
 
+pytestmark = pytest.mark.slow  # a fresh interpreter per example and command
+
 EXAMPLES = int(os.environ.get("TRTCI_HYPOTHESIS_EXAMPLES", "10"))
 TIMEOUT_S = 120
 SETTINGS = hypothesis.settings(
