@@ -6,9 +6,10 @@
   anything else       the traceback; 4 (a bug in trtci)
 
 Inside GitHub Actions the line is an `::error` workflow command, so it shows on the run's page; elsewhere it is
-`trtci: error: ...` on stderr. A message too long for one readable line (a library's 1,000-character error
-inside it) keeps its start and its end, where the fix is said, within MAX_LINE characters. `trtci --debug` prints
-the whole message and the traceback, for expected errors too.
+`trtci: error: ...` on stderr. A runaway message (a library's dump inside it) keeps its start and its end, where
+the fix is said, within MAX_LINE characters; messages trtci words itself stay well under 300 (a library's text
+in them is cut where it is quoted, as trtci.backends.onnxruntime.brief does). `trtci --debug` prints the whole
+message and the traceback, for expected errors too.
 
 Every command is a TrtciCommand and every group a TrtciGroup (whose commands and subgroups are too), so the
 translation is the same wherever a command runs: under `trtci`, on its own in a test, or registered on another
@@ -27,7 +28,7 @@ from trtci.errors import EXIT_INPUT, EXIT_INTERNAL, TrtciError
 from trtci.github import actions
 
 EXIT_ABORTED = 130  # 128 + SIGINT, as shells report a command stopped with Ctrl-C
-MAX_LINE = 299  # characters of an error line, "trtci: error: " or "::error title=trtci::" included
+MAX_LINE = 1000  # characters of an error line, "trtci: error: " or "::error title=trtci::" included
 _PREFIX = "trtci: error: "
 _ROOM = 24  # for either prefix
 _CUT = " … (cut; trtci --debug shows it whole) … "
