@@ -7,11 +7,14 @@ import statistics
 import time
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper
 
+from trtci.backends import measure
 from trtci.backends.measure import collect, latency_stats, measure_host, percentile
+from trtci.backends.onnxruntime import OnnxRuntimeSession, brief
 from trtci.config import BenchSettings
 from trtci.errors import BackendError
 
@@ -135,3 +138,79 @@ def test_measure_host_on_an_onnxruntime_session():
     assert stats.min <= stats.median <= stats.p90 <= stats.p95 <= stats.p99 <= stats.max
     assert stats.min > 0
     assert sum(result.samples_ms) / 1e3 <= result.duration_s
+
+
+def test_a_fast_call_timed_for_long_stops_at_the_sample_limit(monkeypatch):
+    monkeypatch.setattr(measure, "MAX_SAMPLES", 5_000)
+    settings = BenchSettings(warmup_ms=0, duration_s=3600, min_iterations=10)
+    started = time.perf_counter()
+    result = measure_host(lambda: None, settings, batch=1)
+    assert time.perf_counter() - started < 60  # not the hour asked for
+    assert result.stats.iterations == 5_000 and result.extra == {"stopped_by": "sample limit"}
+
+
+def test_a_slow_call_asked_for_many_iterations_stops_at_the_time_limit(monkeypatch):
+    monkeypatch.setattr(measure, "MAX_TIMED_S", 0.2)
+    settings = BenchSettings(warmup_ms=0, duration_s=0.05, min_iterations=1_000_000)
+    result = measure_host(lambda: time.sleep(0.01), settings, batch=1)
+    assert 0.2 <= result.duration_s < 5 and result.stats.iterations < 100
+    assert result.extra == {"stopped_by": "time limit"}
+
+
+def test_a_benchmark_within_its_bounds_says_nothing_about_them():
+    result = measure_host(lambda: None, BenchSettings(warmup_ms=0, duration_s=0.01, min_iterations=3), batch=1)
+    assert result.extra == {}
+
+
+def _model_of_opset(path, opset: int):
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+def test_an_onnxruntime_load_error_is_short_and_keeps_what_it_expected(tmp_path):
+    path = _model_of_opset(tmp_path / "future.onnx", 99)
+    with pytest.raises(BackendError) as caught:
+        OnnxRuntimeSession(path, threads=1)
+    message = str(caught.value)
+    whole = str(caught.value.__cause__)  # `trtci --debug` prints the chain, this included
+    assert len(whole) > 500 and "onnxruntime::" in whole
+    assert message.startswith("onnxruntime cannot load future.onnx: ")
+    assert len(message) <= len("onnxruntime cannot load future.onnx: ") + 100
+    assert "[ONNXRuntimeError]" not in message and "onnxruntime::" not in message and "model_load_utils" not in message
+    assert "is till opset" in message  # the end, where it says what it supports
+
+
+@pytest.mark.parametrize(
+    "text, short",
+    [
+        (
+            "[ONNXRuntimeError] : 1 : FAIL : Deserialize tensor w failed.tensorprotoutils.cc:2201 "
+            "GetExtDataFromTensorProto External initializer: w offset: 0 size to read: 36 given file_length: 2",
+            "Deserialize tensor w failed. GetExtDataFromTensorProto External initializer: w offset: 0 size to read: "
+            "36 given file_length: 2",
+        ),
+        (
+            "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Reshape node. Status "
+            "Message: /src/onnxruntime/core/providers/cpu/tensor/reshape_helper.h:91 onnxruntime::ReshapeHelper::"
+            "ReshapeHelper(const onnxruntime::TensorShape&, bool) input_shape_size == requested_shape_size was false.",
+            "Non-zero status code returned while running Reshape node. Status Message: input_shape_size == "
+            "requested_shape_size was false.",
+        ),
+        ("", "RuntimeError"),
+    ],
+    ids=["location", "location-and-signature", "empty"],
+)
+def test_brief_drops_what_only_onnxruntime_developers_read(text, short):
+    assert brief(RuntimeError(text), limit=200) == short
+
+
+def test_brief_is_bounded_in_length_and_time_whatever_the_message():
+    for text in ("x" * 10_000_000, "a/" * 1_000_000, "a.cc:1 " * 100_000, "f::g(" * 100_000):
+        started = time.perf_counter()
+        short = brief(RuntimeError(text))
+        assert len(short) <= 100 and time.perf_counter() - started < 2

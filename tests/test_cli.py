@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from tests.models import mlp_classifier
 from trtci.cli import cli, main
-from trtci.cli.exits import TrtciCommand, TrtciGroup
+from trtci.cli.exits import MAX_LINE, TrtciCommand, TrtciGroup
 from trtci.errors import BackendUnavailable, ConfigError, PublishError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -319,3 +319,97 @@ def test_debug_adds_the_traceback_to_an_expected_error(monkeypatch, capsys):
     assert "Traceback" not in trtci(monkeypatch, capsys, "fail")[2]
     code, _, err = trtci(monkeypatch, capsys, "--debug", "fail")
     assert code == 2 and "Traceback" in err and err.rstrip().endswith("trtci: error: fix the config")
+
+
+def _file_size_limit(limit: int):
+    """For subprocess's preexec_fn: writes past `limit` bytes fail with EFBIG, as on a full disk."""
+    import resource
+    import signal
+
+    def apply() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write then fails instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return apply
+
+
+def test_a_report_that_does_not_fit_on_the_disk_leaves_the_previous_report_whole(model_dir):
+    args = [sys.executable, "-m", "trtci.cli", "run", "--model", "m.onnx", "--precision", "fp32", *FAST]
+    args += ["--db", "r.db", "--report", "r.md"]
+    first = subprocess.run(args, cwd=model_dir, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stderr
+    previous = (model_dir / "r.md").read_bytes()
+    (model_dir / "t").mkdir()  # a report of 3 MB, past the 1 MB the next run may write to any one file
+    (model_dir / "t" / "comment.md.j2").write_text("{% for i in range(30000) %}" + "x" * 100 + "\n{% endfor %}")
+    full = subprocess.run(
+        [*args, "--template-dir", "t"],
+        cwd=model_dir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=_file_size_limit(1 << 20),
+    )
+    assert full.returncode == 2, full.stderr
+    assert "r.md: cannot write the report" in full.stderr and "Traceback" not in full.stderr
+    assert (model_dir / "r.md").read_bytes() == previous
+    assert sorted(p.name for p in model_dir.iterdir() if p.name.startswith(".r.md")) == []
+
+
+def test_a_runaway_error_is_cut_to_one_line_keeping_its_start_and_end(monkeypatch, capsys):
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    message = "m.onnx: " + "a very long library message\n" * 400 + "; do this to fix it"
+    monkeypatch.setitem(cli.commands, "fail", _raising(ConfigError(message)))
+    code, _, err = trtci(monkeypatch, capsys, "fail")
+    assert code == 2 and err.count("\n") == 1 and len(err) <= MAX_LINE + 1
+    assert err.startswith("trtci: error: m.onnx: a very long") and err.rstrip().endswith("; do this to fix it")
+    assert "trtci --debug shows it whole" in err
+    code, _, err = trtci(monkeypatch, capsys, "--debug", "fail")
+    assert code == 2 and err.rstrip().endswith(f"trtci: error: {' '.join(message.splitlines())}")
+    monkeypatch.setenv("GITHUB_ACTIONS", "true")
+    code, out, _ = trtci(monkeypatch, capsys, "fail")
+    assert out.startswith("::error title=trtci::") and out.count("\n") == 1 and len(out) <= MAX_LINE + 1
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--pr", "-5"], "Invalid value for '--pr'"),
+        (["--pr", "9" * 24], "Invalid value for '--pr'"),
+        (["--device", "-1"], "Invalid value for '--device'"),
+        (["--batch-size", ","], "expected a comma-separated list like 1,8, got ','"),
+        (["--precision", ","], "expected a comma-separated list like fp32,fp16, got ','"),
+        (["--backend", ","], "--backend"),
+        (["--no-such-flag"], "No such option '--no-such-flag'"),
+    ],
+)
+def test_a_flag_out_of_range_or_empty_is_one_line_before_any_work(model_dir, monkeypatch, capsys, args, says):
+    code, out, err = trtci(monkeypatch, capsys, "run", "--model", "m.onnx", *args, *FAST)
+    assert code == 2 and out == "" and err.count("\n") == 1, err
+    assert err.startswith("Error: ") and says in err and "'trtci run -h' lists the options" in err
+    assert not (model_dir / "trtci.db").exists()
+
+
+@pytest.mark.parametrize("variable", ["GITHUB_OUTPUT", "GITHUB_STEP_SUMMARY"])
+def test_a_runner_file_that_is_a_folder_is_refused_before_any_work(model_dir, monkeypatch, capsys, variable):
+    monkeypatch.setenv(variable, str(model_dir))
+    code, _, err = trtci(monkeypatch, capsys, "run", "--model", "m.onnx", "--precision", "fp32", *FAST)
+    assert code == 2 and f"{variable}={model_dir} is not a file trtci can append to" in err
+    assert not (model_dir / "trtci.db").exists()
+
+
+def test_a_bundle_dir_that_cannot_be_made_is_refused_before_any_work(model_dir, monkeypatch, capsys):
+    (model_dir / "file").write_text("")
+    args = ["run", "--model", "m.onnx", "--precision", "fp32", "--bundle-dir", "file/runs", *FAST]
+    code, _, err = trtci(monkeypatch, capsys, *args)
+    assert code == 2 and "--bundle-dir file/runs: cannot create the directory" in err
+    assert not (model_dir / "trtci.db").exists()
+
+
+def test_the_readme_documents_every_exit_code_trtci_has():
+    from trtci import errors
+    from trtci.cli import exits
+
+    table = (ROOT / "README.md").read_text().split("## Exit codes", 1)[1].split("\n## ", 1)[0]
+    documented = {int(row.split("|")[1]) for row in table.splitlines() if row.startswith("| ") and row[2].isdigit()}
+    codes = {value for name, value in vars(errors).items() if name.startswith("EXIT_")} | {exits.EXIT_ABORTED}
+    assert documented == codes == {0, 1, 2, 3, 4, 5, 130}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,53 @@ def test_a_cache_dir_that_is_a_file_is_refused(tmp_path):
     (tmp_path / "cache").write_text("not a folder")
     with pytest.raises(ConfigError, match="cache_dir .* is a file"):
         load_config(write(tmp_path, "models: [{path: m.onnx, precisions: [fp32]}]\ncache_dir: cache\n"))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("models: [{path: m.onnx, batch_sizes: [3000000000]}]", r"batch_sizes.0: Input should be less than or equal"),
+        ("models: [{path: m.onnx, inputs: [{name: x, shape: [1, -1]}]}]", r"inputs.0: shape dim 1 is -1"),
+        ("models: [{path: m.onnx, inputs: [{name: x, shape: [1, 10000000000]}]}]", r"shape dim 1 is 10000000000"),
+        ("models: [{path: m.onnx, calibration: {data: c.npz, batch_size: 3000000000}}]", r"calibration.batch_size"),
+        ("bench: {min_iterations: 1000000000000}\nmodels: [{path: m.onnx}]", r"bench.min_iterations"),
+    ],
+)
+def test_sizes_no_machine_could_hold_or_time_are_refused_naming_their_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_outputs_that_are_folders_fifos_or_under_a_file_are_refused_before_any_work(tmp_path):
+    model = "models: [{path: m.onnx, precisions: [fp32]}]\n"
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(ConfigError, match=r"database .*folder is a directory; point database at a file path"):
+        load_config(write(tmp_path, model + "database: folder\n"))
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ConfigError, match=r"report .*pipe is not a regular file"):
+        load_config(write(tmp_path, model + "report: pipe\n"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"summary_json .*file/s.json: .*file is a file, not a directory"):
+        load_config(write(tmp_path, model + "summary_json: file/s.json\n"))
+    with pytest.raises(ConfigError, match=r"cache_dir .*file/cache: .*file is a file, not a directory"):
+        load_config(write(tmp_path, model + "cache_dir: file/cache\n"))
+
+
+def test_a_config_that_is_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "trtci.yml")
+    with pytest.raises(ConfigError, match="trtci.yml: not a regular file"):
+        load_config(tmp_path / "trtci.yml")
+
+
+@pytest.mark.parametrize("depth", [900, 50_000])
+def test_a_config_nested_thousands_deep_is_refused_not_a_recursion_error(tmp_path, depth):
+    with pytest.raises(ConfigError, match="nests lists or mappings too deeply"):
+        load_config(write(tmp_path, "models: " + "[" * depth + "]" * depth + "\n"))
+
+
+def test_a_config_with_thousands_of_problems_names_the_first_and_counts_the_rest(tmp_path):
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "models: [" + ", ".join(["5"] * 5000) + "]\n"))
+    message = str(caught.value)
+    assert message.count("trtci.yml: models.") == 5 and message.endswith("; and 4995 more problems")
+    assert len(message) < 1000  # five problems, each naming the file

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
 
@@ -164,8 +165,10 @@ def test_function_feeds_that_do_not_stack_are_a_data_error_naming_the_input(tmp_
         ("import sys\ndef feeds():\n    sys.exit(0)\n", r"raised SystemExit"),
         ("def feeds():\n    return 3\n", r"raised TypeError"),
         ("def feeds():\n    yield [1, 2]\n", r"yielded a list; yield dicts"),
+        ("def feeds():\n    yield {'input': [[1.0, 2.0], [3.0]]}\n", r"feed 0 input 'input' is not an array"),
+        ("def feeds():\n    yield {1: [[1.0]]}\n", r"feed 0 has a key 1; key each array by its input name"),
     ],
-    ids=["syntax", "import-raises", "import-exits", "call-exits", "not-iterable", "not-dicts"],
+    ids=["syntax", "import-raises", "import-exits", "call-exits", "not-iterable", "not-dicts", "ragged", "int-key"],
 )
 def test_whatever_a_data_module_does_wrong_is_a_data_error(tmp_path, monkeypatch, module, message):
     (tmp_path / "hostile_data.py").write_text(module)
@@ -220,3 +223,13 @@ def test_a_batch_larger_than_memory_is_refused_before_allocating(tmp_path):
     with pytest.raises(DataError, match=r"a batch of 1000000000000 samples needs .* GiB of memory.*lower batch_sizes"):
         data.feeds_for_batch(10**12)
     assert data.feeds_for_batch(4)["input"].shape == (4, 16)
+
+
+def test_labels_that_are_one_value_or_a_fifo_in_a_folder_are_data_errors(tmp_path):
+    np.savez(tmp_path / "v.npz", input=samples(), labels=np.array(3))
+    with pytest.raises(DataError, match=r"v.npz: labels is a single value"):
+        load_dataset(str(tmp_path / "v.npz"))
+    (tmp_path / "dir").mkdir()
+    os.mkfifo(tmp_path / "dir" / "input.npy")  # opening it to read would wait for a writer forever
+    with pytest.raises(DataError, match=r"input.npy: not a regular file"):
+        load_dataset(str(tmp_path / "dir"))

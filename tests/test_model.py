@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+from pathlib import Path
 
 import onnx
 import pytest
@@ -134,3 +136,23 @@ def test_a_model_without_outputs_is_refused(tmp_path):
     onnx.save_model(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     with pytest.raises(ModelError, match="has no outputs"):
         inspect_model(path)
+
+
+def test_a_folder_a_fifo_or_an_untyped_input_in_place_of_a_model_says_what_it_is(tmp_path):
+    (tmp_path / "folder.onnx").mkdir()
+    with pytest.raises(ModelError, match=r"folder.onnx: is a directory, not an ONNX file"):
+        inspect_model(tmp_path / "folder.onnx")
+    os.mkfifo(tmp_path / "pipe.onnx")  # reading it would wait for a writer forever
+    with pytest.raises(ModelError, match=r"pipe.onnx: is a FIFO, socket or device"):
+        inspect_model(tmp_path / "pipe.onnx")
+    x = helper.make_tensor_value_info("x", TensorProto.UNDEFINED, ["N", 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])
+    model = helper.make_model(helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "g", [x], [y]))
+    onnx.save(model, tmp_path / "untyped.onnx")
+    with pytest.raises(ModelError, match=r"untyped.onnx: input 'x' has no element type"):
+        inspect_model(tmp_path / "untyped.onnx")
+
+
+def test_a_model_file_that_cannot_be_read_is_a_model_error():
+    with pytest.raises(ModelError, match=r"/proc/self/mem: cannot read the model \(Input/output error\)"):
+        inspect_model(Path("/proc/self/mem"))  # a regular file whose first bytes cannot be read, even by root

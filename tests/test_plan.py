@@ -14,7 +14,7 @@ from tests.models import mlp_classifier
 from trtci.config import parse_config
 from trtci.errors import ConfigError, DataError
 from trtci.pipeline import run as pipeline
-from trtci.pipeline.plan import plan_model
+from trtci.pipeline.plan import bench_feeds, plan_model
 from trtci.results import RunContext
 
 FAST_BENCH = {"warmup_ms": 0, "duration_s": 0.02, "min_iterations": 5}
@@ -107,3 +107,19 @@ def test_a_rank_one_input_says_its_first_dim_is_fixed(tmp_path):
     config = parse_config({"models": [{"path": "vec.onnx", "precisions": ["fp32"]}]}, "test", tmp_path)
     with pytest.raises(ConfigError, match=r"the first dim of input 'x' is fixed at 4, so batch size 1 cannot run"):
         plan_model(config.models[0])
+
+
+def test_random_inputs_larger_than_memory_are_refused_when_planning_before_any_allocation(tmp_path):
+    mlp_classifier(tmp_path / "mlp.onnx")
+    model = {"path": "mlp.onnx", "precisions": ["fp32"], "batch_sizes": [1, 2_000_000_000]}
+    config = parse_config({"models": [model], "bench": FAST_BENCH}, "test", tmp_path)
+    with pytest.raises(DataError, match=r"mlp: random inputs for a batch of 2000000000 needs .* GiB of memory"):
+        plan_model(config.models[0])
+    plan = plan_model(config.models[0].model_copy(update={"batch_sizes": [1]}))
+    plan.shapes[1] = {"input": (2_000_000_000, 16)}  # as a shape from the config's inputs could ask
+    with pytest.raises(DataError, match="lower batch_sizes or the sizes in inputs:"):
+        bench_feeds(plan, 1)
+    assert bench_feeds(plan_model(config.models[0].model_copy(update={"batch_sizes": [3]})), 3)["input"].shape == (
+        3,
+        16,
+    )

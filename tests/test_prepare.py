@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -10,6 +16,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from tests.models import mlp_classifier, small_cnn
 from trtci.errors import ConfigError, DataError, ModelError
+from trtci.pipeline import cache
 from trtci.pipeline.model import inspect_model
 from trtci.pipeline.prepare import prepare_fp16, prepare_fp32, prepare_int8
 
@@ -237,3 +244,54 @@ def test_bad_calibration_and_options(mlp, tmp_path):
         prepare_int8(mlp, batches("input", (16,)), scheme="qnn", **kwargs)
     with pytest.raises(ConfigError, match="calibration method"):
         prepare_int8(mlp, batches("input", (16,)), scheme="tensorrt", method="magic", data_hash="x", cache_dir=tmp_path)
+
+
+def _finished_pid() -> int:
+    """The process id of a process that has ended (not yet used again, in all likelihood)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def test_using_the_cache_removes_working_folders_of_ended_runs_and_keeps_live_ones(mlp, tmp_path):
+    cache_dir = tmp_path / "cache"
+    cache_dir.mkdir()
+    host = cache._host()
+    ended = cache_dir / f".tmp-{host}-{_finished_pid()}-abc"
+    live = cache_dir / f".tmp-{host}-{os.getpid()}-def"  # this very process: a run still preparing
+    other_host = cache_dir / f".tmp-elsewhere-{_finished_pid()}-ghi"  # on a shared disk: not ours to judge
+    ancient = cache_dir / ".tmp-x1y2z3"  # older trtci's name, days old
+    for folder in (ended, live, other_host, ancient):
+        folder.mkdir()
+        (folder / "preprocessed.onnx").write_bytes(b"partial")
+    days_ago = time.time() - 3 * 24 * 3600
+    os.utime(ancient, (days_ago, days_ago))
+    prepare_fp32(mlp, cache_dir)
+    assert sorted(p.name for p in cache_dir.glob(".tmp-*")) == sorted([live.name, other_host.name])
+
+
+def test_kill_9_during_calibration_leaves_a_working_folder_the_next_run_removes(tmp_path):
+    small_cnn(tmp_path / "cnn.onnx")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "c.npz", image=rng.standard_normal((8000, 1, 8, 8)).astype(np.float32))
+    run = [sys.executable, "-m", "trtci.cli", "run", "--model", "cnn.onnx", "--cache-dir", "cache", "--db", "r.db"]
+    run += ["--duration", "0.02", "--warmup", "0"]
+    calibrating = subprocess.Popen(
+        [*run, "--precision", "fp32,int8", "--calibration-data", "c.npz", "--calibration-method", "entropy"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    prepared = tmp_path / "cache" / "prepared"
+    deadline = time.monotonic() + 120
+    try:  # the quantizer's input is written once calibration starts: kill it then
+        while not list(prepared.glob(".tmp-*/preprocessed.onnx")) and calibrating.poll() is None:
+            assert time.monotonic() < deadline, "calibration never started"
+            time.sleep(0.002)
+    finally:
+        calibrating.kill()
+        calibrating.wait(timeout=60)
+    assert calibrating.returncode == -signal.SIGKILL, "the run ended before it could be killed while calibrating"
+    assert list(prepared.glob(".tmp-*")) != []
+    again = subprocess.run([*run, "--precision", "fp32"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert list(prepared.glob(".tmp-*")) == []

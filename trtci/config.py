@@ -22,6 +22,12 @@ CalibrationMethod = Literal["minmax", "entropy", "percentile", "distribution"]
 ALL_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 DEFAULT_BACKENDS: tuple[BackendName, ...] = ("onnxruntime",)
 _FUNCTION_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
+# A tensor dim or batch size: TensorRT's shapes and profiles hold int32, and a larger one could only exhaust memory.
+MAX_DIM = 2**31 - 1
+BatchSize = Annotated[int, Field(ge=1, le=MAX_DIM)]
+MAX_DURATION_S = 3600.0  # the longest a series is timed
+# Timed iterations a benchmark may be asked for at least: each one is kept as a sample, so this bounds its memory.
+MAX_MIN_ITERATIONS = 1_000_000
 
 
 def _no_duplicates(value: list) -> list:
@@ -39,8 +45,8 @@ class BenchSettings(Strict):
     """How to measure latency, the trtexec way."""
 
     warmup_ms: Annotated[float, Field(ge=0, le=600_000)] = 200.0
-    duration_s: Annotated[float, Field(gt=0, le=3600)] = 3.0
-    min_iterations: Annotated[int, Field(ge=1)] = 10
+    duration_s: Annotated[float, Field(gt=0, le=MAX_DURATION_S)] = 3.0
+    min_iterations: Annotated[int, Field(ge=1, le=MAX_MIN_ITERATIONS)] = 10
     max_cv: Annotated[float, Field(gt=0)] = 0.025  # above this the result is flagged "unstable", as trtexec does
     threads: Annotated[int, Field(ge=0)] = 0  # ONNX Runtime intra-op threads; 0 lets ORT choose
 
@@ -99,6 +105,14 @@ class InputSpec(Strict):
     max: list[int] | None = None
 
     @model_validator(mode="after")
+    def _dims_in_range(self) -> InputSpec:
+        for field_name in ("shape", "min", "opt", "max"):
+            for axis, dim in enumerate(getattr(self, field_name) or []):
+                if isinstance(dim, int) and not 0 <= dim <= MAX_DIM:
+                    raise ValueError(f"{field_name} dim {axis} is {dim}; a dim is a size from 0 to {MAX_DIM}")
+        return self
+
+    @model_validator(mode="after")
     def _ranges_complete(self) -> InputSpec:
         given = [r is not None for r in (self.min, self.opt, self.max)]
         if any(given) and not all(given):
@@ -120,7 +134,7 @@ class DataSpec(Strict):
 
 class CalibrationSpec(DataSpec):
     method: CalibrationMethod = "minmax"
-    batch_size: Annotated[int, Field(ge=1)] = 8
+    batch_size: BatchSize = 8
 
 
 class ValidationSpec(DataSpec):
@@ -131,7 +145,7 @@ class ModelConfig(Strict):
     path: Path
     name: str | None = None  # defaults to the file's stem
     precisions: list[Precision] = Field(default_factory=lambda: list(ALL_PRECISIONS), min_length=1)
-    batch_sizes: list[Annotated[int, Field(ge=1)]] = Field(default_factory=lambda: [1], min_length=1)
+    batch_sizes: list[BatchSize] = Field(default_factory=lambda: [1], min_length=1)
     inputs: list[InputSpec] = Field(default_factory=list)
     calibration: CalibrationSpec | None = None
     validation: ValidationSpec | None = None
@@ -239,22 +253,24 @@ def resolve_paths(config: Config, base: Path) -> Config:
     )
 
 
-def parse_config(data: dict, source: str, base: Path) -> Config:
-    """Validate a config mapping; relative paths are taken from `base`."""
+def parse_config(data: dict, source: str, base: Path, config_file: Path | None = None) -> Config:
+    """Validate a config mapping; relative paths are taken from `base`. `config_file`, the trtci.yml the mapping
+    came from, is an input no output may overwrite."""
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
         raise ConfigError(format_validation_error(source, e)) from e
     config = resolve_paths(config, base)
-    check_paths(config, source)
+    check_paths(config, source, config_file)
     return config
 
 
-def check_paths(config: Config, source: str) -> None:
-    """Refuse, before any work, outputs that would overwrite the database, an input or each other, and a cache
-    directory that is a file. A report written over the database would destroy every recorded run."""
+def check_paths(config: Config, source: str, config_file: Path | None = None) -> None:
+    """Refuse, before any work, outputs that would overwrite the database, an input (`config_file` among them)
+    or each other, and a cache directory that is a file. A report written over the database would destroy every
+    recorded run."""
     outputs = {"database": config.database, "report": config.report, "summary_json": config.summary_json}
-    inputs: dict[str, Path] = {}
+    inputs: dict[str, Path] = {"the config file": config_file} if config_file is not None else {}
     for i, model in enumerate(config.models):
         inputs[f"models.{i}.path"] = model.path
         for kind in ("calibration", "validation"):
@@ -271,13 +287,30 @@ def check_paths(config: Config, source: str) -> None:
                 f"{source}: {key} and {seen[resolved]} are the same file ({path}); give each output its own path"
             )
         seen.setdefault(resolved, key)
-    if config.cache_dir.exists() and not config.cache_dir.is_dir():
-        raise ConfigError(f"{source}: cache_dir {config.cache_dir} is a file; point cache_dir at a directory")
+    for key, path in outputs.items():
+        if path is not None and str(path) != ":memory:":
+            _check_writable_place(source, key, path, want_dir=False)
+    _check_writable_place(source, "cache_dir", config.cache_dir, want_dir=True)
+
+
+def _check_writable_place(source: str, key: str, path: Path, *, want_dir: bool) -> None:
+    """`path` is a file (or, with `want_dir`, a directory) or can be made one: no device, pipe or folder in its
+    place (a report opened on a FIFO would wait forever), and no file where one of its folders must be."""
+    if path.exists():
+        if want_dir and not path.is_dir():
+            raise ConfigError(f"{source}: {key} {path} is a file; point {key} at a directory")
+        if not want_dir and not path.is_file():
+            kind = "a directory" if path.is_dir() else "not a regular file"
+            raise ConfigError(f"{source}: {key} {path} is {kind}; point {key} at a file path")
+        return
+    folder = next((parent for parent in path.parents if parent.exists()), None)
+    if folder is not None and not folder.is_dir():
+        raise ConfigError(f"{source}: {key} {path}: {folder} is a file, not a directory; choose another path")
 
 
 def load_config(path: Path) -> Config:
     """Read and validate trtci.yml. Relative paths in it are relative to the file's directory."""
-    return parse_config(load_yaml(path), str(path), path.parent)
+    return parse_config(load_yaml(path), str(path), path.parent, path)
 
 
 MAX_CONFIG_BYTES = 1 << 20  # a trtci.yml is a few kB; parsing a huge one would take minutes and gigabytes
@@ -286,6 +319,8 @@ MAX_CONFIG_BYTES = 1 << 20  # a trtci.yml is a few kB; parsing a huge one would 
 def load_yaml(path: Path) -> dict:
     import yaml
 
+    if path.exists() and not path.is_file():  # reading a FIFO would wait for a writer forever
+        raise ConfigError(f"{path}: not a regular file; pass a trtci.yml file")
     try:
         with path.open("rb") as handle:
             raw = handle.read(MAX_CONFIG_BYTES + 1)
@@ -299,6 +334,10 @@ def load_yaml(path: Path) -> dict:
         raise ConfigError(f"{path}: the config is not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     try:
         data = yaml.load(text, Loader=_unique_key_loader())
+    except RecursionError:  # PyYAML builds nested collections recursively
+        raise ConfigError(
+            f"{path}: the config nests lists or mappings too deeply; a trtci.yml needs a few levels"
+        ) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""
@@ -311,7 +350,8 @@ def load_yaml(path: Path) -> dict:
 
 
 def _unique_key_loader() -> type:
-    """A safe YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently)."""
+    """A safe YAML loader that refuses a key given twice in one mapping (PyYAML keeps the last one silently) and
+    an escape that is no character (a lone surrogate)."""
     import yaml
 
     class UniqueKeyLoader(yaml.SafeLoader):
@@ -326,16 +366,31 @@ def _unique_key_loader() -> type:
                 seen.add(key)
             return super().construct_mapping(node, deep=deep)
 
+        def construct_scalar(self, node: yaml.ScalarNode) -> str:
+            value = super().construct_scalar(node)
+            try:  # "\ud800" escapes a half of a UTF-16 pair: no character, and no database or file can hold it
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                problem = f"{value[e.start]!r} is half of a UTF-16 pair, not a character"
+                raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+            return value
+
     return UniqueKeyLoader
 
 
 def format_validation_error(source: str, error: ValidationError) -> str:
-    """One line naming each problem's key path, e.g. 'trtci.yml: models.0.precisions.1: Input should be ...'."""
+    """One line naming each problem's key path, e.g. 'trtci.yml: models.0.precisions.1: Input should be ...';
+    past SHOWN_PROBLEMS, how many more there are (a list of 10,000 bad entries would make a line of a megabyte)."""
     problems = []
-    for item in error.errors():
+    for item in error.errors()[:SHOWN_PROBLEMS]:
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against docs/config.md)"
         problems.append(f"{source}: {where}: {message}")
+    if error.error_count() > SHOWN_PROBLEMS:
+        problems.append(f"and {error.error_count() - SHOWN_PROBLEMS} more problems")
     return "; ".join(problems)
+
+
+SHOWN_PROBLEMS = 5

@@ -8,17 +8,19 @@ trtexec on the same samples reads the same numbers.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from trtci.config import BenchSettings
+from trtci.config import MAX_DURATION_S, BenchSettings
 from trtci.errors import BackendError
 from trtci.results import BenchResult, LatencyStats
 
 PROGRESS_INTERVAL_S = 0.1
+# Bounds of one timed loop, whatever the settings ask: samples kept (8 bytes each here, 4 in the database) and time.
+MAX_SAMPLES = 2_000_000
+MAX_TIMED_S = MAX_DURATION_S
 
 
 def percentile(sorted_ms: Sequence[float], p: float) -> float:
@@ -123,11 +125,15 @@ def _timed_loop(
     duration_s: float,
     min_iterations: int,
     progress: Callable[[float], None] | None,
-) -> tuple[list[float], float]:
-    """Per-call latencies in seconds and the wall seconds of the whole loop.
+) -> tuple[list[float], float, str | None]:
+    """Per-call latencies in seconds, the wall seconds of the whole loop, and what cut it short, if anything.
 
-    The loop body is kept as small as a hand-written timing loop: two perf_counter calls, one append, and a
-    float compare that only rarely leads to the progress callback.
+    The loop ends once `duration_s` has passed and `min_iterations` calls were timed, and at the latest after
+    MAX_SAMPLES calls ("sample limit") or MAX_TIMED_S seconds ("time limit"), whatever `min_iterations` asks:
+    a fast model timed for an hour would otherwise fill the memory with samples, and a slow one asked for a
+    million iterations would run for days. The loop body is kept as small as a hand-written timing loop: two
+    perf_counter calls, one append, and one float compare that only rarely leads to the checks and the progress
+    callback.
     """
     perf = time.perf_counter
     samples: list[float] = []
@@ -135,17 +141,25 @@ def _timed_loop(
     report = progress if progress is not None else _ignore_progress
     start = perf()
     deadline = start + duration_s
-    next_report = start + PROGRESS_INTERVAL_S if progress is not None else math.inf
+    give_up = start + max(duration_s, MAX_TIMED_S)
+    next_report = start + PROGRESS_INTERVAL_S
+    check = min(deadline, next_report)  # past the deadline, every call checks min_iterations
     end = start
-    while end < deadline or len(samples) < min_iterations:
+    for _ in range(MAX_SAMPLES):
         t0 = perf()
         run_once()
         end = perf()
         append(end - t0)
-        if end >= next_report:
-            report(min((end - start) / duration_s, len(samples) / min_iterations, 1.0))
-            next_report = end + PROGRESS_INTERVAL_S
-    return samples, end - start
+        if end >= check:
+            if end >= deadline and len(samples) >= min_iterations:
+                return samples, end - start, None
+            if end >= give_up:
+                return samples, end - start, "time limit"
+            if end >= next_report:
+                report(min((end - start) / duration_s, len(samples) / min_iterations, 1.0))
+                next_report = end + PROGRESS_INTERVAL_S
+            check = min(deadline, next_report)
+    return samples, end - start, "sample limit"
 
 
 def measure_host(
@@ -157,11 +171,12 @@ def measure_host(
     """Measure `run_once` with time.perf_counter around each call, the trtexec way.
 
     Warms up for settings.warmup_ms (at least one call), then times calls until settings.duration_s has passed
-    and at least settings.min_iterations calls were timed. `progress(fraction)` is called at most about ten
+    and at least settings.min_iterations calls were timed, or a bound of `_timed_loop` is reached (its name is
+    then in `extra["stopped_by"]`). `progress(fraction)` is called at most about ten
     times a second during the timed phase, and once with 1.0 at the end.
     """
     warmup_s = _warm_up(run_once, settings.warmup_ms / 1e3)
-    samples_s, wall_s = _timed_loop(run_once, settings.duration_s, settings.min_iterations, progress)
+    samples_s, wall_s, cut_short = _timed_loop(run_once, settings.duration_s, settings.min_iterations, progress)
     if progress is not None:
         progress(1.0)
     return collect(
@@ -171,4 +186,5 @@ def measure_host(
         warmup_ms=warmup_s * 1e3,
         settings=settings,
         timer="host",
+        extra={"stopped_by": cut_short} if cut_short else None,
     )

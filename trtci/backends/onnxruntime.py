@@ -5,6 +5,7 @@ It is also where the FP32 accuracy reference comes from (trtci.pipeline.validate
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,12 @@ from trtci.errors import BackendError, BackendUnavailable
 from trtci.results import BenchResult, DeviceInfo
 
 PROVIDER = "CPUExecutionProvider"
+BRIEF_CHARS = 100  # ORT's part of an error line: with trtci's words and a path around it, under 300 in all
+_STATUS_PREFIX = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_LOAD_PREFIX = re.compile(r"^Load model from .*? failed:\s*")
+# bounded repeats: a search over a long message stays linear
+_SOURCE_LOCATION = re.compile(r"(?<![\w/-])/?(?:[\w.-]{1,64}/){0,16}[\w-]{1,64}\.(?:cc|cpp|cu|h|hpp):\d{1,7} ")
+_MAX_SCANNED = 8192  # characters of a message looked at: its start and its end
 INSTALL_HINT = "pip install onnxruntime (a dependency of trtci)"
 
 
@@ -86,18 +93,20 @@ class OnnxRuntimeSession:
 
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
-        options.log_severity_level = 3  # errors only: ORT's warnings about unused initializers are noise here
+        # Fatal only: ORT's warnings are noise here, and its errors come back as exceptions that trtci reports
+        # in one line (logged too, they would add a second, longer one).
+        options.log_severity_level = 4
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=[PROVIDER])
         except Exception as e:  # ORT raises its own Fail/InvalidGraph/NotImplemented types from C++
-            raise BackendError(f"onnxruntime cannot load {path.name}: {_first_line(e)}") from e
+            raise BackendError(f"onnxruntime cannot load {path.name}: {brief(e)}") from e
         self.output_names = [o.name for o in self._session.get_outputs()]
 
     def run(self, feeds: Feeds) -> dict[str, np.ndarray]:
         try:
             outputs = self._session.run(None, feeds)
         except Exception as e:
-            raise BackendError(f"onnxruntime failed to run: {_first_line(e)}") from e
+            raise BackendError(f"onnxruntime failed to run: {brief(e)}") from e
         return dict(zip(self.output_names, outputs))
 
     def benchmark(
@@ -111,6 +120,40 @@ class OnnxRuntimeSession:
         """Sessions are shared across batch sizes and freed with the backend."""
 
 
-def _first_line(error: Exception) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
+def brief(error: Exception, limit: int = BRIEF_CHARS) -> str:
+    """ONNX Runtime's message without what only its developers read, in at most `limit` characters.
+
+    Dropped: the status prefix ("[ONNXRuntimeError] : 1 : FAIL : "), "Load model from <path> failed:" (the path
+    is said once already), and C++ source locations with their function signatures, which make a load error
+    1,000 characters long. What is still too long keeps its start and its end, where ORT says what it expected.
+    The whole text stays in the exception chain (`trtci --debug` prints it).
+    """
+    text = str(error)
+    if len(text) > _MAX_SCANNED:
+        text = f"{text[: _MAX_SCANNED // 2]} … {text[-_MAX_SCANNED // 2 :]}"
+    text = " ".join(text.split())
+    text = _STATUS_PREFIX.sub("", text)
+    text = _LOAD_PREFIX.sub("", text)
+    text = _without_source_locations(text).strip() or type(error).__name__
+    if len(text) <= limit:
+        return text
+    tail = limit // 3
+    head = text[: limit - tail - 3].rsplit(" ", 1)[0]  # cut between words
+    end = text[-tail:].split(" ", 1)[-1]
+    return f"{head} … {end}"
+
+
+def _without_source_locations(text: str) -> str:
+    """`text` without "file.cc:123 " locations and, where one follows, the C++ signature up to its closing ")"."""
+    while (match := _SOURCE_LOCATION.search(text)) is not None:
+        rest = text[match.end() :]
+        opening = rest.find("(")
+        if opening != -1 and "::" in rest[:opening] and ". " not in rest[:opening]:
+            depth = 0
+            for index in range(opening, len(rest)):
+                depth += {"(": 1, ")": -1}.get(rest[index], 0)
+                if depth == 0:
+                    rest = rest[index + 1 :].removeprefix(" const")
+                    break
+        text = f"{text[: match.start()]} {rest.lstrip()}"
+    return " ".join(text.split())

@@ -21,18 +21,22 @@ from trtci.cli.github import register as register_github_commands
 from trtci.cli.history import register as register_history_commands
 from trtci.cli.interop import register as register_interop_commands
 from trtci.cli.stats import register as register_stats_commands
+from trtci.config import MAX_DIM
 from trtci.errors import ConfigError
 from trtci.verdict.gate import FAIL_ON
 
 
-def _csv(kind: type) -> Callable[[click.Context, click.Parameter, str | None], list | None]:
+def _csv(kind: type, example: str) -> Callable[[click.Context, click.Parameter, str | None], list | None]:
     def parse(ctx: click.Context, param: click.Parameter, value: str | None) -> list | None:
         if value is None:
             return None
         try:
-            return [kind(part.strip()) for part in value.split(",") if part.strip()]
+            parts = [kind(part.strip()) for part in value.split(",") if part.strip()]
         except ValueError:
-            raise click.BadParameter(f"expected a comma-separated list like 1,8, got {value!r}") from None
+            parts = []
+        if not parts:  # an empty list would silently mean the default
+            raise click.BadParameter(f"expected a comma-separated list like {example}, got {value!r}")
+        return parts
 
     return parse
 
@@ -71,15 +75,15 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @cli.command()
 @click.option("--config", "config_path", type=click.Path(path_type=Path), help="trtci.yml to run.")
 @click.option("--model", type=click.Path(path_type=Path), help="One ONNX model to run without a config.")
-@click.option("--precision", callback=_csv(str), help="Comma-separated precisions: fp32,fp16,int8.")
-@click.option("--batch-size", callback=_csv(int), help="Comma-separated batch sizes, e.g. 1,8.")
+@click.option("--precision", callback=_csv(str, "fp32,fp16"), help="Comma-separated precisions: fp32,fp16,int8.")
+@click.option("--batch-size", callback=_csv(int, "1,8"), help="Comma-separated batch sizes, e.g. 1,8.")
 @click.option("--calibration-data", help="INT8 calibration data: .npz, a folder of .npy, or module:function.")
 @click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile", "distribution"]))
 @click.option("--validation-data", help="Validation data (.npz with optional 'labels'), against FP32.")
 @click.option("--label-output", help="Output holding class scores, for labels (default: the first [N, C] one).")
 @click.option(
     "--backend",
-    callback=_csv(str),
+    callback=_csv(str, "onnxruntime,tensorrt"),
     help="Comma-separated backends: onnxruntime, tensorrt, tensorrt-rtx, or auto (TensorRT where it runs).",
 )
 @click.option("--db", type=click.Path(path_type=Path), help="SQLite results database.")
@@ -99,14 +103,18 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--branch", help="Branch of this run (default: from GitHub Actions or git).")
 @click.option("--base-branch", help="Branch whose history is the baseline (default: the PR's base, or --branch).")
 @click.option("--commit", help="Commit of this run (default: from GitHub Actions or git).")
-@click.option("--pr", "pr_number", type=int, help="Pull request number.")
-@click.option("--device", type=int, help="CUDA device index for TensorRT backends (default: the first visible).")
+@click.option("--pr", "pr_number", type=click.IntRange(1, MAX_DIM), help="Pull request number.")
+@click.option(
+    "--device",
+    type=click.IntRange(0, 1023),
+    help="CUDA device index for TensorRT backends (default: the first visible).",
+)
 @click.option("--dashboard-url", help="Link to the published dashboard (trtci dashboard), shown beside regressions.")
 @click.pass_context
 def run(ctx: click.Context, **options) -> None:
     """Prepare, validate, benchmark, compare and record; write the report. Exit 1 when the gate fails."""
     from trtci.cli.console import make_console
-    from trtci.cli.finish import finish
+    from trtci.cli.finish import check_runner_files, finish
     from trtci.context.run import run_context
     from trtci.pipeline import run as pipeline
     from trtci.report.dashboard import trend_extra
@@ -114,6 +122,8 @@ def run(ctx: click.Context, **options) -> None:
     from trtci.store.runfile import write_runfile
     from trtci.verdict.gate import judge
 
+    for param in ctx.command.params:
+        _refuse_non_utf8(param.opts[0], options[param.name])
     config = _config_from_options(options)
     console = make_console(stderr=True)
     context = run_context(
@@ -124,6 +134,12 @@ def run(ctx: click.Context, **options) -> None:
             "pr_number": options["pr_number"],
         }
     )
+    for name, value in vars(context).items():
+        _refuse_non_utf8(f"{name} (from the environment or git)", value)
+    # Before any work: a place results cannot be written to fails in a second, not after the run.
+    check_runner_files()
+    if options["bundle_dir"] is not None:
+        _make_dir(options["bundle_dir"], "--bundle-dir")
     base_config = _merge_base_config(options, context.merge_base, console)
     result = pipeline.run(config, context, _Progress(console), base_config=base_config)
     extra: dict = {}
@@ -131,7 +147,10 @@ def run(ctx: click.Context, **options) -> None:
         with Store(config.database) as store:
             extra = trend_extra(store, result, dashboard_url=options["dashboard_url"])
     if options["bundle_dir"] is not None:
-        console.print(f"run file {write_runfile(result, options['bundle_dir'])}", highlight=False)
+        try:
+            console.print(f"run file {write_runfile(result, options['bundle_dir'])}", highlight=False)
+        except OSError as e:
+            raise ConfigError(f"{options['bundle_dir']}: cannot write the run file ({e.strerror or e})") from e
     code = finish(
         result,
         judge(result, options["fail_on"]),
@@ -205,6 +224,24 @@ def _config_from_options(options: dict):
     return _apply_overrides(config, options)
 
 
+def _refuse_non_utf8(where: str, value: object) -> None:
+    """ConfigError unless every text in `value` is UTF-8: runs, reports and the database hold it as text, and a
+    shell passes other bytes on as halves of UTF-16 pairs that no file or database can hold."""
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, (str, Path)):
+            try:
+                str(item).encode("utf-8")
+            except UnicodeEncodeError:
+                raise ConfigError(f"{where} {str(item)!r}: not UTF-8 text; rename it or pass UTF-8") from None
+
+
+def _make_dir(path: Path, flag: str) -> None:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"{flag} {path}: cannot create the directory ({e.strerror or e}); choose another") from e
+
+
 def _merge_base_config(options: dict, merge_base: str | None, console):
     """trtci.yml as the PR's merge-base had it, with the same command-line overrides, or None where unknown."""
     from trtci.context.git import config_at
@@ -245,14 +282,14 @@ def _apply_overrides(config, options: dict):
             raise ConfigError("--calibration-method: no model in the config has calibration data to apply it to")
         for model in calibrated:
             model["calibration"]["method"] = options["calibration_method"]
-    return parse_config(data, "command line", Path.cwd())
+    return parse_config(data, "command line", Path.cwd(), options["config_path"])
 
 
 def main() -> None:
     """Entry point: run the CLI and exit with its code. A command's errors are already said and translated by
     its class (trtci.cli.exits); what fails before any command runs is translated here the same way."""
     try:
-        code = cli.main(standalone_mode=False)
+        code = cli.main(standalone_mode=False, prog_name="trtci")
     except (Exception, KeyboardInterrupt) as error:
         code = exit_code_for(error, debug="--debug" in sys.argv[1:])
     sys.exit(code or 0)

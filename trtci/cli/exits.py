@@ -1,12 +1,15 @@
 """How every trtci command ends on an error: one line that says what to fix, and the documented exit code.
 
   a TrtciError        its message on one line; its own exit code (2 input, 3 environment, 5 publishing)
-  a click usage error click's usage message; 2
+  a click usage error click's message and where to find the options, on one line; 2
   Ctrl-C              'trtci: aborted'; 130
   anything else       the traceback; 4 (a bug in trtci)
 
 Inside GitHub Actions the line is an `::error` workflow command, so it shows on the run's page; elsewhere it is
-`trtci: error: ...` on stderr. `trtci --debug` adds the traceback to expected errors too.
+`trtci: error: ...` on stderr. A runaway message (a library's dump inside it) keeps its start and its end, where
+the fix is said, within MAX_LINE characters; messages trtci words itself stay well under 300 (a library's text
+in them is cut where it is quoted, as trtci.backends.onnxruntime.brief does). `trtci --debug` prints the whole
+message and the traceback, for expected errors too.
 
 Every command is a TrtciCommand and every group a TrtciGroup (whose commands and subgroups are too), so the
 translation is the same wherever a command runs: under `trtci`, on its own in a test, or registered on another
@@ -25,6 +28,10 @@ from trtci.errors import EXIT_INPUT, EXIT_INTERNAL, TrtciError
 from trtci.github import actions
 
 EXIT_ABORTED = 130  # 128 + SIGINT, as shells report a command stopped with Ctrl-C
+MAX_LINE = 1000  # characters of an error line, "trtci: error: " or "::error title=trtci::" included
+_PREFIX = "trtci: error: "
+_ROOM = 24  # for either prefix
+_CUT = " … (cut; trtci --debug shows it whole) … "
 
 
 def exit_code_for(error: BaseException, *, debug: bool = False) -> int:
@@ -32,7 +39,10 @@ def exit_code_for(error: BaseException, *, debug: bool = False) -> int:
     if isinstance(error, click.exceptions.Exit):
         return error.exit_code
     if isinstance(error, click.ClickException):
-        error.show()
+        # click's own rendering adds the usage and a hint on lines of their own: one line says the same
+        context = getattr(error, "ctx", None)
+        hint = f" ('{context.command_path} -h' lists the options)" if context is not None else ""
+        click.echo(f"Error: {' '.join(error.format_message().splitlines())}{hint}", err=True)
         return EXIT_INPUT
     if isinstance(error, (KeyboardInterrupt, click.exceptions.Abort)):
         click.echo("trtci: aborted", err=True)
@@ -40,19 +50,34 @@ def exit_code_for(error: BaseException, *, debug: bool = False) -> int:
     if isinstance(error, TrtciError):
         if debug:
             traceback.print_exception(error)
-        say_error(str(error))
+        say_error(str(error), whole=debug)
         return error.exit_code
     traceback.print_exception(error)
     click.echo("trtci: internal error (a bug in trtci): please report it with the traceback above", err=True)
     return EXIT_INTERNAL
 
 
-def say_error(message: str) -> None:
-    """One error line: an `::error` workflow command inside GitHub Actions, else `trtci: error: ...` on stderr."""
+def say_error(message: str, *, whole: bool = False) -> None:
+    """One error line: an `::error` workflow command inside GitHub Actions, else `trtci: error: ...` on stderr.
+
+    The message is cut to at most MAX_LINE characters in all (see `fit`) unless `whole`."""
+    message = " ".join(message.splitlines())
+    if not whole:
+        message = fit(message, MAX_LINE - _ROOM)
     if actions.in_actions():
         click.echo(actions.error(message, title="trtci"))
     else:
-        click.echo(f"trtci: error: {message}", err=True)
+        click.echo(f"{_PREFIX}{message}", err=True)
+
+
+def fit(message: str, limit: int) -> str:
+    """`message` if it has at most `limit` characters, else its start and its end (where a trtci message says the
+    fix) around a note that `trtci --debug` shows it whole, `limit` characters in all."""
+    if len(message) <= limit:
+        return message
+    tail = limit // 3
+    head = limit - tail - len(_CUT)
+    return f"{message[:head].rstrip()}{_CUT}{message[-tail:].lstrip()}"
 
 
 def _translated(ctx: click.Context, invoke: Callable[[], Any]) -> Any:

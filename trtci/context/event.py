@@ -58,9 +58,11 @@ def load_event(environ: Mapping[str, str] | None = None) -> EventContext:
     path = env.get("GITHUB_EVENT_PATH")
     if not path:
         return EventContext(name, repository)
+    if Path(path).exists() and not Path(path).is_file():  # reading a FIFO would wait for a writer forever
+        raise ConfigError(f"cannot read the event payload GITHUB_EVENT_PATH={path}: not a regular file")
     try:
         payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
         raise ConfigError(f"cannot read the event payload GITHUB_EVENT_PATH={path}: {exc}") from None
     if not isinstance(payload, dict):
         raise ConfigError(f"the event payload {path} is not a JSON object")

@@ -4,6 +4,7 @@ plan.py        check the config against the model and data: shapes, profiles, wh
 data.py        calibration and validation sets (.npz, .npy folders, module:function), checked against the model
 model.py       inspect an ONNX file: hash, opset, inputs and outputs
 prepare.py     FP16 conversion and INT8 Q/DQ calibration per backend scheme (cached by content hash)
+cache.py       the prepared-model cache on disk: entries, working folders, and those interrupted runs left
 variants.py    the prepared models (precision x quantization scheme) each backend runs
 validate.py    FP32 reference outputs on ONNX Runtime and each variant's accuracy against them
 run.py         the orchestrator: plan -> prepare -> load/build -> validate -> measure -> compare -> store

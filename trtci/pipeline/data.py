@@ -71,9 +71,12 @@ class Dataset:
         """One feed dict of exactly `batch` samples, repeating the data when it has fewer."""
         return self._take(0, batch)
 
+    def batch_bytes(self, batch: int) -> int:
+        """The memory one feed dict of `batch` samples takes."""
+        return batch * sum(a[:1].nbytes for a in self.arrays.values())
+
     def _take(self, start: int, batch: int) -> dict[str, np.ndarray]:
-        need = batch * sum(a[:1].nbytes for a in self.arrays.values())
-        check_memory(need, f"{self.source}: a batch of {batch} samples", "lower batch_sizes")
+        check_memory(self.batch_bytes(batch), f"{self.source}: a batch of {batch} samples", "lower batch_sizes")
         index = np.arange(start, start + batch) % self.size
         return {name: np.ascontiguousarray(array[index]) for name, array in self.arrays.items()}
 
@@ -93,6 +96,8 @@ def load_dataset(source: str, max_samples: int | None = None) -> Dataset:
         else:
             raise DataError(f"{source}: unsupported data file; give a .npz, a folder of .npy or module:function")
     labels = arrays.pop(LABELS, None)
+    if labels is not None and labels.ndim == 0:
+        raise DataError(f"{source}: labels is a single value; give one label per sample, an array of shape [N]")
     if not arrays:
         raise DataError(f"{source}: holds no input arrays (only labels or nothing)")
     sizes = {name: len(a) if a.ndim else 0 for name, a in arrays.items()}
@@ -155,6 +160,8 @@ def _from_npy_dir(path: Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: no .npy files; save one <input name>.npy per input (and labels.npy)")
     arrays = {}
     for file in files:
+        if not file.is_file():  # a folder or a FIFO named like an array; opening a FIFO would wait forever
+            raise DataError(f"{file}: not a regular file; save the input as <input name>.npy with numpy.save")
         try:
             with file.open("rb") as handle:
                 _declared_bytes(handle, file.stat().st_size, str(file))
@@ -183,9 +190,28 @@ def _from_function(ref: str, max_samples: int | None) -> dict[str, np.ndarray]:
         raise DataError(f"{ref}: must return or yield at least one dict of input name -> array")
     names = set(feeds[0])
     for i, feed in enumerate(feeds):
+        wrong = [key for key in feed if not isinstance(key, str)]
+        if wrong:
+            raise DataError(f"{ref}: feed {i} has a key {wrong[0]!r}; key each array by its input name (a str)")
         if set(feed) != names:
             raise DataError(f"{ref}: feed {i} has keys {sorted(feed)}, the first had {sorted(names)}")
-    return {name: _stack(ref, name, [np.asarray(f[name]) for f in feeds]) for name in sorted(names)}
+    return {
+        name: _stack(ref, name, [_array(ref, i, name, f[name]) for i, f in enumerate(feeds)]) for name in sorted(names)
+    }
+
+
+def _array(ref: str, index: int, name: str, value: object) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as e:  # ragged nested lists, objects numpy cannot hold
+        raise DataError(
+            f"{ref}: feed {index} input '{name}' is not an array ({_first_line(e)}); yield numpy arrays"
+        ) from None
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
 
 
 def _read_feeds(ref: str, feeds, limit: int, refuse_more: bool) -> list[dict]:

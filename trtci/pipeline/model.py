@@ -48,6 +48,8 @@ def _tensor_spec(path: Path, role: str, value: onnx.ValueInfoProto) -> TensorSpe
             f"{path}: {role} '{value.name}' is a {kind}, not a tensor; trtci feeds and compares tensors only: "
             f"re-export the model with tensor {role}s{hint}"
         )
+    if not tensor_type.elem_type and role == "input":  # trtci could not make up data of no type
+        raise ModelError(f"{path}: input '{value.name}' has no element type; re-export the model with typed inputs")
     dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor_type.elem_type).name if tensor_type.elem_type else "unknown"
     dims: list[int | str | None] = []
     for dim in tensor_type.shape.dim:
@@ -70,11 +72,18 @@ def _default_opset(model: onnx.ModelProto) -> int:
 def inspect_model(path: Path) -> ModelInfo:
     """Check the model with onnx.checker and describe it. Raises ModelError naming the file and the fix."""
     path = Path(path)
+    if path.exists() and not path.is_file():
+        kind = "a directory" if path.is_dir() else "a FIFO, socket or device"
+        raise ModelError(f"{path}: is {kind}, not an ONNX file; point the model path at the .onnx file")
     if not path.is_file():
         raise ModelError(f"{path}: model file not found; check the path in the config or on the command line")
     try:
         # External data stays on disk: only the graph is needed here, and >2 GB models must not be loaded whole.
         model = onnx.load(str(path), load_external_data=False)
+    except OSError as e:
+        raise ModelError(
+            f"{path}: cannot read the model ({e.strerror or e}); check the file and its permissions"
+        ) from e
     except (DecodeError, ValueError, RuntimeError) as e:
         raise ModelError(f"{path}: not a readable ONNX protobuf ({e}); re-export the model to ONNX") from e
     if not model.HasField("graph"):

@@ -9,6 +9,7 @@ pytest plugin plan their models here too.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -16,7 +17,7 @@ import numpy as np
 from trtci.backends.base import Backend, LoadRequest
 from trtci.config import Config, InputSpec, ModelConfig
 from trtci.errors import ConfigError, DataError
-from trtci.pipeline.data import Dataset, check_against_model, load_dataset
+from trtci.pipeline.data import Dataset, check_against_model, check_memory, load_dataset
 from trtci.pipeline.model import ModelInfo, TensorSpec, inspect_model
 from trtci.pipeline.prepare import PreparedModel
 from trtci.results import stable_hash
@@ -57,7 +58,10 @@ def plan_model(model: ModelConfig) -> ModelPlan:
     sample = validation or calibration
     shapes = {b: input_shapes(model, info, b, sample) for b in model.batch_sizes}
     ranges = {b: shape_ranges(model, shapes[b]) for b in model.batch_sizes}
-    return ModelPlan(model, info, calibration, validation, shapes, ranges)
+    plan = ModelPlan(model, info, calibration, validation, shapes, ranges)
+    for batch in model.batch_sizes:  # before any work: a batch that cannot fit in memory fails in a second
+        _check_feed_memory(plan, batch)
+    return plan
 
 
 def _check_label_output(model: ModelConfig, info: ModelInfo, validation: Dataset) -> None:
@@ -238,10 +242,13 @@ def own_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:
 
 
 def bench_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:
-    """Real samples when there are any (validation, else calibration); else seeded random data of the right type."""
+    """Real samples when there are any (validation, else calibration); else seeded random data of the right type.
+
+    Raises DataError, before allocating, when one batch needs more memory than this machine has free."""
     data = plan.validation or plan.calibration
     if data is not None:
         return data.feeds_for_batch(batch)
+    _check_feed_memory(plan, batch)
     rng = np.random.default_rng(0)
     feeds = {}
     for spec in plan.info.inputs:
@@ -252,3 +259,20 @@ def bench_feeds(plan: ModelPlan, batch: int) -> dict[str, np.ndarray]:
         else:
             feeds[spec.name] = np.zeros(shape, dtype=dtype)  # zeros are valid indices for embedding inputs
     return feeds
+
+
+def _check_feed_memory(plan: ModelPlan, batch: int) -> None:
+    """DataError when one batch of benchmark inputs (`bench_feeds`) would not fit in this machine's free memory."""
+    data = plan.validation or plan.calibration
+    if data is not None:
+        check_memory(data.batch_bytes(batch), f"{data.source}: a batch of {batch} samples", "lower batch_sizes")
+        return
+    need = 0
+    for spec in plan.info.inputs:
+        dtype = np.dtype(spec.dtype)
+        # floating inputs are drawn in float64 and then cast: both arrays are alive at once
+        per_element = dtype.itemsize + (8 if np.issubdtype(dtype, np.floating) else 0)
+        need += math.prod(plan.shapes[batch][spec.name]) * per_element
+    check_memory(
+        need, f"{plan.name}: random inputs for a batch of {batch}", "lower batch_sizes or the sizes in inputs:"
+    )

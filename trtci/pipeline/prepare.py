@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
-import shutil
 import sys
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,6 +30,7 @@ import onnx
 from trtci import __version__
 from trtci.context.host import cpu_info
 from trtci.errors import ConfigError, DataError, ModelError
+from trtci.pipeline.cache import commit, entry_path, open_cache, workdir
 from trtci.pipeline.model import ModelInfo
 from trtci.results import stable_hash
 
@@ -123,10 +121,11 @@ def prepare_fp32(model: ModelInfo, cache_dir: Path) -> PreparedModel:
     if _has_external_data(model.path):
         # A copy elsewhere would lose the relative paths to its weight files; the original serves as well.
         return PreparedModel(model.path, "fp32", "", options_hash, False, ("external data: using the original",))
-    target = _entry_path(cache_dir, model, options_hash, "model.fp32.onnx")
+    target = entry_path(cache_dir, model.sha256, options_hash, "model.fp32.onnx")
+    open_cache(cache_dir)
     if target.is_file():
         return PreparedModel(target, "fp32", "", options_hash, True)
-    with _workdir(cache_dir) as work:
+    with workdir(cache_dir) as work:
         inferred = work / target.name
         try:
             onnx.shape_inference.infer_shapes_path(str(model.path), str(inferred))
@@ -135,7 +134,7 @@ def prepare_fp32(model: ModelInfo, cache_dir: Path) -> PreparedModel:
             return PreparedModel(model.path, "fp32", "", options_hash, False, (note,))
         if _value_info_count(inferred) <= _value_info_count(model.path):
             return PreparedModel(model.path, "fp32", "", options_hash, False)
-        _commit(work, target)
+        commit(work, target)
     return PreparedModel(target, "fp32", "", options_hash, False)
 
 
@@ -147,7 +146,8 @@ def prepare_fp16(model: ModelInfo, cache_dir: Path) -> PreparedModel:
     options_hash = stable_hash(
         {"precision": "fp16", "keep_io_types": True, "trtci": __version__, "onnxconverter": converter_version}
     )
-    target = _entry_path(cache_dir, model, options_hash, "model.fp16.onnx")
+    target = entry_path(cache_dir, model.sha256, options_hash, "model.fp16.onnx")
+    open_cache(cache_dir)
     if target.is_file():
         return PreparedModel(target, "fp16", "", options_hash, True)
     large = _is_large(model)
@@ -159,9 +159,9 @@ def prepare_fp16(model: ModelInfo, cache_dir: Path) -> PreparedModel:
     except Exception as e:  # the converter raises bare Exceptions and asserts on graphs it cannot handle
         raise ModelError(f"{model.path}: FP16 conversion failed ({_first_line(e)}); leave fp16 out for it") from e
     _drop_duplicate_nodes(converted.graph)
-    with _workdir(cache_dir) as work:
+    with workdir(cache_dir) as work:
         _save(converted, work / target.name, large)
-        _commit(work, target)
+        commit(work, target)
     return PreparedModel(target, "fp16", "", options_hash, False)
 
 
@@ -214,16 +214,17 @@ def prepare_int8(
             "onnxruntime": onnxruntime.__version__,
         }
     )
-    target = _entry_path(cache_dir, model, options_hash, f"model.int8.{scheme}.onnx")
+    target = entry_path(cache_dir, model.sha256, options_hash, f"model.int8.{scheme}.onnx")
+    open_cache(cache_dir)
     if target.is_file():
         return PreparedModel(target, "int8", scheme, options_hash, True)
     _check_calibration(model, calibration)
-    with _workdir(cache_dir) as work:
+    with workdir(cache_dir) as work:
         preprocessed = work / "preprocessed.onnx"
         notes = _preprocess(model, preprocessed)
         reader = _CalibrationReader(calibration, progress)
         _quantize(model, preprocessed, work / target.name, reader, scheme, method)
-        _commit(work, target)
+        commit(work, target)
     return PreparedModel(target, "int8", scheme, options_hash, False, tuple(notes))
 
 
@@ -350,36 +351,14 @@ def _stride(total: int, chunk: int) -> int:
     return max(d for d in range(1, min(total, chunk) + 1) if total % d == 0)
 
 
-def _entry_path(cache_dir: Path, model: ModelInfo, options_hash: str, filename: str) -> Path:
-    key = stable_hash({"model": model.sha256, "options": options_hash}, length=32)
-    return Path(cache_dir) / key / filename
-
-
-@contextlib.contextmanager
-def _workdir(cache_dir: Path) -> Iterator[Path]:
-    """A temporary folder beside the cache entries (same file system, so the final moves are renames)."""
-    Path(cache_dir).mkdir(parents=True, exist_ok=True)
-    path = Path(tempfile.mkdtemp(prefix=".tmp-", dir=cache_dir))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _commit(work: Path, target: Path) -> None:
-    """Move the finished files from `work` into the target's folder, the model file itself last."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    model_file = work / target.name
-    for item in work.glob(f"{target.name}?*"):  # its external data, if any
-        os.replace(item, target.parent / item.name)
-    os.replace(model_file, target)
-
-
 def _save(model: onnx.ModelProto, path: Path, large: bool) -> None:
-    if large:
-        onnx.save_model(model, str(path), save_as_external_data=True, location=f"{path.name}.data")
-    else:
-        onnx.save_model(model, str(path))
+    try:
+        if large:
+            onnx.save_model(model, str(path), save_as_external_data=True, location=f"{path.name}.data")
+        else:
+            onnx.save_model(model, str(path))
+    except OSError as e:  # a full disk
+        raise ConfigError(f"{path.parent.parent}: cannot write to the cache ({e.strerror or e})") from e
 
 
 def _is_large(model: ModelInfo) -> bool:

@@ -61,8 +61,8 @@ def reference_outputs(
             return outputs(reference, plan, config, fp32.prepared, update)
     except BackendError as e:
         raise ModelError(
-            f"{plan.info.path}: the FP32 model does not run on ONNX Runtime ({e}); trtci needs it as the accuracy "
-            "reference: fix or re-export the model"
+            f"{plan.info.path}: the FP32 model does not run on ONNX Runtime ({e}), the accuracy reference: fix or "
+            "re-export it"
         ) from e
 
 
