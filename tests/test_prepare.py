@@ -237,3 +237,20 @@ def test_bad_calibration_and_options(mlp, tmp_path):
         prepare_int8(mlp, batches("input", (16,)), scheme="qnn", **kwargs)
     with pytest.raises(ConfigError, match="calibration method"):
         prepare_int8(mlp, batches("input", (16,)), scheme="tensorrt", method="magic", data_hash="x", cache_dir=tmp_path)
+
+
+def test_int8_runs_the_quantizers_full_path_with_sympy(mlp, tmp_path):
+    """sympy is a dependency (pyproject.toml, requirements/action.txt): ONNX Runtime's symbolic shape inference then
+    runs, and INT8 is made without the degraded-path note."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    dependencies = (root / "pyproject.toml").read_text().split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert '"sympy>=' in dependencies
+    assert "\nsympy==" in (root / "requirements" / "action.txt").read_text()
+    pytest.importorskip("sympy", reason="sympy, a trtci dependency, is not installed in this environment")
+    calibration = batches("input", (16,))
+    prepared = prepare_int8(
+        mlp, calibration, scheme="onnxruntime", method="minmax", data_hash="s", cache_dir=tmp_path / "cache"
+    )
+    assert prepared.notes == ()

@@ -57,7 +57,7 @@ def prepare_variant(plan: ModelPlan, config: Config, precision: str, quantizatio
             variant.prepared = prepare_fp32(plan.info, cache)
         elif precision == "fp16":
             with progress.task(f"{plan.name}: converting to FP16"):
-                variant.prepared = prepare_fp16(plan.info, cache)
+                variant.prepared = prepare_fp16(plan.info, cache, plan.config.fp16.converter)
         else:
             assert plan.calibration is not None and plan.config.calibration is not None  # checked by the config
             spec = plan.config.calibration
