@@ -145,7 +145,8 @@ class RootCause:
     ratio: float | None = None  # that model's top-1 / FP32 top-1 (with labels)
     sqnr_db: float | None = None  # its worst output's SQNR against FP32
     reasons: list[str] = field(default_factory=list)  # why it still fails, when it does
-    speedup_vs_fp32: float | None = None  # its median latency against FP32's, where it was timed
+    speedup_vs_fp32: float | None = None  # FP32's latency over its own, where it was timed (A/B rounds)
+    speedup_interval: list[float] | None = None  # [low, high]: 95% interval of that speedup
     trials: int = 0  # quantizations the search ran
     note: str = ""  # what limited the search or the timing
 

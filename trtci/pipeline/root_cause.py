@@ -45,12 +45,12 @@ def explain_int8(
     *,
     trials: int = TRIALS,
     budget_s: float = BUDGET_S,
-    speedup: Callable[[Path], float | None] | None = None,
+    speedup: Callable[[Path], list[float] | None] | None = None,
 ) -> RootCause:
     """Diagnose the plan's INT8 model for `scheme` against `reference` (FP32 outputs on the validation set).
 
     `speedup(mixed_model)` times a passing mixed model against FP32 where that means something (the scheme's
-    own backend, able to run). Raises ModelError when the INT8 model cannot be made at all.
+    own backend, able to run): [speedup, low, high]. Raises ModelError when the INT8 model cannot be made at all.
     """
     assert plan.validation is not None and plan.config.calibration is not None
     cache = config.cache_dir / "prepared"
@@ -81,8 +81,9 @@ def explain_int8(
         search = _Search(trial, configured, known, trials - 1, started + budget_s)
         cause = search.run(ranked)
         cause.ranking = _by_node(ranked)
-        if cause.passed and speedup is not None and search.passing_path is not None:
-            cause.speedup_vs_fp32 = speedup(search.passing_path)
+        timed = speedup(search.passing_path) if cause.passed and speedup and search.passing_path else None
+        if timed is not None:
+            cause.speedup_vs_fp32, cause.speedup_interval = timed[0], timed[1:]
         return cause
 
 
@@ -205,11 +206,11 @@ def summary(cause: RootCause) -> str:
     return f"root cause: {names}; {snippet} passes ({', '.join(measured)})"
 
 
-def backend_speedup(plan: ModelPlan, config: Config, backend: Backend) -> Callable[[Path], float | None]:
+def backend_speedup(plan: ModelPlan, config: Config, backend: Backend) -> Callable[[Path], list[float] | None]:
     """A `speedup` for explain_int8: FP32 over the mixed model on `backend`, timed in interleaved A/B rounds at
-    the plan's largest batch; None when the backend cannot load one of them."""
+    the plan's largest batch, with its 95% interval; None when the backend cannot load one of them."""
 
-    def measure(mixed: Path) -> float | None:
+    def measure(mixed: Path) -> list[float] | None:
         batch = max(plan.config.batch_sizes)
         fp32 = prepare_fp32(plan.info, config.cache_dir / "prepared")
         candidate = PreparedModel(mixed, "int8", backend.int8_scheme, "", False)
@@ -226,6 +227,6 @@ def backend_speedup(plan: ModelPlan, config: Config, backend: Backend) -> Callab
                 result = ab_test(lambda: a.run(feeds), lambda: b.run(feeds), time_budget_s=budget, min_rounds=4)
         except BackendError:
             return None
-        return 1.0 / result.ratio
+        return [1.0 / result.ratio, 1.0 / result.high, 1.0 / result.low]
 
     return measure
