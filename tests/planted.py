@@ -97,8 +97,12 @@ def labelled_data(model: Path, shape: tuple[int, ...], samples: int, seed: int) 
     return {name: x, "labels": logits.argmax(axis=1).astype(np.int64)}
 
 
-def planted_config(tmp_path: Path, builder, shape: tuple[int, ...], faulty: str | tuple[str, ...], **extra) -> Path:
-    """A trtci.yml for the planted model in `tmp_path`, with calibration and labelled validation data."""
+def planted_config(
+    tmp_path: Path, builder, shape: tuple[int, ...], faulty: str | tuple[str, ...], min_ratio: float = 0.99, **extra
+) -> Path:
+    """A trtci.yml for the planted model in `tmp_path`, with calibration and labelled validation data. The
+    random transformer's INT8 loses a little top-1 even without a fault (close decisions on random inputs): give
+    it a lower `min_ratio`."""
     import yaml
 
     model = builder(tmp_path / f"{builder.__name__}.onnx", faulty=faulty)
@@ -115,6 +119,7 @@ def planted_config(tmp_path: Path, builder, shape: tuple[int, ...], faulty: str 
                 "batch_sizes": [8],
                 "calibration": {"data": "calibration.npz", "method": "minmax", **extra.pop("calibration", {})},
                 "validation": {"data": "validation.npz"},
+                "accuracy": {"min_ratio": min_ratio},
             }
         ],
         "bench": {"warmup_ms": 10, "duration_s": 0.05, "min_iterations": 5},
@@ -125,3 +130,25 @@ def planted_config(tmp_path: Path, builder, shape: tuple[int, ...], faulty: str 
     path = tmp_path / "trtci.yml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+def planted_transformer(path: Path, faulty: str = "linear1", channel: int = 7, seed: int = 0) -> Path:
+    """tests.exported.transformer_encoder with the outlier channel planted in its feed-forward `linear1` (the
+    exported MatMul and its bias Add: ONNX node /layers.0/linear1/MatMul), made positive so GELU passes it on,
+    and undone by `linear2`. Input "src" [batch, seq, 32], output "logits" [batch, 10]."""
+    from tests.exported import transformer_encoder
+
+    assert faulty == "linear1", "the feed-forward's first linear layer is the one planted"
+    model = onnx.load(str(transformer_encoder(path, seed=seed)))
+    weights = {t.name: t for t in model.graph.initializer}
+    w1, b1 = "onnx::MatMul__layers.0_linear1", "layers.0.linear1.bias"
+    w2 = "onnx::MatMul__layers.0_linear2"
+    values = {name: numpy_helper.to_array(weights[name]).copy() for name in (w1, b1, w2)}
+    values[w1][:, channel] *= OUTLIER  # MatMul weights are [in, out]
+    values[b1][channel] = 3.0 * OUTLIER
+    values[w2][channel, :] /= OUTLIER
+    for name, value in values.items():
+        weights[name].CopyFrom(numpy_helper.from_array(value.astype(np.float32), name))
+    onnx.checker.check_model(model)
+    onnx.save_model(model, str(path))
+    return Path(path)

@@ -26,12 +26,8 @@ def explain() -> None:
 @click.option(
     "--scheme", type=click.Choice(["onnxruntime", "tensorrt"]), help="Q/DQ scheme (default: the first backend's)."
 )
-@click.option(
-    "--trials", type=click.IntRange(2), default=12, show_default=True, help="Quantizations the search may run."
-)
-@click.option(
-    "--budget", type=click.FloatRange(min=1), default=600.0, show_default=True, help="Seconds the search may take."
-)
+@click.option("--trials", type=click.IntRange(2), help="Quantizations the search may run (default 16).")
+@click.option("--budget", type=click.FloatRange(min=1), help="Seconds the search may take (default 600).")
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write the diagnosis as JSON.")
 @click.pass_context
 def int8(
@@ -39,8 +35,8 @@ def int8(
     config_path: Path,
     model: str | None,
     scheme: str | None,
-    trials: int,
-    budget: float,
+    trials: int | None,
+    budget: float | None,
     json_path: Path | None,
 ) -> None:
     """Rank ONNX nodes by how much their INT8 rounding hurts the outputs (each tensor alone in INT8, against
@@ -56,9 +52,9 @@ def int8(
 
     config = load_config(config_path)
     console = make_console()
-    found = explain_models(
-        config, model, scheme, trials=trials, budget_s=budget, progress=_Progress(make_console(stderr=True))
-    )
+    limits: dict = {"trials": trials, "budget_s": budget}
+    given = {name: value for name, value in limits.items() if value is not None}  # else the library's defaults
+    found = explain_models(config, model, scheme, progress=_Progress(make_console(stderr=True)), **given)
     for outcome in found:
         for line in _lines(outcome):
             console.print(line, highlight=False, markup=False)

@@ -49,9 +49,10 @@ def dataset_outputs(model: Path | bytes, data: Dataset, batch: int, threads: int
 
 def tensor_errors(
     model: onnx.ModelProto, pairs: Iterable[tuple[str, str]], data: Dataset, batch: int, threads: int = 0
-) -> dict[tuple[str, str], float]:
-    """How much the quantizer loses at each (float tensor, its dequantized copy) pair of a Q/DQ model over `data`:
-    the median over channels of each channel's SQNR in dB.
+) -> dict[tuple[str, str], tuple[float, float]]:
+    """For each (float tensor, its dequantized copy) pair of a Q/DQ model over `data`: how much the quantizer
+    loses there, as the median over channels of each channel's SQNR in dB; and the tensor's channel spread, its
+    largest channel's RMS over the median channel's (an outlier channel shows as 100 and more).
 
     Per channel, because an outlier channel that takes the whole 8-bit range rounds the others to zero while
     the tensor's overall SQNR, dominated by the outlier's energy, still looks fine. The channel axis is 1 (NCHW
@@ -74,7 +75,18 @@ def tensor_errors(
                 reference, rounded = reference[:real], rounded[:real]
             signal[pair] = signal[pair] + _per_channel(reference * reference)
             noise[pair] = noise[pair] + _per_channel((reference - rounded) ** 2)
-    return {pair: _median_db(np.atleast_1d(signal[pair]), np.atleast_1d(noise[pair])) for pair in pairs}
+    return {
+        pair: (
+            _median_db(np.atleast_1d(signal[pair]), np.atleast_1d(noise[pair])),
+            _spread(np.atleast_1d(signal[pair])),
+        )
+        for pair in pairs
+    }
+
+
+def _spread(energy: np.ndarray) -> float:
+    live = energy[energy > 0]
+    return float(np.sqrt(live.max() / np.median(live))) if live.size else 1.0
 
 
 def _per_channel(values: np.ndarray) -> np.ndarray:

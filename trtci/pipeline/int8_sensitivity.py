@@ -25,14 +25,16 @@ from trtci.verdict.accuracy import validate
 SCREEN_SAMPLES = 64  # samples for the local screen
 EFFECT_SAMPLES = 256  # samples for each tensor's effect on the outputs
 EFFECT_CANDIDATES = 12  # tensors whose effect on the outputs is measured, most lossy first
+OUTLIER_SPREAD = 100.0  # a channel this many times the median channel's RMS is an outlier
 
 
 @dataclass
 class RankedUnit:
-    """A unit with its measured effect, for the search that keeps nodes in float."""
+    """A unit with its measured effect (None past the measured candidates), for the search that keeps nodes in
+    float."""
 
     unit: Unit
-    sensitivity: NodeSensitivity
+    sensitivity: NodeSensitivity | None
 
 
 def rank_units(
@@ -45,29 +47,44 @@ def rank_units(
     label_output: str | None = None,
     threads: int = 0,
 ) -> list[RankedUnit]:
-    """The quantized tensors of `int8` that matter most first, each with its node and effect on the outputs.
+    """The quantized tensors of `int8` that matter most first, each with its node and effect on the outputs; then
+    the tensors not measured, most lossy first.
 
     `fp32` is the graph `int8` was quantized from (node names match); `reference` holds FP32's outputs on `data`.
     """
     units = find_units(fp32, int8)
     if not units:
         return []
-    local = _screen(fp32, int8, units, subset(data, SCREEN_SAMPLES), batch, threads)
-    candidates = sorted(units, key=lambda u: local[u.source])[:EFFECT_CANDIDATES]
+    local, spread = _screen(fp32, int8, units, subset(data, SCREEN_SAMPLES), batch, threads)
+    _blame_outliers(units, spread)
+    ordered = sorted(units, key=lambda u: local[u.source])
+    candidates, rest = ordered[:EFFECT_CANDIDATES], ordered[EFFECT_CANDIDATES:]
     sample = subset(data, EFFECT_SAMPLES)
     expected = {name: value[: sample.size] for name, value in reference.items()}
-    ranked = []
+    measured: list[tuple[Unit, NodeSensitivity]] = []
     for unit in candidates:
         alone = only(fp32, int8, unit).SerializeToString()
         outputs = dataset_outputs(alone, sample, batch, threads)
         result = validate(expected, outputs, thresholds, sample.labels, label_output)
         sqnr = min(o.sqnr_db for o in result.outputs)
-        sensitivity = NodeSensitivity(unit.blamed, unit.op_type, unit.source, sqnr, local[unit.source], result.ratio)
-        ranked.append(RankedUnit(unit, sensitivity))
+        measured.append(
+            (unit, NodeSensitivity(unit.blamed, unit.op_type, unit.source, sqnr, local[unit.source], result.ratio))
+        )
     # The outputs' SQNR first: it is continuous and points at where the error starts; the top-1 ratio, coarse on
     # a few hundred samples, breaks ties.
-    ranked.sort(key=lambda r: (_order(r.sensitivity.sqnr_db, math.inf), _order(r.sensitivity.ratio, 1.0)))
-    return ranked
+    measured.sort(key=lambda pair: (_order(pair[1].sqnr_db, math.inf), _order(pair[1].ratio, 1.0)))
+    return [RankedUnit(unit, sensitivity) for unit, sensitivity in measured] + [RankedUnit(u, None) for u in rest]
+
+
+def _blame_outliers(units: list[Unit], spread: dict[str, float]) -> None:
+    """A weight whose reader's input has an outlier channel is blamed on where that outlier is computed: its
+    rounding loss comes from compensating the outlier (the tiny weights that undo a 1000x channel round to 0),
+    and the outlier is what to fix."""
+    activations = {reader: unit for unit in units if not unit.weight for reader, _, _ in unit.readers}
+    for unit in units:
+        source = activations.get(unit.readers[0][0]) if unit.weight else None
+        if source is not None and spread.get(source.source, 1.0) >= OUTLIER_SPREAD:
+            unit.blamed, unit.op_type = source.blamed, source.op_type
 
 
 def _order(value: float | None, default: float) -> float:
@@ -79,8 +96,9 @@ def _order(value: float | None, default: float) -> float:
 
 def _screen(
     fp32: onnx.ModelProto, int8: onnx.ModelProto, units: list[Unit], data: Dataset, batch: int, threads: int
-) -> dict[str, float]:
-    """Local SQNR of each unit's tensor against its rounded copy, in one pass of the Q/DQ model over `data`."""
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Local SQNR of each unit's tensor against its rounded copy, and its channel spread, in one pass of the
+    Q/DQ model over `data`."""
     probe = onnx.ModelProto()
     probe.CopyFrom(int8)
     weights = {t.name: t for t in fp32.graph.initializer}
@@ -97,4 +115,7 @@ def _screen(
             probe.graph.node.append(onnx.helper.make_node("Identity", [tensor.name], [original]))
         pairs[unit.source] = (original, rounded)
     errors = tensor_errors(probe, pairs.values(), data, batch, threads)
-    return {source: errors[pair] if not math.isnan(errors[pair]) else -math.inf for source, pair in pairs.items()}
+    local = {
+        source: errors[pair][0] if not math.isnan(errors[pair][0]) else -math.inf for source, pair in pairs.items()
+    }
+    return local, {source: errors[pair][1] for source, pair in pairs.items()}

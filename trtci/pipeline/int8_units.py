@@ -3,9 +3,10 @@
 A unit is one float tensor the quantizer rounds (an activation or a weight) with the QuantizeLinear /
 DequantizeLinear nodes that do it and the nodes that read the rounded copy. `only` puts one unit into the FP32
 graph (the same Q/DQ pair, the same scales), so its effect on the final outputs is measured alone. Each unit
-blames one node: for an activation, the node that computed it (through data movement and Relu-like nodes
-that carry a value unchanged); for a weight, the node that reads it. `exclude` is what the quantizer's
-nodes_to_exclude needs to leave the tensor in float: the node that computes it and every node that reads it.
+blames one node: for an activation, the node where its values were computed (through data movement, Relu-like
+nodes and elementwise math on that one value: a bias Add, an activation function); for a weight, the node that
+reads it. `exclude` is what the quantizer's nodes_to_exclude needs to leave the tensor in float: the node that
+outputs it, the node it is blamed on and every node that reads it.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ QDQ = ("QuantizeLinear", "DequantizeLinear")
 PASS_THROUGH = frozenset(
     {"Relu", "Clip", "MaxPool", "Reshape", "Flatten", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Dropout"}
 )
-# Elementwise arithmetic that, with one constant operand, only shifts or scales what the other computed.
-AFFINE = frozenset({"Add", "Sub", "Mul", "Div"})
+# Elementwise math: a node of these whose computed inputs all derive from one tensor only transforms it.
+ELEMENTWISE = frozenset(
+    {"Add", "Sub", "Mul", "Div", "Erf", "Sigmoid", "Tanh", "HardSigmoid", "HardSwish", "Gelu", "LeakyRelu", "Neg"}
+)
 _SUFFIX = "__trtci_only"
 
 
@@ -44,6 +47,7 @@ def find_units(fp32: onnx.ModelProto, int8: onnx.ModelProto) -> list[Unit]:
     producers = {name: n for n in int8.graph.node for name in n.output}
     fp32_producers = {name: n for n in fp32.graph.node for name in n.output}
     constants = {t.name for t in fp32.graph.initializer}
+    constants |= {n.output[0] for n in fp32.graph.node if n.op_type == "Constant"}
     units: dict[str, Unit] = {}
     for node in int8.graph.node:
         twin = fp32_nodes.get(node.name)
@@ -68,8 +72,9 @@ def find_units(fp32: onnx.ModelProto, int8: onnx.ModelProto) -> list[Unit]:
                 unit.chain.append(dequantize)
             unit.readers.append((node.name, index, name))
     for unit in units.values():
-        readers = dict.fromkeys(reader for reader, _, _ in unit.readers)
-        computed_by = [] if unit.weight or unit.blamed in readers else [unit.blamed]
+        readers = [reader for reader, _, _ in unit.readers]
+        made_by = fp32_producers.get(unit.source)
+        computed_by = [] if unit.weight or made_by is None else [made_by.name, unit.blamed]
         unit.exclude = tuple(dict.fromkeys([*computed_by, *readers]))
     return list(units.values())
 
@@ -77,19 +82,28 @@ def find_units(fp32: onnx.ModelProto, int8: onnx.ModelProto) -> list[Unit]:
 def _origin(
     tensor: str, producers: dict[str, onnx.NodeProto], constants: set[str], reader: onnx.NodeProto
 ) -> onnx.NodeProto:
-    """The node that computed `tensor`, looking through pass-through nodes and arithmetic with a constant (a
-    bias Add after a MatMul, a scale); `reader` for a graph input."""
+    """The node where `tensor`'s values were computed: through pass-through nodes, and through elementwise
+    nodes whose computed inputs all derive from one tensor (a bias Add, a scale, GELU's erf and products,
+    x * sigmoid(x)); `reader` for a graph input."""
+    root = _root(tensor, producers, constants, {})
+    return producers.get(root) or producers.get(tensor) or reader  # a graph input's root: the tensor itself
+
+
+def _root(tensor: str, producers: dict[str, onnx.NodeProto], constants: set[str], memo: dict[str, str]) -> str:
+    if tensor in memo:
+        return memo[tensor]
     node = producers.get(tensor)
-    if node is None:
-        return reader
-    while True:
-        computed = [name for name in node.input if name in producers]
-        if node.op_type in PASS_THROUGH and node.input and node.input[0] in producers:
-            node = producers[node.input[0]]
-        elif node.op_type in AFFINE and len(computed) == 1 and set(node.input) - {computed[0]} <= constants:
-            node = producers[computed[0]]
-        else:
-            return node
+    root = tensor
+    if node is not None and node.op_type in PASS_THROUGH and node.input:
+        root = _root(node.input[0], producers, constants, memo)
+    elif node is not None and node.op_type in ELEMENTWISE:
+        computed = [name for name in node.input if name and name not in constants]
+        sources = {_root(name, producers, constants, memo) for name in computed if name in producers}
+        sources |= {name for name in computed if name not in producers}  # graph inputs
+        if len(sources) == 1:
+            root = sources.pop()
+    memo[tensor] = root
+    return root
 
 
 def only(fp32: onnx.ModelProto, int8: onnx.ModelProto, unit: Unit) -> onnx.ModelProto:

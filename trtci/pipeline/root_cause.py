@@ -32,7 +32,7 @@ from trtci.results import AccuracyResult, NodeSensitivity, RootCause
 from trtci.verdict.abtest import ab_test
 from trtci.verdict.accuracy import validate
 
-TRIALS = 12  # quantizations the search may run
+TRIALS = 16  # quantizations the search may run
 BUDGET_S = 600.0  # and the wall time it may take; both bound a root cause on a large model
 RANKED_SHOWN = 10  # nodes kept in the ranking
 
@@ -107,7 +107,8 @@ def _by_node(ranked: list[RankedUnit]) -> list[NodeSensitivity]:
     """The ranking by node: each node once, at its most harmful tensor."""
     seen: dict[str, NodeSensitivity] = {}
     for item in ranked:
-        seen.setdefault(item.sensitivity.node, item.sensitivity)
+        if item.sensitivity is not None:
+            seen.setdefault(item.sensitivity.node, item.sensitivity)
     return list(seen.values())[:RANKED_SHOWN]
 
 
@@ -151,10 +152,14 @@ class _Search:
         return result
 
     def run(self, ranked: list[RankedUnit]) -> RootCause:
+        """Keep each blamed node's tensors in float, most harmful node first, until the gate passes."""
+        groups: dict[str, list[str]] = {}
+        for item in ranked:  # a node's group: every tensor blamed on it (an outlier flows through several)
+            groups.setdefault(item.unit.blamed, []).extend(item.unit.exclude)
         excluded = list(self.configured)
         best: AccuracyResult | None = None
-        for item in ranked:
-            added = [n for n in item.unit.exclude if n in self.known and n not in excluded]
+        for nodes in groups.values():
+            added = [n for n in dict.fromkeys(nodes) if n in self.known and n not in excluded]
             if not added:
                 continue
             if not self._can():
@@ -166,14 +171,17 @@ class _Search:
         return self._stopped(excluded, best, "keeping every ranked node in float still fails")
 
     def _prune(self, excluded: list[str], passing: AccuracyResult) -> RootCause:
+        """Drop each added node the gate passes without, the last added first."""
+        note = ""
         for node in [n for n in reversed(excluded) if n not in self.configured]:
             if not self._can():
+                note = "the budget ran out while dropping nodes: a smaller set may pass"
                 break
             fewer = [n for n in excluded if n != node]
             result = self._try(fewer)
             if result is not None and result.passed:
                 excluded, passing = fewer, result
-        return _cause(excluded, passing, self.used, "")
+        return _cause(excluded, passing, self.used, note)
 
     def _stopped(self, excluded: list[str], best: AccuracyResult | None, why: str) -> RootCause:
         note = f"no set of nodes kept in float passed within {self.used} quantizations: {why}"
