@@ -1,13 +1,13 @@
 """Precision on real-shaped models: FP16 conversion, INT8 root cause and the precision to ship.
 
-Run: `python -m benchmarks.precision` (a few minutes on 2 cores). For each model, as PyTorch's exporter writes
-them (tests/exported.py: a TransformerEncoder layer at two sizes, a MobileNetV3-style net, a UNet with
-ConvTranspose and Resize) and the bundled digits example, it runs `trtci run` (FP32, FP16, INT8 on ONNX
-Runtime, accuracy against FP32 on labelled data: the FP32 model's own top-1 on random inputs, or the
-example's labels), builds the FP16 model with TensorRT for RTX (no GPU needed), and prints the advice per batch.
-A model's FP16 counts as converted when it runs in ONNX Runtime, passes its accuracy check and builds on
-TensorRT for RTX. Then it plants an outlier channel in one known node of four models (tests/planted.py) and
-counts the faults `trtci explain int8` names first.
+Run: `python -m benchmarks.precision` (about a minute on 2 cores). For each model, as PyTorch's exporter
+writes them (tests/exported.py: a TransformerEncoder layer at two sizes, a BERT-style classifier with a
+padding mask, a MobileNetV3-style net, a UNet with ConvTranspose and Resize) and the bundled digits example,
+it runs `trtci run` (FP32, FP16, INT8 on ONNX Runtime, accuracy against FP32 on labelled data: the FP32
+model's own top-1 on random inputs, or the example's labels), builds the FP16 model with TensorRT for RTX (no
+GPU needed), and prints the advice per batch. A model's FP16 counts as converted when it runs in ONNX
+Runtime, passes its accuracy check and builds on TensorRT for RTX. Then it plants an outlier channel in one
+known node of four models (tests/planted.py) and counts the faults `trtci explain int8` names first.
 
 The last line is `precision: fp16_ok=<models converted>/<models> root_cause_top1=<named first>/<planted>`.
 """
@@ -26,7 +26,7 @@ import onnx
 import onnxruntime as ort
 import yaml
 
-from tests.exported import mobilenet_like, transformer_encoder, unet_like
+from tests.exported import bert_like, mobilenet_like, transformer_encoder, unet_like
 from tests.planted import planted_cnn, planted_config, planted_mlp, planted_transformer
 from trtci.config import load_config
 from trtci.pipeline import run as pipeline
@@ -46,12 +46,13 @@ def _wide_transformer(path: Path) -> Path:
     return transformer_encoder(path, embed=64, heads=8, ff=256, seed=1)
 
 
-# name -> (builder, input shape without the batch, batch sizes)
-MODELS: dict[str, tuple[Callable[[Path], Path], tuple[int, ...], list[int]]] = {
-    "transformer-e32": (transformer_encoder, (16, 32), [1, 8]),
-    "transformer-e64": (_wide_transformer, (16, 64), [1, 8]),
-    "mobilenet": (mobilenet_like, (3, 32, 32), [1, 8]),
-    "unet": (unet_like, (3, 32, 32), [1, 8]),
+# name -> (builder, input shapes without the batch, batch sizes)
+MODELS: dict[str, tuple[Callable[[Path], Path], dict[str, tuple[int, ...]], list[int]]] = {
+    "transformer-e32": (transformer_encoder, {"src": (16, 32)}, [1, 8]),
+    "transformer-e64": (_wide_transformer, {"src": (16, 64)}, [1, 8]),
+    "bert-like": (bert_like, {"input_ids": (16,), "attention_mask": (16,)}, [1, 8]),
+    "mobilenet": (mobilenet_like, {"image": (3, 32, 32)}, [1, 8]),
+    "unet": (unet_like, {"image": (3, 32, 32)}, [1, 8]),
 }
 # planted fault: (builder, input shape, faulty node, the node root cause must name first, min_ratio)
 PLANTED = [
@@ -62,21 +63,28 @@ PLANTED = [
 ]
 
 
-def _data(model: Path, shape: tuple[int, ...], seed: int) -> dict[str, np.ndarray]:
-    """Random inputs, labelled with the FP32 model's top-1 where its output holds class scores."""
-    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    x = np.random.default_rng(seed).standard_normal((SAMPLES, *shape)).astype(np.float32)
-    (out,) = session.run(None, {name: x})
-    return {name: x, "labels": out.argmax(axis=1)} if out.ndim == 2 else {name: x}
+def _data(model: Path, shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, np.ndarray]:
+    """Random inputs (token ids and a mask with padding for int64 inputs), labelled with the FP32 model's top-1
+    where its output holds class scores."""
+    rng = np.random.default_rng(seed)
+    feeds = {}
+    for name, shape in shapes.items():
+        if name == "attention_mask":
+            feeds[name] = (np.arange(shape[0]) < rng.integers(4, shape[0] + 1, (SAMPLES, 1))).astype(np.int64)
+        elif name == "input_ids":
+            feeds[name] = rng.integers(1, 100, (SAMPLES, *shape)).astype(np.int64)
+        else:
+            feeds[name] = rng.standard_normal((SAMPLES, *shape)).astype(np.float32)
+    (out,) = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"]).run(None, feeds)
+    return {**feeds, "labels": out.argmax(axis=1)} if out.ndim == 2 else feeds
 
 
-def _config(work: Path, name: str, builder, shape: tuple[int, ...], batches: list[int]) -> Path:
+def _config(work: Path, name: str, builder, shapes: dict[str, tuple[int, ...]], batches: list[int]) -> Path:
     model = builder(work / f"{name}.onnx")
-    calibration = _data(model, shape, seed=1)
+    calibration = _data(model, shapes, seed=1)
     calibration.pop("labels", None)
     np.savez(work / "calibration.npz", **calibration)
-    np.savez(work / "validation.npz", **_data(model, shape, seed=2))
+    np.savez(work / "validation.npz", **_data(model, shapes, seed=2))
     config = {
         "models": [
             {
@@ -126,7 +134,7 @@ def _rtx_builds(path: Path, shapes: dict[str, tuple[int, ...]]) -> str:
     return "" if builder.build_serialized_network(network, config) is not None else "the build failed"
 
 
-def _fp16_ok(result: RunResult, config_path: Path, shape: tuple[int, ...]) -> tuple[bool, str]:
+def _fp16_ok(result: RunResult, config_path: Path, shapes: dict[str, tuple[int, ...]]) -> tuple[bool, str]:
     fp16 = [s for s in result.series if s.key.precision == "fp16"]
     failed = [s.error or "; ".join(s.accuracy.reasons) for s in fp16 if not s.passed and s.accuracy is not None]
     failed += [s.error for s in fp16 if s.error]
@@ -135,7 +143,7 @@ def _fp16_ok(result: RunResult, config_path: Path, shape: tuple[int, ...]) -> tu
     config = load_config(config_path)
     info = inspect_model(config.models[0].path)
     prepared = prepare_fp16(info, config.cache_dir / "prepared")
-    why = _rtx_builds(prepared.path, {info.inputs[0].name: (1, *shape)})
+    why = _rtx_builds(prepared.path, {name: (1, *shape) for name, shape in shapes.items()})
     kept = Counter(k.op_type for k in kept_fp32(onnx.load(str(prepared.path), load_external_data=False)))
     listed = ", ".join(f"{count} {op}" for op, count in kept.most_common()) or "none"
     return (not why), (f"FP16 ok (kept in FP32: {listed}), TensorRT for RTX builds it" if not why else f"FP16: {why}")
@@ -146,7 +154,9 @@ def _run(config_path: Path) -> RunResult:
 
 
 def _report(name: str, result: RunResult, fp16: str) -> None:
-    int8 = {s.key.quantization: s.accuracy for s in result.series if s.key.precision == "int8" and s.accuracy}
+    int8 = {
+        s.key.quantization: s.accuracy for s in result.series if s.key.precision == "int8" and s.accuracy is not None
+    }
     int8_text = ", ".join(f"int8({scheme}) {'passes' if a.passed else 'fails'}" for scheme, a in int8.items())
     print(f"{name}: {fp16}; {int8_text or 'int8 not checked'}")
     for advice in recommend(result):
@@ -161,12 +171,12 @@ def _models(root: Path) -> int:
         work = root / f"m{index}"
         work.mkdir()
         if name in MODELS:
-            builder, shape, batches = MODELS[name]
-            config_path = _config(work, name, builder, shape, batches)
+            builder, shapes, batches = MODELS[name]
+            config_path = _config(work, name, builder, shapes, batches)
         else:
-            config_path, shape = _example_config(work), (64,)
+            config_path, shapes = _example_config(work), {"image": (64,)}
         result = _run(config_path)
-        ok, fp16 = _fp16_ok(result, config_path, shape)
+        ok, fp16 = _fp16_ok(result, config_path, shapes)
         converted += ok
         _report(name, result, fp16)
     return converted

@@ -272,3 +272,54 @@ def unet_like(path: Path, seed: int = 0) -> Path:
     inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["N", 3, 32, 32])]
     outputs = [helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["N", 2, 32, 32])]
     return g.save(path, "main_graph", inputs, outputs)
+
+
+def bert_like(path: Path, vocab: int = 100, embed: int = 32, classes: int = 4, seed: int = 0) -> Path:
+    """A BERT-style classifier as Hugging Face models export: token and position embeddings (Gather on
+    tables, positions from Range over the input's shape), the extended attention mask (Cast of the int64 mask,
+    (1 - mask) * float32 min), single-head attention scaled by a Div, LayerNormalization, erf GELU, a Tanh
+    pooler on the first token. Inputs "input_ids" and "attention_mask" int64 [batch, seq]; output "logits"."""
+    g = GraphBuilder(seed)
+    words = g.weight("embeddings.word_embeddings.weight", (vocab, embed), scale=0.5)
+    positions = g.weight("embeddings.position_embeddings.weight", (64, embed), scale=0.1)
+    e = "/embeddings"
+    x = str(g.op(e, "Gather", [words, "input_ids"], axis=0))
+    seq = _dim(g, e, "input_ids", 1)
+    zero, one = g.const(e, np.array(0, np.int64)), g.const(e, np.array(1, np.int64))
+    index = str(g.op(e, "Unsqueeze", [str(g.op(e, "Range", [zero, seq, one])), g.const(e, np.array([0], np.int64))]))
+    x = str(g.op(e, "Add", [x, str(g.op(e, "Gather", [positions, index], axis=0))]))
+    x = _layer_norm(g, "/embeddings/LayerNorm", x, embed)
+    m = "/extended_mask"
+    mask = g.op(m, "Unsqueeze", ["attention_mask", g.const(m, np.array([1, 2], np.int64))])
+    mask = g.op(m, "Cast", [str(mask)], to=TensorProto.FLOAT)
+    mask = g.op(m, "Sub", [g.const(m, np.array(1.0, np.float32)), str(mask)])
+    mask = str(g.op(m, "Mul", [str(mask), g.const(m, np.array(np.finfo(np.float32).min, np.float32))]))
+    a = "/encoder/layer.0/attention"
+    q, k, v = (_linear(g, f"{a}/{name}", x, embed, embed) for name in ("query", "key", "value"))
+    kt = str(g.op(a, "Transpose", [k], perm=[0, 2, 1]))
+    scores = g.op(a, "Div", [str(g.op(a, "MatMul", [q, kt])), g.const(a, np.array(np.sqrt(embed), np.float32))])
+    squeezed = str(g.op(m, "Squeeze", [mask, g.const(m, np.array([1], np.int64))]))  # [batch, 1, seq]
+    weights = g.op(a, "Softmax", [str(g.op(a, "Add", [str(scores), squeezed]))], axis=-1)
+    context = str(g.op(a, "MatMul", [str(weights), v]))
+    x = _layer_norm(
+        g, f"{a}/LayerNorm", str(g.op(a, "Add", [_linear(g, f"{a}/dense", context, embed, embed), x])), embed
+    )
+    f = "/encoder/layer.0"
+    hidden = _gelu(g, f"{f}/intermediate", _linear(g, f"{f}/intermediate/dense", x, embed, 4 * embed))
+    x = _layer_norm(
+        g,
+        f"{f}/output/LayerNorm",
+        str(g.op(f, "Add", [_linear(g, f"{f}/output/dense", hidden, 4 * embed, embed), x])),
+        embed,
+    )
+    first = str(g.op("/pooler", "Gather", [x, g.const("/pooler", np.array(0, np.int64))], axis=1))
+    pw, pb = g.weight("pooler.dense.weight", (embed, embed)), g.add("pooler.dense.bias", np.zeros(embed, np.float32))
+    pooled = str(g.op("/pooler", "Tanh", [str(g.op("/pooler/dense", "Gemm", [first, pw, pb], transB=1))]))
+    cw, cb = g.weight("classifier.weight", (classes, embed)), g.add("classifier.bias", np.zeros(classes, np.float32))
+    g.nodes.append(helper.make_node("Gemm", [pooled, cw, cb], ["logits"], name="/classifier/Gemm", transB=1))
+    inputs = [
+        helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "sequence"]),
+        helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "sequence"]),
+    ]
+    outputs = [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", classes])]
+    return g.save(path, "main_graph", inputs, outputs)

@@ -16,7 +16,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from tests.exported import mobilenet_like, transformer_encoder, unet_like
+from tests.exported import bert_like, mobilenet_like, transformer_encoder, unet_like
 from tests.models import mlp_classifier, small_cnn
 from trtci.config import AccuracyThresholds
 from trtci.errors import BackendUnavailable
@@ -39,11 +39,18 @@ ARCHITECTURES = {
     "mlp": (mlp_classifier, {"input": (4, 16)}),
     "cnn": (small_cnn, {"image": (4, 1, 8, 8)}),
     "digits-example": (_example, {"image": (4, 64)}),
+    "bert": (bert_like, {"input_ids": (4, 12), "attention_mask": (4, 12)}),
 }
 
 
 def feeds_for(shapes: dict[str, tuple[int, ...]], seed: int = 0) -> dict[str, np.ndarray]:
+    """Normal floats; for the BERT-style model token ids with the last tokens of one sequence padded."""
     rng = np.random.default_rng(seed)
+    if "input_ids" in shapes:
+        ids = rng.integers(1, 100, shapes["input_ids"]).astype(np.int64)
+        mask = np.ones(shapes["attention_mask"], np.int64)
+        ids[1, 8:], mask[1, 8:] = 0, 0
+        return {"input_ids": ids, "attention_mask": mask}
     return {name: rng.standard_normal(shape).astype(np.float32) for name, shape in shapes.items()}
 
 
@@ -77,7 +84,8 @@ def test_every_architecture_converts_runs_accurately_and_builds_on_tensorrt_rtx(
     info = inspect_model(builder(tmp_path / f"{name}.onnx"))
     prepared = prepare_fp16(info, tmp_path / "cache")
     model = onnx.load(str(prepared.path))
-    assert [i.type.tensor_type.elem_type for i in model.graph.input] == [TensorProto.FLOAT] * len(shapes)
+    original = onnx.load(str(info.path))
+    assert [i.type for i in model.graph.input] == [i.type for i in original.graph.input]
     assert {o.type.tensor_type.elem_type for o in model.graph.output} == {TensorProto.FLOAT}
     assert any(t.data_type == TensorProto.FLOAT16 for t in model.graph.initializer), "weights are FP16"
     feeds = feeds_for(shapes)
@@ -237,3 +245,17 @@ def test_modelopt_converter_says_how_to_install_it_when_missing(tmp_path):
     info = inspect_model(mlp_classifier(tmp_path / "mlp.onnx"))
     with pytest.raises(BackendUnavailable, match=r"pip install 'nvidia-modelopt\[onnx\]'.*converter: trtci"):
         prepare_fp16(info, tmp_path / "cache", converter="modelopt")
+
+
+def test_the_padding_mask_constant_beyond_fp16_stays_float32_and_padded_tokens_are_ignored(tmp_path):
+    info = inspect_model(bert_like(tmp_path / "bert.onnx"))
+    prepared = prepare_fp16(info, tmp_path / "cache")
+    kept = {k.node: k.reason for k in kept_fp32(onnx.load(str(prepared.path)))}
+    assert kept["/extended_mask/Mul"].startswith("constant /extended_mask/Constant_")
+    assert "beyond FP16's 65504" in kept["/extended_mask/Mul"]
+    feeds = feeds_for(ARCHITECTURES["bert"][1])
+    changed = {k: v.copy() for k, v in feeds.items()}
+    changed["input_ids"][1, 8:] = 42  # what padded positions hold must not matter
+    converted = [run(prepared.path, f)["logits"] for f in (feeds, changed)]
+    assert np.isfinite(converted[0]).all()
+    np.testing.assert_allclose(converted[0][1], converted[1][1], atol=1e-3)

@@ -193,3 +193,11 @@ def test_nodes_to_exclude_must_name_nodes_of_the_model(tmp_path):
         run_config(path)
     done = trtci("explain", "int8", "--config", "trtci.yml", "--model", "nope", cwd=tmp_path)
     assert done.returncode == 2 and "no model named 'nope'" in done.stderr
+
+
+def test_a_search_cut_short_reports_the_accuracy_of_the_last_set_tried(tmp_path):
+    config = load_config(planted_config(tmp_path, planted_mlp, (32,), ("fc1", "fc2")))
+    (explained,) = explain_models(config, trials=2)
+    cause = explained.cause
+    assert not cause.passed and cause.trials == 2
+    assert cause.ratio is not None and cause.ratio < 0.99 and cause.reasons

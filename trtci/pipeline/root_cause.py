@@ -165,7 +165,8 @@ class _Search:
             if not self._can():
                 return self._stopped(excluded, best, "the budget ran out")
             excluded += added
-            best = self._try(excluded) or best
+            result = self._try(excluded)
+            best = result if result is not None else best  # AccuracyResult is falsy when it fails
             if best is not None and best.passed:
                 return self._prune(excluded, best)
         return self._stopped(excluded, best, "keeping every ranked node in float still fails")
