@@ -30,7 +30,7 @@ def test_a_preset_and_a_different_threshold_conflict(tmp_path):
         _thresholds(tmp_path, {"preset": "mlperf-95"})
 
 
-def _scores(correct: int, total: int = 2000) -> tuple[np.ndarray, np.ndarray]:
+def _scores(correct: int, total: int = 1000) -> tuple[np.ndarray, np.ndarray]:
     labels = np.zeros(total, dtype=np.int64)
     scores = np.zeros((total, 10), dtype=np.float32)
     scores[:correct, 0] = 1.0
@@ -39,12 +39,12 @@ def _scores(correct: int, total: int = 2000) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_ratios_under_a_preset_are_reported_to_5_significant_figures():
-    reference, labels = _scores(2000)
-    candidate, _ = _scores(1998)  # 0.999 of FP32: passes 99.9% exactly
+    reference, labels = _scores(1000)
+    candidate, _ = _scores(999)  # 0.999 of FP32: passes 99.9% exactly
     strict = AccuracyThresholds(preset="mlperf-99.9", min_ratio=0.999, min_top1_agreement=0.999)
     assert validate({"logits": reference}, {"logits": candidate}, strict, labels=labels)
-    candidate, _ = _scores(1997)  # 0.9985
+    candidate, _ = _scores(998)  # 0.998
     result = validate({"logits": reference}, {"logits": candidate}, strict, labels=labels)
-    assert result.reasons == ["logits: top-1 0.99850 is 0.99850 of FP32's 1.0000 < 0.999"]
+    assert result.reasons == ["logits: top-1 0.99800 is 0.99800 of FP32's 1.0000 < 0.999"]
     plain = validate({"logits": reference}, {"logits": candidate}, AccuracyThresholds(min_ratio=0.999), labels=labels)
-    assert plain.reasons == ["logits: top-1 0.9985 is 0.9985 of FP32's 1.0000 < 0.999"]  # unchanged without one
+    assert plain.reasons == ["logits: top-1 0.9980 is 0.9980 of FP32's 1.0000 < 0.999"]  # unchanged without one
