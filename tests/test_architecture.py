@@ -46,7 +46,7 @@ def test_the_top_level_shows_the_stages_and_little_else():
     entries = sorted(p.name for p in PACKAGE.iterdir() if p.name != "__pycache__")
     assert len(entries) <= 12, entries
     packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
-    assert packages == {"context", "backends", "pipeline", "verdict", "store", "report", "github", "cli"}
+    assert packages == {"config", "context", "backends", "pipeline", "verdict", "store", "report", "github", "cli"}
     for package in packages:
         doc = ast.get_docstring(ast.parse((PACKAGE / package / "__init__.py").read_text()))
         assert doc and len(doc) > 40, f"trtci/{package}/__init__.py needs a docstring saying what it is for"

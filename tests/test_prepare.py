@@ -295,3 +295,18 @@ def test_kill_9_during_calibration_leaves_a_working_folder_the_next_run_removes(
     again = subprocess.run([*run, "--precision", "fp32"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr
     assert list(prepared.glob(".tmp-*")) == []
+def test_int8_runs_the_quantizers_full_path_with_sympy(mlp, tmp_path):
+    """sympy is a dependency (pyproject.toml, requirements/action.txt): ONNX Runtime's symbolic shape inference then
+    runs, and INT8 is made without the degraded-path note."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    dependencies = (root / "pyproject.toml").read_text().split("dependencies = [", 1)[1].split("]", 1)[0]
+    assert '"sympy>=' in dependencies
+    assert "\nsympy==" in (root / "requirements" / "action.txt").read_text()
+    pytest.importorskip("sympy", reason="sympy, a trtci dependency, is not installed in this environment")
+    calibration = batches("input", (16,))
+    prepared = prepare_int8(
+        mlp, calibration, scheme="onnxruntime", method="minmax", data_hash="s", cache_dir=tmp_path / "cache"
+    )
+    assert prepared.notes == ()

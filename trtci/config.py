@@ -19,6 +19,10 @@ Precision = Literal["fp32", "fp16", "int8"]
 # type, knows which exist: a run checks them before any work.
 BackendName = Annotated[str, Field(min_length=1)]
 CalibrationMethod = Literal["minmax", "entropy", "percentile", "distribution"]
+# "auto" compares minmax, entropy and percentile on the validation set and keeps the best one
+CalibrationChoice = Literal["minmax", "entropy", "percentile", "distribution", "auto"]
+# MLPerf Inference's accuracy targets: a quantized model must reach this fraction of FP32's task metric.
+ACCURACY_PRESETS = {"mlperf-99": 0.99, "mlperf-99.9": 0.999}
 ALL_PRECISIONS: tuple[Precision, ...] = ("fp32", "fp16", "int8")
 DEFAULT_BACKENDS: tuple[BackendName, ...] = ("onnxruntime",)
 _FUNCTION_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -52,12 +56,30 @@ class BenchSettings(Strict):
 
 
 class AccuracyThresholds(Strict):
-    """When a lower precision passes against FP32. With labels the ratio gates; without, agreement does."""
+    """When a lower precision passes against FP32. With labels the ratio gates; without, agreement does.
 
+    A `preset` (mlperf-99, mlperf-99.9) sets min_ratio and min_top1_agreement to its fraction of FP32; ratios are
+    then reported to 5 significant figures, so 0.99899 never reads as 0.9990.
+    """
+
+    preset: Literal["mlperf-99", "mlperf-99.9"] | None = None
     min_ratio: Annotated[float, Field(gt=0, le=1.5)] = 0.99  # top-1(precision) / top-1(fp32), as MLPerf
     min_top1_agreement: Annotated[float, Field(ge=0, le=1)] = 0.99
     min_cosine: Annotated[float, Field(ge=-1, le=1)] = 0.99
     min_sqnr_db: float = 20.0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data: object) -> object:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        if data["preset"] not in ACCURACY_PRESETS:
+            return data  # the Literal reports it
+        given = data.keys() & {"min_ratio", "min_top1_agreement"}
+        fraction = ACCURACY_PRESETS[data["preset"]]
+        if any(data[key] != fraction for key in given):
+            raise ValueError(f"preset {data['preset']} sets {' and '.join(sorted(given))}: give the preset or them")
+        return {**data, "min_ratio": fraction, "min_top1_agreement": fraction}
 
 
 class CompareSettings(Strict):
@@ -133,8 +155,21 @@ class DataSpec(Strict):
 
 
 class CalibrationSpec(DataSpec):
-    method: CalibrationMethod = "minmax"
+    method: CalibrationChoice = "minmax"
     batch_size: BatchSize = 8
+    # ONNX node names the quantizer keeps in float (what `trtci explain int8` suggests when INT8 fails accuracy)
+    nodes_to_exclude: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+
+    @field_validator("nodes_to_exclude")
+    @classmethod
+    def _unique_nodes(cls, value: list) -> list:
+        return _no_duplicates(value)
+
+
+class Fp16Settings(Strict):
+    """How FP16 models are made: trtci's own conversion, or NVIDIA ModelOpt AutoCast where it is installed."""
+
+    converter: Literal["trtci", "modelopt"] = "trtci"
 
 
 class ValidationSpec(DataSpec):
@@ -150,6 +185,7 @@ class ModelConfig(Strict):
     calibration: CalibrationSpec | None = None
     validation: ValidationSpec | None = None
     accuracy: AccuracyThresholds = AccuracyThresholds()
+    fp16: Fp16Settings = Fp16Settings()
     bench: BenchSettings | None = None  # overrides the global bench settings for this model
 
     @property
@@ -165,6 +201,11 @@ class ModelConfig(Strict):
     def _int8_needs_calibration(self) -> ModelConfig:
         if "int8" in self.precisions and self.calibration is None:
             raise ValueError("int8 needs calibration data: add calibration: {data: calib.npz} or drop int8")
+        if self.calibration is not None and self.calibration.method == "auto" and self.validation is None:
+            raise ValueError(
+                "calibration method auto compares methods on the validation set: add validation: {data: ...} "
+                "or pick a method (minmax, entropy, percentile, distribution)"
+            )
         return self
 
 

@@ -123,6 +123,38 @@ class OutputMetrics:
 
 
 @dataclass
+class NodeSensitivity:
+    """One node's share of an INT8 accuracy loss: the final outputs with only its tensor quantized."""
+
+    node: str  # ONNX node name
+    op_type: str
+    tensor: str  # the quantized tensor charged to it: an activation it computes, or a weight it reads
+    sqnr_db: float  # the outputs against FP32 with only this tensor in INT8: lower is worse
+    local_sqnr_db: float  # the tensor against its float value, in the full INT8 model
+    ratio: float | None = None  # with labels: top-1 / FP32 top-1 with only this tensor in INT8
+
+
+@dataclass
+class RootCause:
+    """Why an INT8 variant fails its accuracy gate, and the fewest nodes kept in float that make it pass
+    (calibration.nodes_to_exclude). `bool(root_cause)` is whether such a set was found."""
+
+    ranking: list[NodeSensitivity] = field(default_factory=list)  # most harmful first
+    nodes_to_exclude: list[str] = field(default_factory=list)  # the passing set, or the last one tried
+    passed: bool = False  # the INT8 model with nodes_to_exclude in float passes the gate
+    ratio: float | None = None  # that model's top-1 / FP32 top-1 (with labels)
+    sqnr_db: float | None = None  # its worst output's SQNR against FP32
+    reasons: list[str] = field(default_factory=list)  # why it still fails, when it does
+    speedup_vs_fp32: float | None = None  # FP32's latency over its own, where it was timed (A/B rounds)
+    speedup_interval: list[float] | None = None  # [low, high]: 95% interval of that speedup
+    trials: int = 0  # quantizations the search ran
+    note: str = ""  # what limited the search or the timing
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+
+@dataclass
 class AccuracyResult:
     """Accuracy of one precision against the FP32 baseline. `bool(result)` is the verdict."""
 
@@ -147,6 +179,9 @@ class AccuracyResult:
     hits: str = ""
     hits_metric: str = ""
     validation_hash: str = ""
+    # A failing INT8 variant's diagnosis (trtci.pipeline.root_cause); None otherwise. Kept in run files, not in
+    # the database.
+    root_cause: RootCause | None = None
 
     def __bool__(self) -> bool:
         return self.passed

@@ -17,6 +17,7 @@ import click
 
 from trtci import __version__
 from trtci.cli.exits import TrtciGroup, exit_code_for
+from trtci.cli.explain import register as register_explain_commands
 from trtci.cli.github import register as register_github_commands
 from trtci.cli.history import register as register_history_commands
 from trtci.cli.interop import register as register_interop_commands
@@ -189,6 +190,7 @@ register_github_commands(cli)
 register_history_commands(cli)
 register_stats_commands(cli)
 register_interop_commands(cli)
+register_explain_commands(cli)
 
 
 def _config_from_options(options: dict):

@@ -10,7 +10,7 @@ pytest plugin plan their models here too.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -37,6 +37,8 @@ class ModelPlan:
     validation: Dataset | None
     shapes: dict[int, Shapes]  # batch -> concrete input shapes
     shape_ranges: dict[int, ShapeRanges]  # batch -> engine optimization profile (min, opt, max) per input
+    # INT8 scheme -> the calibration method `method: auto` chose for it (trtci.pipeline.calibration_choice)
+    calibration_methods: dict[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -204,13 +206,20 @@ def options_hash(plan: ModelPlan, config: Config, precision: str, backend: Backe
 
 def series_options(plan: ModelPlan, config: Config, precision: str, backend: Backend, batch: int) -> dict:
     """What else changes the numbers of a series: input shapes (an open sequence length, say), calibration data,
-    batch and method, the backend's `identity_options` and, for engines, the optimization profile.
+    batch, method (with the methods `auto` chose) and the nodes kept in float, the backend's `identity_options`
+    and, for engines, the optimization profile.
 
     Hashed into the series' identity, so any change here starts a new history for every series it touches
     (tests/test_backend_plugins.py pins the built-in backends' dicts)."""
     options: dict[str, object] = {"threads": config.bench_for(plan.config).threads, "shapes": plan.shapes[batch]}
     if precision == "int8" and plan.calibration is not None and plan.config.calibration is not None:
-        options["calibration"] = [plan.calibration.sha256, plan.config.calibration.method, calibration_batch(plan)]
+        spec = plan.config.calibration
+        calibration: list = [plan.calibration.sha256, spec.method, calibration_batch(plan)]
+        if spec.method == "auto":  # what auto chose, per scheme, once the INT8 models are prepared
+            calibration.append(dict(sorted(plan.calibration_methods.items())))
+        if spec.nodes_to_exclude:
+            calibration.append(sorted(spec.nodes_to_exclude))
+        options["calibration"] = calibration
     options.update(backend.identity_options(config))
     if backend.builds_engines:
         options["shape_ranges"] = plan.shape_ranges[batch]

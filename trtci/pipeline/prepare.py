@@ -31,6 +31,7 @@ from trtci import __version__
 from trtci.context.host import cpu_info
 from trtci.errors import ConfigError, DataError, ModelError
 from trtci.pipeline.cache import commit, entry_path, open_cache, workdir
+from trtci.pipeline.fp16 import convert_file, kept_fp32, kept_fp32_notes
 from trtci.pipeline.model import ModelInfo
 from trtci.results import stable_hash
 
@@ -138,48 +139,23 @@ def prepare_fp32(model: ModelInfo, cache_dir: Path) -> PreparedModel:
     return PreparedModel(target, "fp32", "", options_hash, False)
 
 
-def prepare_fp16(model: ModelInfo, cache_dir: Path) -> PreparedModel:
-    """FP16 weights and math by onnxconverter-common, with FP32 inputs and outputs kept for the caller."""
-    from onnxconverter_common import __version__ as converter_version
-    from onnxconverter_common import float16
-
+def prepare_fp16(model: ModelInfo, cache_dir: Path, converter: str = "trtci") -> PreparedModel:
+    """FP16 by trtci's type-propagating conversion (trtci.pipeline.fp16) or NVIDIA ModelOpt AutoCast
+    (`converter="modelopt"`), with FP32 inputs and outputs kept for the caller. Its notes say which nodes
+    stayed in FP32; the model's metadata lists them (trtci.pipeline.fp16.kept_fp32)."""
     options_hash = stable_hash(
-        {"precision": "fp16", "keep_io_types": True, "trtci": __version__, "onnxconverter": converter_version}
+        {"precision": "fp16", "keep_io_types": True, "trtci": __version__, "converter": converter}
     )
     target = entry_path(cache_dir, model.sha256, options_hash, "model.fp16.onnx")
     open_cache(cache_dir)
     if target.is_file():
-        return PreparedModel(target, "fp16", "", options_hash, True)
-    large = _is_large(model)
-    try:
-        if large:
-            converted = float16.convert_float_to_float16_model_path(str(model.path), keep_io_types=True)
-        else:
-            converted = float16.convert_float_to_float16(onnx.load(str(model.path)), keep_io_types=True)
-    except Exception as e:  # the converter raises bare Exceptions and asserts on graphs it cannot handle
-        raise ModelError(f"{model.path}: FP16 conversion failed ({_first_line(e)}); leave fp16 out for it") from e
-    _drop_duplicate_nodes(converted.graph)
+        kept = kept_fp32(onnx.load(str(target), load_external_data=False))
+        return PreparedModel(target, "fp16", "", options_hash, True, kept_fp32_notes(kept))
+    converted = convert_file(model.path, converter)
     with workdir(cache_dir) as work:
-        _save(converted, work / target.name, large)
+        _save(converted.model, work / target.name, _is_large(model))
         commit(work, target)
-    return PreparedModel(target, "fp16", "", options_hash, False)
-
-
-def _drop_duplicate_nodes(graph: onnx.GraphProto) -> None:
-    """onnxconverter-common inserts one input Cast per use, so an input that feeds one node twice (Mul(x, x))
-    gets two identical Cast nodes defining the same tensor, which ONNX Runtime refuses. Keep the first of each."""
-    seen: set[bytes] = set()
-    unique = []
-    for node in graph.node:
-        signature = onnx.helper.make_node(
-            node.op_type, node.input, node.output, domain=node.domain
-        ).SerializeToString() + b"".join(a.SerializeToString() for a in node.attribute)
-        if signature not in seen:
-            seen.add(signature)
-            unique.append(node)
-    if len(unique) != len(graph.node):
-        del graph.node[:]
-        graph.node.extend(unique)
+    return PreparedModel(target, "fp16", "", options_hash, False, kept_fp32_notes(converted.kept_fp32))
 
 
 def prepare_int8(
@@ -191,10 +167,12 @@ def prepare_int8(
     data_hash: str,
     cache_dir: Path,
     progress: Callable[[int, int], None] | None = None,
+    nodes_to_exclude: Sequence[str] = (),
 ) -> PreparedModel:
-    """A Q/DQ INT8 model calibrated on `calibration` (a list of feed dicts, one per batch) for `scheme`.
+    """A Q/DQ INT8 model calibrated on `calibration` (a list of feed dicts, one per batch) for `scheme`, with the
+    nodes named in `nodes_to_exclude` kept in float.
 
-    A cached result for the same model bytes, data_hash, scheme, method and recipe is returned without
+    A cached result for the same model bytes, data_hash, scheme, method, exclusions and recipe is returned without
     calibrating. Raises DataError for unusable calibration data and ModelError when the quantizer fails.
     """
     import onnxruntime
@@ -212,6 +190,8 @@ def prepare_int8(
             "recipe": recipe(scheme),
             "trtci": __version__,
             "onnxruntime": onnxruntime.__version__,
+            # only when given, so that the cache keys of runs without exclusions stay as they were
+            **({"exclude": sorted(nodes_to_exclude)} if nodes_to_exclude else {}),
         }
     )
     target = entry_path(cache_dir, model.sha256, options_hash, f"model.int8.{scheme}.onnx")
@@ -223,7 +203,7 @@ def prepare_int8(
         preprocessed = work / "preprocessed.onnx"
         notes = _preprocess(model, preprocessed)
         reader = _CalibrationReader(calibration, progress)
-        _quantize(model, preprocessed, work / target.name, reader, scheme, method)
+        _quantize(model, preprocessed, work / target.name, reader, scheme, method, list(nodes_to_exclude))
         commit(work, target)
     return PreparedModel(target, "int8", scheme, options_hash, False, tuple(notes))
 
@@ -295,7 +275,13 @@ def _preprocess(model: ModelInfo, output: Path) -> list[str]:
 
 
 def _quantize(
-    model: ModelInfo, source: Path, output: Path, reader: _CalibrationReader, scheme: str, method: str
+    model: ModelInfo,
+    source: Path,
+    output: Path,
+    reader: _CalibrationReader,
+    scheme: str,
+    method: str,
+    excluded: list[str],
 ) -> None:
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -317,7 +303,7 @@ def _quantize(
                 per_channel=settings["per_channel"],
                 reduce_range=settings["reduce_range"],
                 op_types_to_quantize=settings["op_types_to_quantize"],
-                nodes_to_exclude=_nodes_to_exclude(source, scheme),
+                nodes_to_exclude=_nodes_to_exclude(source, scheme) + excluded,
                 calibrate_method=CalibrationMethod[METHODS[method]],
                 use_external_data_format=_is_large(model),
                 extra_options=extra_options,

@@ -16,6 +16,7 @@ from trtci.backends.base import Backend, Session
 from trtci.backends.registry import get_backend
 from trtci.config import Config
 from trtci.errors import BackendError, DataError, ModelError
+from trtci.pipeline.explain import diagnose
 from trtci.pipeline.plan import ModelPlan, load_request, validation_batch
 from trtci.pipeline.prepare import PreparedModel
 from trtci.pipeline.progress import Progress
@@ -102,7 +103,8 @@ def validate_variant(
     candidate: dict[str, np.ndarray] | None = None,
 ) -> AccuracyResult:
     """The variant's accuracy on `backend` against the reference; its outputs are computed unless given as
-    `candidate`. Raises BackendError when it does not run, DataError when labels do not fit the outputs."""
+    `candidate`. A failing INT8 variant gets its root cause (trtci.pipeline.explain.diagnose). Raises
+    BackendError when it does not run, DataError when labels do not fit the outputs."""
     assert plan.validation is not None and variant.prepared is not None
     if candidate is None:
         scheme = f"({variant.quantization})" if variant.quantization else ""
@@ -115,4 +117,6 @@ def validate_variant(
     except DataError as e:
         raise DataError(f"{plan.name}: {e}") from e
     result.validation_hash = plan.validation.sha256  # per-sample hits pair only with hits on the same samples
+    if not result.passed and variant.precision == "int8":
+        diagnose(result, plan, backend, config, variant.quantization, reference, progress)
     return result

@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from trtci.backends.base import Backend
 from trtci.config import Config
 from trtci.errors import BackendError, ModelError
-from trtci.pipeline.plan import ModelPlan, calibration_batch
-from trtci.pipeline.prepare import PreparedModel, prepare_fp16, prepare_fp32, prepare_int8
+from trtci.pipeline.int8_variant import prepare_plan_int8
+from trtci.pipeline.plan import ModelPlan
+from trtci.pipeline.prepare import PreparedModel, prepare_fp16, prepare_fp32
 from trtci.pipeline.progress import Progress
-from trtci.results import stable_hash
 
 
 @dataclass
@@ -57,21 +57,14 @@ def prepare_variant(plan: ModelPlan, config: Config, precision: str, quantizatio
             variant.prepared = prepare_fp32(plan.info, cache)
         elif precision == "fp16":
             with progress.task(f"{plan.name}: converting to FP16"):
-                variant.prepared = prepare_fp16(plan.info, cache)
+                variant.prepared = prepare_fp16(plan.info, cache, plan.config.fp16.converter)
         else:
-            assert plan.calibration is not None and plan.config.calibration is not None  # checked by the config
-            spec = plan.config.calibration
-            batch = calibration_batch(plan)
-            feeds = [batch_feeds for batch_feeds, _ in plan.calibration.full_batches(batch)]
-            with progress.task(f"{plan.name}: calibrating INT8 ({quantization} scheme, {spec.method})") as update:
-                variant.prepared = prepare_int8(
-                    plan.info,
-                    feeds,
-                    scheme=quantization,
-                    method=spec.method,
-                    data_hash=stable_hash([plan.calibration.sha256, batch]),  # padding depends on the batch
-                    cache_dir=cache,
-                    progress=lambda done, total: update(done / max(total, 1)),
+            assert plan.config.calibration is not None  # checked by the config
+            method = plan.config.calibration.method
+            threads = config.bench_for(plan.config).threads
+            with progress.task(f"{plan.name}: calibrating INT8 ({quantization} scheme, {method})") as update:
+                variant.prepared = prepare_plan_int8(
+                    plan, quantization, cache, lambda done, total: update(done / max(total, 1)), threads
                 )
     except (ModelError, BackendError) as e:
         variant.error = str(e)

@@ -213,7 +213,8 @@ def _agreement_reasons(metrics: OutputMetrics, thresholds: AccuracyThresholds) -
         reasons.append(f"{metrics.name}: SQNR {metrics.sqnr_db:.2f} dB < {thresholds.min_sqnr_db:g} dB")
     agreement = metrics.top1_agreement
     if agreement is not None and not agreement >= thresholds.min_top1_agreement:
-        reasons.append(f"{metrics.name}: top-1 agreement {agreement:.4f} < {thresholds.min_top1_agreement:g}")
+        shown = f"{agreement:{_digits(thresholds)}}"
+        reasons.append(f"{metrics.name}: top-1 agreement {shown} < {thresholds.min_top1_agreement:g}")
     return reasons
 
 
@@ -308,11 +309,18 @@ def _apply_labels(
         )
         return
     result.ratio = result.top1 / result.reference_top1
+    digits = _digits(thresholds)
     if not result.ratio >= thresholds.min_ratio:
         result.reasons.append(
-            f"{name}: top-1 {result.top1:.4f} is {result.ratio:.4f} of FP32's {result.reference_top1:.4f} "
-            f"< {thresholds.min_ratio:g}"
+            f"{name}: top-1 {result.top1:{digits}} is {result.ratio:{digits}} of FP32's "
+            f"{result.reference_top1:{digits}} < {thresholds.min_ratio:g}"
         )
+
+
+def _digits(thresholds: AccuracyThresholds) -> str:
+    """The format of accuracies in reasons: MLPerf presets report 5 significant figures (0.99899 < 0.999 must
+    not read 0.9990), plain thresholds 4 decimals."""
+    return "#.5g" if thresholds.preset else ".4f"
 
 
 def pack_hits(hits: np.ndarray) -> str:
