@@ -208,9 +208,11 @@ def test_a_config_nested_thousands_deep_is_refused_not_a_recursion_error(tmp_pat
         load_config(write(tmp_path, "models: " + "[" * depth + "]" * depth + "\n"))
 
 
-def test_a_config_with_thousands_of_problems_names_the_first_and_counts_the_rest(tmp_path):
+def test_a_config_with_thousands_of_problems_names_three_and_counts_the_rest(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(write(tmp_path, "models: [" + ", ".join(["5"] * 5000) + "]\n"))
     message = str(caught.value)
-    assert message.count("trtci.yml: models.") == 5 and message.endswith("; and 4995 more problems")
-    assert len(message) < 1000  # five problems, each naming the file
+    assert message.count("trtci.yml: models.0: ") == 1 and message.count("models.") == 3
+    assert message.endswith(
+        "; models.2: Input should be a valid dictionary or instance of ModelConfig; and 4997 more problems"
+    )

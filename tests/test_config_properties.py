@@ -1,5 +1,6 @@
 """Property: whatever a trtci.yml holds, `trtci config` and `trtci run` end with exit 0, 1 or 2, an error in one
-line, never a traceback and never a hang, and a database beside the file is not changed by a refused run.
+line (of at most MAX_LINE characters), never a traceback and never a hang, and a database beside the file is
+not changed by a refused run.
 
 Each example runs the real CLI in a process of its own with a timeout. Examples are few by default (each is a
 fresh interpreter, about a second); TRTCI_HYPOTHESIS_EXAMPLES raises the count for a longer search.
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 from tests.models import mlp_classifier
+from trtci.cli.exits import MAX_LINE
 
 hypothesis = pytest.importorskip("hypothesis", reason="pip install -e '.[test]' (hypothesis)")
 st = hypothesis.strategies
@@ -87,7 +89,7 @@ def _check(template: Path, config: bytes, command: str) -> None:
         assert done.returncode in ((0, 2) if command == "config" else (0, 1, 2)), output[-3000:]
         errors = [line for line in done.stderr.splitlines() if line.startswith(ERROR_PREFIXES)]
         if done.returncode == 2:
-            assert len(errors) == 1 and len(errors[0]) < 300, done.stderr[-3000:]
+            assert len(errors) == 1 and len(errors[0]) <= MAX_LINE, done.stderr[-3000:]
         else:
             assert errors == [], done.stderr[-3000:]
         if done.returncode == 2 or command == "config":

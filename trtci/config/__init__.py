@@ -356,18 +356,18 @@ def load_config(path: Path) -> Config:
 
 
 def format_validation_error(source: str, error: ValidationError) -> str:
-    """One line naming each problem's key path, e.g. 'trtci.yml: models.0.precisions.1: Input should be ...';
-    past SHOWN_PROBLEMS, how many more there are (a list of 10,000 bad entries would make a line of a megabyte)."""
+    """One line naming `source` and each problem's key path, e.g. 'trtci.yml: models.0.precisions.1: Input should
+    be ...; bench: ...'; past SHOWN_PROBLEMS, how many more there are (10,000 bad entries made a line of a megabyte)."""
     problems = []
     for item in error.errors()[:SHOWN_PROBLEMS]:
         where = ".".join(str(p) for p in item["loc"]) or "(top level)"
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against docs/config.md)"
-        problems.append(f"{source}: {where}: {message}")
+        problems.append(f"{where}: {message}")
     if error.error_count() > SHOWN_PROBLEMS:
         problems.append(f"and {error.error_count() - SHOWN_PROBLEMS} more problems")
-    return "; ".join(problems)
+    return f"{source}: {'; '.join(problems)}"
 
 
-SHOWN_PROBLEMS = 5
+SHOWN_PROBLEMS = 3
