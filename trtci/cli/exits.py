@@ -8,6 +8,9 @@
 Inside GitHub Actions the line is an `::error` workflow command, so it shows on the run's page; elsewhere it is
 `trtci: error: ...` on stderr. `trtci --debug` adds the traceback to expected errors too.
 
+Everything a command prints, and every error line, goes out through trtci.github.actions.guarded_output: no text
+from a run file, a model, an event or the API can start a log line with a workflow command (`::`).
+
 Every command is a TrtciCommand and every group a TrtciGroup (whose commands and subgroups are too), so the
 translation is the same wherever a command runs: under `trtci`, on its own in a test, or registered on another
 group. `main()` uses the same translation for what fails before any command runs.
@@ -29,6 +32,11 @@ EXIT_ABORTED = 130  # 128 + SIGINT, as shells report a command stopped with Ctrl
 
 def exit_code_for(error: BaseException, *, debug: bool = False) -> int:
     """Say `error` the way its kind is said (see the module docstring) and return its exit code."""
+    with actions.guarded_output():
+        return _say_and_code(error, debug)
+
+
+def _say_and_code(error: BaseException, debug: bool) -> int:
     if isinstance(error, click.exceptions.Exit):
         return error.exit_code
     if isinstance(error, click.ClickException):
@@ -50,19 +58,20 @@ def exit_code_for(error: BaseException, *, debug: bool = False) -> int:
 def say_error(message: str) -> None:
     """One error line: an `::error` workflow command inside GitHub Actions, else `trtci: error: ...` on stderr."""
     if actions.in_actions():
-        click.echo(actions.error(message, title="trtci"))
+        actions.print_command(actions.error(message, title="trtci"))
     else:
         click.echo(f"trtci: error: {message}", err=True)
 
 
 def _translated(ctx: click.Context, invoke: Callable[[], Any]) -> Any:
-    try:
-        return invoke()
-    except (click.exceptions.Exit, BrokenPipeError):
-        raise  # an exit already decided, or a closed pipe that click silences
-    except (Exception, KeyboardInterrupt) as error:
-        debug = bool(ctx.find_root().params.get("debug"))
-        raise click.exceptions.Exit(exit_code_for(error, debug=debug)) from None
+    with actions.guarded_output():
+        try:
+            return invoke()
+        except (click.exceptions.Exit, BrokenPipeError):
+            raise  # an exit already decided, or a closed pipe that click silences
+        except (Exception, KeyboardInterrupt) as error:
+            debug = bool(ctx.find_root().params.get("debug"))
+            raise click.exceptions.Exit(exit_code_for(error, debug=debug)) from None
 
 
 class TrtciCommand(click.Command):

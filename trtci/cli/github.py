@@ -92,7 +92,8 @@ def comment(
         if number is None and event.name == "workflow_run" and event.head_sha:
             number = pull_request_for_commit(client, repo, event.head_sha)
         if number is None:
-            click.echo(actions.notice("not a pull request: no comment posted; the report is in the job summary"))
+            note = "not a pull request: no comment posted; the report is in the job summary"
+            actions.print_command(actions.notice(note))
             return
         result = publish_comment(
             client,
@@ -109,7 +110,7 @@ def comment(
             raise
         if job_summary_fallback:
             actions.append_summary(text, env)
-        click.echo(actions.warning(TWO_WORKFLOW_HINT, title="trtci could not comment"))
+        actions.print_command(actions.warning(TWO_WORKFLOW_HINT, title="trtci could not comment"))
         actions.set_output("comment-action", "read-only", env)
         return
     for name, value in (
@@ -242,7 +243,8 @@ def status(
     except GitHubError as exc:
         if not exc.read_only:
             raise
-        click.echo(actions.warning(f"{exc}; the verdict is still this job's exit code", title="trtci status"))
+        note = f"{exc}; the verdict is still this job's exit code"
+        actions.print_command(actions.warning(note, title="trtci status"))
 
 
 @click.group("baseline", cls=TrtciGroup)
@@ -268,7 +270,8 @@ def baseline_fetch(repo: str | None, branch: str, artifact_name: str, out: Path,
     for line in fetched.skipped:
         _say("error", f"skipped {line}")
     if fetched.artifact is None:
-        click.echo(actions.notice(f"no unexpired {artifact_name} artifact from branch {branch}: no baseline"))
+        note = f"no unexpired {artifact_name} artifact from branch {branch}: no baseline"
+        actions.print_command(actions.notice(note))
         actions.set_output("baseline-files", "0")
         return
     actions.set_output("baseline-files", str(len(fetched.files)))
@@ -287,7 +290,7 @@ def _connect(env: Mapping[str, str], token_env: str, repo: str | None) -> tuple[
 
     token = env.get(token_env, "")
     if token and actions.in_actions(env):
-        click.echo(actions.add_mask(token))
+        actions.print_command(actions.add_mask(token))
     event = load_event(env)
     repo = repo or event.repository
     if not repo:
@@ -316,8 +319,10 @@ def _read_report(path: Path) -> str:
 def _say(level: str, text: str) -> None:
     """A problem the command goes on after: a workflow command (`level` error or warning) inside GitHub Actions,
     else `level: text`, on stderr."""
-    line = actions.command(level, text, title="trtci") if actions.in_actions() else f"{level}: {text}"
-    click.echo(line, err=True)
+    if actions.in_actions():
+        actions.print_command(actions.command(level, text, title="trtci"), err=True)
+    else:
+        click.echo(f"{level}: {text}", err=True)
 
 
 def _summary_url(env: Mapping[str, str]) -> str | None:
