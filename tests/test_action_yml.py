@@ -428,3 +428,20 @@ def test_preflight_needs_nothing_but_the_standard_library():
         "trtci.context.event",
         "trtci.github.preflight",
     }
+
+
+@pytest.mark.parametrize("trigger", ["workflow_run", "issue_comment"])
+def test_preflight_refuses_a_privileged_event_that_does_not_name_its_head_repository(runner, tmp_path, trigger):
+    context, env, tmp = runner
+    if trigger == "workflow_run":
+        data = json.loads((ROOT / "tests" / "data" / "events-gh" / "workflow_run.completed.json").read_text())
+        data["workflow_run"]["head_repository"] = None
+    else:  # a ChatOps "/benchmark" comment on a pull request: the payload never names the head's repository
+        repository = json.loads(Path(env["GITHUB_EVENT_PATH"]).read_text())["repository"]
+        data = {"action": "created", "issue": {"number": 2, "pull_request": {"url": "u"}}, "repository": repository}
+    event = tmp_path / "event.json"
+    event.write_text(json.dumps(data))
+    env = {**env, "GITHUB_EVENT_NAME": trigger, "GITHUB_EVENT_PATH": str(event)}
+    assert run_step("preflight", context, env, tmp) == 2, context["log"]
+    assert "::error title=trtci::refusing to benchmark code from a head commit" in context["log"]
+    assert context["steps"]["preflight"] == {}
