@@ -77,9 +77,13 @@ def comment(
     authors: tuple[str, ...],
     job_summary_fallback: bool,
 ) -> None:
-    """Post the report as the pull request's sticky comment, or update the one trtci posted before."""
+    """Post the report as the pull request's sticky comment, or update the one trtci posted before.
+
+    Under workflow_run, --pr (or the event's) is a claim, as the benchmark job's run files make it: trtci posts
+    only when GitHub confirms that pull request is open at the run's head commit. A newer run's report already
+    on the pull request is left alone ("stale")."""
     from trtci.github.api import GitHubError
-    from trtci.github.comment import DEFAULT_AUTHORS, publish_comment, pull_request_for_commit
+    from trtci.github.comment import DEFAULT_AUTHORS, StaleClaim, publish_comment, pull_request_to_comment, run_order
 
     env = os.environ
     text = _read_report(report)
@@ -88,9 +92,12 @@ def comment(
             click.echo("comment mode is never: nothing posted")
             return
         client, repo, event = _connect(env, token_env, repo)
-        number = pr_number or event.pr_number
-        if number is None and event.name == "workflow_run" and event.head_sha:
-            number = pull_request_for_commit(client, repo, event.head_sha)
+        try:
+            number = pull_request_to_comment(client, repo, event, pr_number)
+        except StaleClaim as exc:
+            actions.print_command(actions.notice(str(exc), title="trtci comment stale"))
+            actions.set_output("comment-action", "stale", env)
+            return
         if number is None:
             note = "not a pull request: no comment posted; the report is in the job summary"
             actions.print_command(actions.notice(note))
@@ -104,6 +111,7 @@ def comment(
             marker_id=marker_id,
             authors=authors or DEFAULT_AUTHORS,
             summary_url=_summary_url(env),
+            order=run_order(event, env),
         )
     except GitHubError as exc:
         if not exc.read_only:
@@ -120,8 +128,14 @@ def comment(
     ):
         if value is not None:
             actions.set_output(name, str(value), env)
-    note = " (cut to fit; full report in the job summary)" if result.truncated else ""
-    click.echo(f"comment {result.action}: {result.url or f'pull request #{number}'}{note}")
+    where = result.url or f"pull request #{number}"
+    if result.action == "stale":
+        click.echo(f"comment stale: a newer run's report is already there ({where}); this run's was not posted")
+    elif result.action == "superseded":
+        click.echo(f"comment superseded: a newer run's comment was kept ({where}); duplicates were removed")
+    else:
+        note = " (cut to fit; full report in the job summary)" if result.truncated else ""
+        click.echo(f"comment {result.action}: {where}{note}")
 
 
 @click.command("preflight", cls=TrtciCommand)
@@ -191,10 +205,19 @@ def merge(
         outputs={
             "missing-legs": ",".join(m.name for m in merged.missing),
             "verdict": "error" if merged.problems else "pass" if verdict else "fail",
+            **_pr_number_output(merged.legs),
         },
         where=[f"merged {len(merged.legs)} legs ({recorded if db else 'no --db'})"],
     )
     ctx.exit(EXIT_INPUT if merged.problems else code)
+
+
+def _pr_number_output(legs) -> dict[str, int]:
+    """`pr-number`: the pull request every leg's run names, when they agree. It is the runs' claim, untrusted
+    (a fork wrote it): `trtci comment --pr` under workflow_run checks it with GitHub before posting."""
+    numbers = {leg.run.context.pr_number for leg in legs}
+    number = numbers.pop() if len(numbers) == 1 else None
+    return {"pr-number": number} if isinstance(number, int) and number > 0 else {}
 
 
 @click.command("status", cls=TrtciCommand)

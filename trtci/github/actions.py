@@ -123,8 +123,10 @@ def _append_pair(variable: str, name: str, value: str, environ: Mapping[str, str
 # points, line and paragraph separators, and the default-ignorable letters and marks (Unicode's
 # Default_Ignorable_Code_Point). Tab stays, and so does ESC when it starts an ANSI sequence (`ESC [`, colours).
 _IGNORABLE_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Cs", "Zl", "Zp"})
-_IGNORABLE_RANGES = ((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x3164, 0x3164))
-_IGNORABLE_RANGES += ((0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xE0000, 0xE0FFF))
+_IGNORABLE_RANGES = (
+    *((0x034F, 0x034F), (0x115F, 0x1160), (0x17B4, 0x17B5), (0x180B, 0x180F), (0x3164, 0x3164)),
+    *((0xFE00, 0xFE0F), (0xFFA0, 0xFFA0), (0xE0000, 0xE0FFF)),
+)
 _LINE_BREAK = re.compile(r"(\r\n|\r|\n)")
 _ORDINARY = re.compile(r"[\t\x20-\x7e]*")
 REPLACEMENT = "\ufffd"

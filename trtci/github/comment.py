@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from trtci.context.event import EventContext
 from trtci.errors import ConfigError
 from trtci.github.api import GitHubClient, GitHubError
 
@@ -252,18 +253,59 @@ def pull_request_for_commit(client: GitHubClient, repo: str, sha: str) -> int | 
     return None
 
 
+class StaleClaim(ConfigError):
+    """The pull request the results name is not open at the run's head commit: closed since, moved on to a newer
+    commit (a newer run reports on that), or not the run's pull request at all. Nothing may be posted there."""
+
+
 def pull_request_for_run(client: GitHubClient, repo: str, head_sha: str, claimed: int | None = None) -> int | None:
     """The pull request a workflow_run should comment on: found by its head commit, or else `claimed` (the number
     the benchmark job recorded, untrusted data from a fork) once the API confirms that pull request is open with
-    exactly this head commit. Raises ConfigError when the claim does not hold."""
+    exactly this head commit. Raises StaleClaim when it is not, ConfigError when no such pull request exists."""
     found = pull_request_for_commit(client, repo, head_sha)
     if found is not None or claimed is None:
         return found
-    pull = client.get(f"/repos/{repo}/pulls/{int(claimed)}")
-    head = (pull.get("head") or {}).get("sha")
-    if pull.get("state") != "open" or head != head_sha:
-        raise ConfigError(
-            f"the results name pull request #{claimed}, which is {pull.get('state')} at {str(head)[:12]}, not open "
-            f"at this run's head {head_sha[:12]}: refusing to comment there"
+    if isinstance(claimed, bool) or not isinstance(claimed, int) or claimed < 1:
+        raise ConfigError(f"the results name pull request {claimed!r}, which is not a pull request number")
+    try:
+        pull = client.get(f"/repos/{repo}/pulls/{claimed}")
+    except GitHubError as exc:
+        if exc.status != 404:
+            raise
+        raise ConfigError(f"the results name pull request #{claimed}, which {repo} does not have") from None
+    pull = pull if isinstance(pull, dict) else {}
+    head_of = pull.get("head")
+    state, head = pull.get("state"), head_of.get("sha") if isinstance(head_of, dict) else None
+    if state != "open" or head != head_sha:
+        raise StaleClaim(
+            f"the results name pull request #{claimed}, which is {state} at {str(head)[:12]}, not open at this "
+            f"run's head {head_sha[:12]}: nothing posted (a newer push has its own run, or the number is wrong)"
         )
-    return int(claimed)
+    return claimed
+
+
+def pull_request_to_comment(
+    client: GitHubClient, repo: str, event: EventContext, claimed: int | None = None
+) -> int | None:
+    """The pull request a report goes to: `claimed` (--pr), else the event's. Under workflow_run either is only a
+    claim, confirmed by pull_request_for_run against the run's head commit (a fork's pull request, missing from
+    the event, is found that way only); None when there is no pull request."""
+    claimed = claimed if claimed is not None else event.pr_number
+    if event.name != "workflow_run":
+        return claimed
+    if not event.head_sha:
+        if claimed is None:
+            return None
+        raise ConfigError(f"cannot check pull request #{claimed}: the workflow_run event names no head commit")
+    return pull_request_for_run(client, repo, event.head_sha, claimed)
+
+
+def run_order(event: EventContext, env: Mapping[str, str]) -> Order | None:
+    """Which benchmark run a report comes from, as publish_comment orders them: under workflow_run the triggering
+    run's id and attempt (from the event), else this run's (GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT); None when unknown."""
+    if event.name == "workflow_run":
+        return (event.run_id, event.run_attempt or 1) if event.run_id is not None else None
+    run_id, attempt = env.get("GITHUB_RUN_ID", ""), env.get("GITHUB_RUN_ATTEMPT", "")
+    if not re.fullmatch(r"[0-9]{1,20}", run_id):
+        return None
+    return int(run_id), int(attempt) if re.fullmatch(r"[0-9]{1,9}", attempt) else 1
