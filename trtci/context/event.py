@@ -15,7 +15,6 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from trtci.errors import ConfigError
@@ -26,6 +25,7 @@ PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target", "pull_request_revi
 # `issue_comment` is how ChatOps workflows start ("/benchmark"): it runs the default branch's YAML with secrets and
 # a write token, and its payload never says which repository a commented pull request's head comes from.
 PRIVILEGED_EVENTS = ("pull_request_target", "workflow_run", "issue_comment")
+MAX_EVENT_BYTES = 64 * 1024 * 1024
 UNKNOWN_HEAD = "(an unknown repository)"  # head_repository where a privileged event does not say: foreign
 
 
@@ -69,9 +69,14 @@ def load_event(environ: Mapping[str, str] | None = None) -> EventContext:
     if not path:
         return parse_event(name, {}, repository)  # no payload: a privileged event's head is then unknown
     try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read the event payload GITHUB_EVENT_PATH={path}: {exc}") from None
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_EVENT_BYTES + 1)
+        if len(data) > MAX_EVENT_BYTES:
+            raise ValueError(f"larger than {MAX_EVENT_BYTES} bytes, far beyond GitHub's 25 MB webhook limit")
+        payload = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested beyond Python's stack
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"cannot read the event payload GITHUB_EVENT_PATH={path}: {reason}") from None
     if not isinstance(payload, dict):
         raise ConfigError(f"the event payload {path} is not a JSON object")
     return parse_event(name, payload, repository)

@@ -134,11 +134,12 @@ def find_comments(
     tag = marker(marker_id)
     ours = []
     for comment in client.paginate(f"/repos/{repo}/issues/{number}/comments"):
-        if (comment.get("body") or "").split("\n", 1)[0].strip() != tag:
+        body = comment.get("body") if isinstance(comment, dict) else None
+        if not isinstance(body, str) or body.split("\n", 1)[0].strip() != tag:
             continue
-        login = (comment.get("user") or {}).get("login")
+        login = _login(comment)
         if login in authors:
-            ours.append(comment)
+            ours.append(_checked(comment, "listed a comment"))
         else:
             log.warning("ignoring comment %s: it has the trtci marker but was written by %s", comment.get("id"), login)
     return ours
@@ -182,22 +183,23 @@ def publish_comment(
                 result = CommentResult("unchanged", existing["id"], existing.get("html_url"), truncated)
                 return _reconcile(client, repo, number, marker_id, authors, result) if len(ours) > 1 else result
             try:
-                updated = client.patch(f"/repos/{repo}/issues/comments/{existing['id']}", {"body": body})
+                updated = _checked(client.patch(f"/repos/{repo}/issues/comments/{existing['id']}", {"body": body}))
             except GitHubError as exc:
-                if exc.status != 404:
-                    raise
+                if exc.status != 404 or attempt + 1 >= client.retry.attempts:
+                    raise  # a listing that keeps showing a comment GitHub says is gone must not loop forever
+                attempt += 1
                 continue  # deleted meanwhile: list again, then update another or create
             result = CommentResult("updated", updated["id"], updated.get("html_url"), truncated)
             return _reconcile(client, repo, number, marker_id, authors, result) if len(ours) > 1 else result
         try:
-            created = client.post(f"/repos/{repo}/issues/{number}/comments", {"body": body})
+            created = _checked(client.post(f"/repos/{repo}/issues/{number}/comments", {"body": body}))
         except GitHubError as exc:
             if not exc.transient or attempt + 1 >= client.retry.attempts:
                 raise
             client.sleep(client.retry.backoff(attempt))
             attempt += 1
             continue
-        login = (created.get("user") or {}).get("login")
+        login = _login(created)
         if login not in authors:
             log.warning(
                 "the comment was posted as %s: pass --author %s so the next run updates it instead of adding one",
@@ -238,6 +240,20 @@ def _reconcile(
     return CommentResult("superseded", keep["id"], keep.get("html_url"), result.truncated)
 
 
+def _checked(comment: dict[str, Any], what: str = "answered") -> dict[str, Any]:
+    """`comment` when it has what trtci uses (an integer id; a string html_url or none), else GitHubError."""
+    cid, url = comment.get("id"), comment.get("html_url")
+    if not isinstance(cid, int) or isinstance(cid, bool) or not (url is None or isinstance(url, str)):
+        raise GitHubError(f"GitHub {what} without an integer id and a link: not the documented shape")
+    return comment
+
+
+def _login(comment: dict[str, Any]) -> str | None:
+    user = comment.get("user")
+    login = user.get("login") if isinstance(user, dict) else None
+    return login if isinstance(login, str) else None
+
+
 def _check_repo(repo: str) -> None:
     owner, _, name = repo.partition("/")
     if not owner or not name or "/" in name:
@@ -248,8 +264,12 @@ def pull_request_for_commit(client: GitHubClient, repo: str, sha: str) -> int | 
     """The open pull request of `repo` whose head is `sha`, as the commit's pulls list it. That list holds pull
     requests from branches of `repo` only: it is empty for a fork's head commit."""
     for pull in client.paginate(f"/repos/{repo}/commits/{sha}/pulls"):
-        if pull.get("state") == "open" and (pull.get("head") or {}).get("sha") == sha:
-            return int(pull["number"])
+        head = pull.get("head") if isinstance(pull, dict) else None
+        number = pull.get("number") if isinstance(pull, dict) else None
+        if not isinstance(head, dict) or not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            continue  # not a pull request as GitHub documents one
+        if pull.get("state") == "open" and head.get("sha") == sha:
+            return number
     return None
 
 
