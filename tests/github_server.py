@@ -2,10 +2,10 @@
 Actions artifacts, for tests.
 
 It keeps state (comments per issue, ids, authors), paginates with a Link header as GitHub does, and can be told
-to fail: `server.inject(Fault(...))`. Every request it receives is validated against GitHub's published OpenAPI
-description (github.com or GHES 3.19, copied into tests/data/github/), and so is every comment response it
-sends; a mismatch is answered with 400 and recorded in `server.violations`, which the `github` fixture asserts
-is empty after each test.
+to fail, `server.inject(Fault(...))`, or to answer anything at all, `server.answer(Answer(...))`. Every request
+it receives is validated against GitHub's published OpenAPI description (github.com or GHES 3.19, copied into
+tests/data/github/), and so is every comment response it sends (an Answer's excepted); a mismatch is answered
+with 400 and recorded in `server.violations`, which the `github` fixture asserts is empty after each test.
 
 One operation trtci uses is not in the published subset: "List artifacts for a repository"
 (`GET /repos/{owner}/{repo}/actions/artifacts`). `openapi()` adds it, built from the subset's own "List workflow
@@ -93,6 +93,23 @@ class Fault:
 
 
 @dataclass
+class Answer:
+    """Answer matching requests with `body` as it is (any status, any headers, any bytes), without validating it
+    against the API description: what a broken proxy, a changed API or a hostile server could send."""
+
+    status: int
+    body: bytes
+    method: str | None = None
+    path: str | None = None  # a regex matched against the API path
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def matches(self, method: str, path: str) -> bool:
+        return (self.method is None or self.method == method) and (
+            self.path is None or re.search(self.path, path) is not None
+        )
+
+
+@dataclass
 class Seen:
     """One request as the server received it."""
 
@@ -141,11 +158,12 @@ class GitHubServer:
         self.artifacts: list[dict[str, Any]] = []
         self.blobs: dict[int, bytes] = {}
         self.faults: list[Fault] = []
+        self.answers: list[Answer] = []
         self.seen: list[Seen] = []
         self.violations: list[str] = []
         self._next_id = 1000
         self._lock = threading.Lock()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
+        self._httpd = _Server(("127.0.0.1", 0), _handler(self))
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.02,), daemon=True)
 
@@ -169,6 +187,11 @@ class GitHubServer:
     def inject(self, fault: Fault) -> None:
         with self._lock:
             self.faults.append(fault)
+
+    def answer(self, answer: Answer) -> None:
+        """Serve `answer` to every matching request from now on (the first matching answer wins)."""
+        with self._lock:
+            self.answers.append(answer)
 
     def add_comment(self, repo: str, number: int, body: str, login: str | None = None) -> dict[str, Any]:
         """Seed a comment as if someone had posted it (no request, no validation)."""
@@ -278,6 +301,9 @@ class GitHubServer:
         if headers.get("Authorization") != f"Bearer {self.token}":
             return 401, {"message": "Bad credentials", "status": "401"}, {}
         path = parts.path[len(self.prefix) :]
+        answer = next((a for a in self.answers if a.matches(method, path)), None)
+        if answer is not None:
+            return answer.status, answer.body, {"Content-Type": "application/json; charset=utf-8", **answer.headers}
         fault = self._take_fault(method, path)
         if fault is not None and not fault.apply:
             time.sleep(fault.delay_s)
@@ -310,8 +336,8 @@ class GitHubServer:
     def validate_response(self, method: str, path: str, status: int, data: Any, headers: dict[str, str]) -> None:
         """Check a 2xx comment response against the description, so the double answers as GitHub does."""
         api_path = path[len(self.prefix) :]
-        if status >= 400 or not any(p.match(api_path) for p in _VALIDATED_RESPONSES):
-            return
+        if status >= 400 or isinstance(data, bytes) or not any(p.match(api_path) for p in _VALIDATED_RESPONSES):
+            return  # an error, or raw bytes: a blob, or an Answer that is off the description on purpose
         host = GITHUB_COM_HOST if self.flavor == "github.com" else self.host
         request = _Request(host, path, method, [], Headers({"Content-Type": "application/json"}), None)
         response = _Response(status, json.dumps(data).encode() if data is not None else b"", headers)
@@ -441,9 +467,16 @@ def _repo_of(path: str) -> str:
     return "/".join(path.split("/")[2:4])
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A connection the client dropped mid-request (a timeout test): nothing to print. The default prints a
+        traceback to sys.stderr, which a test capturing a command's output would take for the command's."""
+
+
 def _handler(server: GitHubServer) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
 
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
@@ -456,6 +489,8 @@ def _handler(server: GitHubServer) -> type[BaseHTTPRequestHandler]:
             else:
                 payload = json.dumps(data).encode() if data is not None else b""
                 content_type = "application/json; charset=utf-8"
+            if status in (204, 304):
+                payload = b""  # HTTP gives these no body: one sent anyway would be read as the next response
             try:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)

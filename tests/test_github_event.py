@@ -201,3 +201,77 @@ def test_a_payload_of_an_unexpected_shape_gives_none_not_an_error(event_name, da
     event = parse_event(event_name, data)
     assert (event.pr_number, event.head_sha, event.head_ref, event.base_ref) == (None, None, None, None)
     assert event.labels == () and event.repository is None and event.public is None
+
+
+def workflow_run_with_head(head_repository: object, missing: bool = False) -> dict:
+    data = payload("workflow_run.completed.json")
+    if missing:
+        del data["workflow_run"]["head_repository"]
+    else:
+        data["workflow_run"]["head_repository"] = head_repository
+    return data
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        workflow_run_with_head(None),
+        workflow_run_with_head(None, missing=True),
+        workflow_run_with_head({"full_name": None}),
+        workflow_run_with_head({"full_name": ""}),
+        workflow_run_with_head(["octo-org/octo-repo"]),
+        {"workflow_run": None},
+        {},
+    ],
+    ids=["null", "missing", "null-name", "empty-name", "a-list", "no-run", "empty-payload"],
+)
+def test_workflow_run_that_does_not_name_its_head_repository_counts_as_a_fork(data):
+    event = parse_event("workflow_run", data, "octo-org/octo-repo")
+    assert event.is_fork and event.privileged
+    with pytest.raises(ConfigError, match="does not name"):
+        check_safety(event, {})
+    assert len(check_safety(event, {}, allow_fork_code=True)) == 1
+
+
+def test_a_privileged_event_without_a_payload_counts_as_a_fork():
+    for name in ("workflow_run", "pull_request_target", "issue_comment"):
+        assert load_event({"GITHUB_EVENT_NAME": name, "GITHUB_REPOSITORY": "o/r"}).is_fork, name
+    assert not load_event({"GITHUB_EVENT_NAME": "push", "GITHUB_REPOSITORY": "o/r"}).is_fork
+
+
+def test_a_privileged_event_whose_repository_is_unknown_counts_as_a_fork():
+    data = payload("workflow_run.completed.json")
+    data["workflow_run"]["repository"] = None
+    del data["repository"]
+    event = parse_event("workflow_run", data)
+    assert event.repository is None and event.is_fork
+
+
+def issue_comment(on_pull_request: bool) -> dict:
+    """An issue_comment payload as GitHub documents it: the issue, with `pull_request` when it is one."""
+    data = payload("pull_request.opened.json")
+    issue = {"number": 2, "title": "Update the README", "state": "open", "user": data["sender"]}
+    if on_pull_request:
+        issue["pull_request"] = {"url": "https://api.github.com/repos/Codertocat/Hello-World/pulls/2"}
+    comment = {"id": 1, "body": "/benchmark", "user": data["sender"], "author_association": "OWNER"}
+    return {"action": "created", "issue": issue, "comment": comment, "repository": data["repository"]}
+
+
+def test_issue_comment_on_a_pull_request_is_privileged_and_its_head_is_unknown():
+    event = parse_event("issue_comment", issue_comment(on_pull_request=True))
+    assert event.privileged and event.is_fork and event.pr_number == 2
+    with pytest.raises(ConfigError, match="under issue_comment"):
+        check_safety(event, {})
+
+
+def test_issue_comment_on_an_issue_runs_no_pull_request_code():
+    event = parse_event("issue_comment", issue_comment(on_pull_request=False))
+    assert event.privileged and not event.is_fork and event.pr_number is None
+    assert check_safety(event, {}) == []
+
+
+def test_workflow_run_carries_the_triggering_runs_id_and_attempt():
+    data = payload("workflow_run.completed.2.json")
+    event = parse_event("workflow_run", data)
+    assert (event.run_id, event.run_attempt) == (data["workflow_run"]["id"], data["workflow_run"]["run_attempt"])
+    assert not event.is_fork  # the real payload names its head repository: the repository itself

@@ -7,14 +7,15 @@ from __future__ import annotations
 import threading
 
 import pytest
-from github_server import Fault, github_fixture  # noqa: F401  (the `github` fixture)
+from github_server import Answer, Fault, github_fixture  # noqa: F401  (the `github` fixture)
 
 from trtci.errors import ConfigError
-from trtci.github.api import GitHubClient
+from trtci.github.api import GitHubClient, GitHubError
 from trtci.github.checks import post_status
 from trtci.github.comment import (
     MAX_COMMENT_CHARS,
     comment_body,
+    marker,
     order_of,
     publish_comment,
     pull_request_for_run,
@@ -104,3 +105,12 @@ def test_a_forks_pull_request_is_found_from_the_claimed_number_and_verified(gith
         pull_request_for_run(client(github), REPO, SHA, claimed=9)
     github.add_pull(REPO, 10, SHA)
     assert pull_request_for_run(client(github), REPO, SHA, claimed=7) == 10  # the repository's own PR wins
+
+
+def test_a_comment_that_is_listed_but_always_gone_ends_the_update_with_an_error(github):
+    """A listing that keeps showing a comment whose update always answers 404 must not loop forever."""
+    seeded = github.add_comment(REPO, 1, marker() + "\nold\n")
+    github.answer(Answer(404, b'{"message": "Not Found"}', method="PATCH", path=rf"/comments/{seeded['id']}$"))
+    with pytest.raises(GitHubError, match="404"):
+        publish_comment(client(github), REPO, 1, "new report")
+    assert len(github.requests("PATCH")) == client(github).retry.attempts

@@ -1,4 +1,8 @@
-"""The terminal the commands print to: rich consoles sized for CI logs."""
+"""The terminal the commands print to: rich consoles sized for CI logs.
+
+A console made here writes to whatever sys.stdout or sys.stderr is when it prints; while a command runs that is
+trtci.github.actions.guarded_output's stream, so a wrapped table or warning can never start a workflow command.
+"""
 
 from __future__ import annotations
 

@@ -11,6 +11,9 @@ the fix is said, within MAX_LINE characters; messages trtci words itself stay we
 in them is cut where it is quoted, as trtci.backends.onnxruntime.brief does). `trtci --debug` prints the whole
 message and the traceback, for expected errors too.
 
+Everything a command prints, and every error line, goes out through trtci.github.actions.guarded_output: no text
+from a run file, a model, an event or the API can start a log line with a workflow command (`::`).
+
 Every command is a TrtciCommand and every group a TrtciGroup (whose commands and subgroups are too), so the
 translation is the same wherever a command runs: under `trtci`, on its own in a test, or registered on another
 group. `main()` uses the same translation for what fails before any command runs.
@@ -36,6 +39,11 @@ _CUT = " … (cut; trtci --debug shows it whole) … "
 
 def exit_code_for(error: BaseException, *, debug: bool = False) -> int:
     """Say `error` the way its kind is said (see the module docstring) and return its exit code."""
+    with actions.guarded_output():
+        return _say_and_code(error, debug)
+
+
+def _say_and_code(error: BaseException, debug: bool) -> int:
     if isinstance(error, click.exceptions.Exit):
         return error.exit_code
     if isinstance(error, click.ClickException):
@@ -65,7 +73,7 @@ def say_error(message: str, *, whole: bool = False) -> None:
     if not whole:
         message = fit(message, MAX_LINE - _ROOM)
     if actions.in_actions():
-        click.echo(actions.error(message, title="trtci"))
+        actions.print_command(actions.error(message, title="trtci"))
     else:
         click.echo(f"{_PREFIX}{message}", err=True)
 
@@ -81,13 +89,14 @@ def fit(message: str, limit: int) -> str:
 
 
 def _translated(ctx: click.Context, invoke: Callable[[], Any]) -> Any:
-    try:
-        return invoke()
-    except (click.exceptions.Exit, BrokenPipeError):
-        raise  # an exit already decided, or a closed pipe that click silences
-    except (Exception, KeyboardInterrupt) as error:
-        debug = bool(ctx.find_root().params.get("debug"))
-        raise click.exceptions.Exit(exit_code_for(error, debug=debug)) from None
+    with actions.guarded_output():
+        try:
+            return invoke()
+        except (click.exceptions.Exit, BrokenPipeError):
+            raise  # an exit already decided, or a closed pipe that click silences
+        except (Exception, KeyboardInterrupt) as error:
+            debug = bool(ctx.find_root().params.get("debug"))
+            raise click.exceptions.Exit(exit_code_for(error, debug=debug)) from None
 
 
 class TrtciCommand(click.Command):

@@ -77,9 +77,13 @@ def comment(
     authors: tuple[str, ...],
     job_summary_fallback: bool,
 ) -> None:
-    """Post the report as the pull request's sticky comment, or update the one trtci posted before."""
+    """Post the report as the pull request's sticky comment, or update the one trtci posted before.
+
+    Under workflow_run, --pr (or the event's) is a claim, as the benchmark job's run files make it: trtci posts
+    only when GitHub confirms that pull request is open at the run's head commit. A newer run's report already
+    on the pull request is left alone ("stale")."""
     from trtci.github.api import GitHubError
-    from trtci.github.comment import DEFAULT_AUTHORS, publish_comment, pull_request_for_commit
+    from trtci.github.comment import DEFAULT_AUTHORS, StaleClaim, publish_comment, pull_request_to_comment, run_order
 
     env = os.environ
     text = _read_report(report)
@@ -88,11 +92,15 @@ def comment(
             click.echo("comment mode is never: nothing posted")
             return
         client, repo, event = _connect(env, token_env, repo)
-        number = pr_number or event.pr_number
-        if number is None and event.name == "workflow_run" and event.head_sha:
-            number = pull_request_for_commit(client, repo, event.head_sha)
+        try:
+            number = pull_request_to_comment(client, repo, event, pr_number)
+        except StaleClaim as exc:
+            actions.print_command(actions.notice(str(exc), title="trtci comment stale"))
+            actions.set_output("comment-action", "stale", env)
+            return
         if number is None:
-            click.echo(actions.notice("not a pull request: no comment posted; the report is in the job summary"))
+            note = "not a pull request: no comment posted; the report is in the job summary"
+            actions.print_command(actions.notice(note))
             return
         result = publish_comment(
             client,
@@ -103,13 +111,14 @@ def comment(
             marker_id=marker_id,
             authors=authors or DEFAULT_AUTHORS,
             summary_url=_summary_url(env),
+            order=run_order(event, env),
         )
     except GitHubError as exc:
         if not exc.read_only:
             raise
         if job_summary_fallback:
             actions.append_summary(text, env)
-        click.echo(actions.warning(TWO_WORKFLOW_HINT, title="trtci could not comment"))
+        actions.print_command(actions.warning(TWO_WORKFLOW_HINT, title="trtci could not comment"))
         actions.set_output("comment-action", "read-only", env)
         return
     for name, value in (
@@ -119,8 +128,14 @@ def comment(
     ):
         if value is not None:
             actions.set_output(name, str(value), env)
-    note = " (cut to fit; full report in the job summary)" if result.truncated else ""
-    click.echo(f"comment {result.action}: {result.url or f'pull request #{number}'}{note}")
+    where = result.url or f"pull request #{number}"
+    if result.action == "stale":
+        click.echo(f"comment stale: a newer run's report is already there ({where}); this run's was not posted")
+    elif result.action == "superseded":
+        click.echo(f"comment superseded: a newer run's comment was kept ({where}); duplicates were removed")
+    else:
+        note = " (cut to fit; full report in the job summary)" if result.truncated else ""
+        click.echo(f"comment {result.action}: {where}{note}")
 
 
 @click.command("preflight", cls=TrtciCommand)
@@ -191,10 +206,19 @@ def merge(
         outputs={
             "missing-legs": ",".join(m.name for m in merged.missing),
             "verdict": "error" if merged.problems else "pass" if verdict else "fail",
+            **_pr_number_output(merged.legs),
         },
         where=[f"merged {len(merged.legs)} legs ({recorded if db else 'no --db'})"],
     )
     ctx.exit(EXIT_INPUT if merged.problems else code)
+
+
+def _pr_number_output(legs) -> dict[str, int]:
+    """`pr-number`: the pull request every leg's run names, when they agree. It is the runs' claim, untrusted
+    (a fork wrote it): `trtci comment --pr` under workflow_run checks it with GitHub before posting."""
+    numbers = {leg.run.context.pr_number for leg in legs}
+    number = numbers.pop() if len(numbers) == 1 else None
+    return {"pr-number": number} if isinstance(number, int) and number > 0 else {}
 
 
 @click.command("status", cls=TrtciCommand)
@@ -243,7 +267,8 @@ def status(
     except GitHubError as exc:
         if not exc.read_only:
             raise
-        click.echo(actions.warning(f"{exc}; the verdict is still this job's exit code", title="trtci status"))
+        note = f"{exc}; the verdict is still this job's exit code"
+        actions.print_command(actions.warning(note, title="trtci status"))
 
 
 @click.group("baseline", cls=TrtciGroup)
@@ -269,7 +294,8 @@ def baseline_fetch(repo: str | None, branch: str, artifact_name: str, out: Path,
     for line in fetched.skipped:
         _say("error", f"skipped {line}")
     if fetched.artifact is None:
-        click.echo(actions.notice(f"no unexpired {artifact_name} artifact from branch {branch}: no baseline"))
+        note = f"no unexpired {artifact_name} artifact from branch {branch}: no baseline"
+        actions.print_command(actions.notice(note))
         actions.set_output("baseline-files", "0")
         return
     actions.set_output("baseline-files", str(len(fetched.files)))
@@ -288,7 +314,7 @@ def _connect(env: Mapping[str, str], token_env: str, repo: str | None) -> tuple[
 
     token = env.get(token_env, "")
     if token and actions.in_actions(env):
-        click.echo(actions.add_mask(token))
+        actions.print_command(actions.add_mask(token))
     event = load_event(env)
     repo = repo or event.repository
     if not repo:
@@ -317,8 +343,10 @@ def _read_report(path: Path) -> str:
 def _say(level: str, text: str) -> None:
     """A problem the command goes on after: a workflow command (`level` error or warning) inside GitHub Actions,
     else `level: text`, on stderr."""
-    line = actions.command(level, text, title="trtci") if actions.in_actions() else f"{level}: {text}"
-    click.echo(line, err=True)
+    if actions.in_actions():
+        actions.print_command(actions.command(level, text, title="trtci"), err=True)
+    else:
+        click.echo(f"{level}: {text}", err=True)
 
 
 def _summary_url(env: Mapping[str, str]) -> str | None:

@@ -2,9 +2,11 @@
 safety policy that follows from it. This is trtci's one reader of event payloads: the run context and the
 preflight both take the pull request, refs, SHAs and labels from here.
 
-Privileged triggers (`pull_request_target`, `workflow_run`) run with secrets and a write token; running a
-fork's code there is a "pwn request". trtci refuses that unless the workflow opts in, and warns when a public
-repository's pull requests reach a self-hosted runner.
+Privileged triggers (`pull_request_target`, `workflow_run`, `issue_comment`) run with secrets and a write token;
+running a fork's code there is a "pwn request". trtci refuses that unless the workflow opts in, and warns when a
+public repository's pull requests reach a self-hosted runner. Where a privileged event does not say where its
+head commit comes from (a `workflow_run` without `head_repository`, a comment on a pull request, a payload that
+is missing or of another shape) the head counts as foreign: the policy fails closed.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from trtci.errors import ConfigError
@@ -21,7 +22,11 @@ from trtci.errors import ConfigError
 # Events whose payload carries the pull request: its number, head, base and labels. A review or a review comment
 # runs on the PR's merge ref just as pull_request does, so what it measures is the PR head too.
 PULL_REQUEST_EVENTS = ("pull_request", "pull_request_target", "pull_request_review", "pull_request_review_comment")
-PRIVILEGED_EVENTS = ("pull_request_target", "workflow_run")
+# `issue_comment` is how ChatOps workflows start ("/benchmark"): it runs the default branch's YAML with secrets and
+# a write token, and its payload never says which repository a commented pull request's head comes from.
+PRIVILEGED_EVENTS = ("pull_request_target", "workflow_run", "issue_comment")
+MAX_EVENT_BYTES = 64 * 1024 * 1024
+UNKNOWN_HEAD = "(an unknown repository)"  # head_repository where a privileged event does not say: foreign
 
 
 @dataclass(frozen=True)
@@ -39,11 +44,16 @@ class EventContext:
     public: bool | None = None
     triggered_by: str | None = None  # for workflow_run: the event of the run that triggered this one
     labels: tuple[str, ...] = ()  # a pull request event's labels, in the payload's order
+    run_id: int | None = None  # for workflow_run: the triggering run's id and attempt
+    run_attempt: int | None = None
 
     @property
     def is_fork(self) -> bool:
-        """True when the head commit comes from another repository than the one the workflow runs in."""
-        return bool(self.head_repository and self.repository and self.head_repository != self.repository)
+        """True when the event has a head commit (pull requests, workflow runs, comments on pull requests) and it
+        does not come from the repository the workflow runs in, or either repository is unknown."""
+        if self.head_repository is None:
+            return False
+        return self.repository is None or self.head_repository != self.repository
 
     @property
     def privileged(self) -> bool:
@@ -57,13 +67,18 @@ def load_event(environ: Mapping[str, str] | None = None) -> EventContext:
     repository = env.get("GITHUB_REPOSITORY") or None
     path = env.get("GITHUB_EVENT_PATH")
     if not path:
-        return EventContext(name, repository)
-    if Path(path).exists() and not Path(path).is_file():  # reading a FIFO would wait for a writer forever
+        return parse_event(name, {}, repository)  # no payload: a privileged event's head is then unknown
+    if os.path.exists(path) and not os.path.isfile(path):  # reading a FIFO would wait for a writer forever
         raise ConfigError(f"cannot read the event payload GITHUB_EVENT_PATH={path}: not a regular file")
     try:
-        payload = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested thousands deep
-        raise ConfigError(f"cannot read the event payload GITHUB_EVENT_PATH={path}: {exc}") from None
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_EVENT_BYTES + 1)
+        if len(data) > MAX_EVENT_BYTES:
+            raise ValueError(f"larger than {MAX_EVENT_BYTES} bytes, far beyond GitHub's 25 MB webhook limit")
+        payload = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError, RecursionError) as exc:  # RecursionError: JSON nested beyond Python's stack
+        reason = " ".join(str(exc).split()) or type(exc).__name__
+        raise ConfigError(f"cannot read the event payload GITHUB_EVENT_PATH={path}: {reason}") from None
     if not isinstance(payload, dict):
         raise ConfigError(f"the event payload {path} is not a JSON object")
     return parse_event(name, payload, repository)
@@ -71,7 +86,8 @@ def load_event(environ: Mapping[str, str] | None = None) -> EventContext:
 
 def parse_event(name: str | None, payload: dict[str, Any], repository: str | None = None) -> EventContext:
     """The context from a webhook payload as GitHub writes it to GITHUB_EVENT_PATH. A part of the payload that
-    is missing or not of the shape GitHub documents gives None (no labels), never an error."""
+    is missing or not of the shape GitHub documents gives None (no labels), never an error; under a privileged
+    event, a head repository that the payload does not name is UNKNOWN_HEAD."""
     repo = _dict(payload.get("repository"))
     repository = repository or _str(repo.get("full_name"))
     public = _public(repo)
@@ -105,10 +121,18 @@ def parse_event(name: str | None, payload: dict[str, Any], repository: str | Non
             head_sha=_str(run.get("head_sha")),
             base_ref=_str(_dict(pull.get("base")).get("ref")),
             head_ref=_str(run.get("head_branch")),
-            head_repository=_str(_dict(run.get("head_repository")).get("full_name")),
+            head_repository=_str(_dict(run.get("head_repository")).get("full_name")) or UNKNOWN_HEAD,
             public=public,
             triggered_by=_str(run.get("event")),
+            run_id=_int(run.get("id")),
+            run_attempt=_int(run.get("run_attempt")),
         )
+    issue = payload.get("issue")
+    if name == "issue_comment" and isinstance(issue, dict) and "pull_request" not in issue:
+        return EventContext(name, repository, public=public)  # a comment on an issue: no pull request's code
+    if name == "issue_comment" and isinstance(issue, dict):
+        number = _int(issue.get("number"))
+        return EventContext(name, repository, pr_number=number, head_repository=UNKNOWN_HEAD, public=public)
     if name == "push":
         ref = _str(payload.get("ref")) or ""
         return EventContext(
@@ -119,7 +143,8 @@ def parse_event(name: str | None, payload: dict[str, Any], repository: str | Non
             head_ref=ref.removeprefix("refs/heads/") if ref.startswith("refs/heads/") else None,
             public=public,
         )
-    return EventContext(name, repository, public=public)
+    unknown = UNKNOWN_HEAD if name in PRIVILEGED_EVENTS else None  # the payload lacks what the event must carry
+    return EventContext(name, repository, public=public, head_repository=unknown)
 
 
 def pull_request_labels(name: str | None, payload: dict[str, Any]) -> list[str]:
@@ -141,15 +166,20 @@ def check_safety(
     env = os.environ if environ is None else environ
     warnings = []
     if event.privileged and event.is_fork:
+        origin = (
+            "a head commit whose repository the event does not name (counted as a fork's)"
+            if event.head_repository == UNKNOWN_HEAD
+            else f"the fork {event.head_repository}"
+        )
         if not allow_fork_code:
             raise ConfigError(
-                f"refusing to benchmark code from the fork {event.head_repository} under {event.name}: that "
-                "trigger has secrets and a write token. Benchmark in a pull_request workflow and comment from "
-                "workflow_run (docs/action.md), or set allow-fork-code: true if you accept the risk"
+                f"refusing to benchmark code from {origin} under {event.name}: that trigger has secrets and a "
+                "write token. Benchmark in a pull_request workflow and comment from workflow_run "
+                "(docs/action.md), or set allow-fork-code: true if you accept the risk"
             )
         warnings.append(
-            f"running code from the fork {event.head_repository} under {event.name} because allow-fork-code "
-            "is set: that code can read this job's secrets and token"
+            f"running code from {origin} under {event.name} because allow-fork-code is set: that code can read "
+            "this job's secrets and token"
         )
     if env.get("RUNNER_ENVIRONMENT") == "self-hosted" and event.public:
         warnings.append(

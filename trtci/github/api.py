@@ -16,11 +16,13 @@ so that a timed-out POST that did land is not posted twice.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from trtci import __version__
 from trtci.errors import ConfigError, PublishError
@@ -33,6 +35,7 @@ log = logging.getLogger(__name__)
 DEFAULT_API_URL = "https://api.github.com"
 API_VERSION = "2022-11-28"
 PER_PAGE = 100
+MAX_PAGES = 30  # 3,000 items: GitHub caps a conversation at 2,500 comments; a Link loop must end
 READ_ONLY_MESSAGE = "Resource not accessible by integration"
 _IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
@@ -184,26 +187,39 @@ class GitHubClient:
 
     def get(self, path: str, **params: Any) -> Any:
         """GET a path and return its JSON."""
-        return self.request("GET", path, params=params or None).json()
+        return json_of(self.request("GET", path, params=params or None), "GET", path)
 
-    def post(self, path: str, body: Any, *, idempotent: bool = False) -> Any:
-        return self.request("POST", path, json=body, idempotent=idempotent).json()
+    def post(self, path: str, body: Any, *, idempotent: bool = False) -> dict[str, Any]:
+        return _object(self.request("POST", path, json=body, idempotent=idempotent), "POST", path)
 
-    def patch(self, path: str, body: Any) -> Any:
-        return self.request("PATCH", path, json=body).json()
+    def patch(self, path: str, body: Any) -> dict[str, Any]:
+        return _object(self.request("PATCH", path, json=body), "PATCH", path)
 
     def paginate(self, path: str, **params: Any) -> Iterator[Any]:
-        """Yield the items of a list endpoint, page by page (per_page=100), following the Link header's next."""
+        """Yield the items of a list endpoint, page by page (per_page=100), following the Link header's next on
+        this API's host only, for at most MAX_PAGES pages."""
         response = self.request("GET", path, params={"per_page": PER_PAGE, **params})
-        while True:
-            page = response.json()
+        for _ in range(MAX_PAGES):
+            page = json_of(response, "GET", path)
             if not isinstance(page, list):
                 raise GitHubError(f"GitHub answered {path} with {type(page).__name__}, expected a list")
             yield from page
-            next_url = response.links.get("next", {}).get("url")
+            next_url = self.next_page(response)
             if not next_url:
                 return
             response = self.request("GET", next_url)
+        raise GitHubError(f"GitHub lists more than {MAX_PAGES} pages of {path}: refusing to read them all")
+
+    def next_page(self, response: requests.Response) -> str | None:
+        """The Link header's next page, or None. A next page on another host than the API's would receive the
+        token, so it is an error."""
+        link = response.links.get("next") or {}
+        url = link.get("url") if isinstance(link, dict) else None
+        if not url:
+            return None
+        if urlsplit(self.url(url))[:2] != urlsplit(self.base_url)[:2]:
+            raise GitHubError(f"GitHub's next page is on another host ({urlsplit(url).netloc}): not following it")
+        return url
 
     def _rate_limit_wait(self, response: requests.Response, hits: int) -> float | None:
         """Seconds to wait when `response` is a rate-limit answer, else None."""
@@ -243,17 +259,34 @@ def _maybe_sent(exc: requests.ConnectionError) -> bool:
 
 def _number(text: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         return 60.0
+    return value if math.isfinite(value) else 60.0
+
+
+def json_of(response: requests.Response, method: str, path: str) -> Any:
+    """The response's JSON; GitHubError when it is not JSON (a proxy's error page, a truncated answer)."""
+    try:
+        return response.json()
+    except (ValueError, RecursionError):
+        raise GitHubError(f"GitHub answered {method} {path} with something that is not JSON") from None
+
+
+def _object(response: requests.Response, method: str, path: str) -> dict[str, Any]:
+    data = json_of(response, method, path)
+    if not isinstance(data, dict):
+        raise GitHubError(f"GitHub answered {method} {path} with {type(data).__name__}, expected an object")
+    return data
 
 
 def _message(response: requests.Response) -> str:
     try:
         data = response.json()
-    except ValueError:
-        return response.text[:200]
-    return str(data.get("message", "")) if isinstance(data, dict) else ""
+    except (ValueError, RecursionError):
+        return " ".join(response.text[:200].split())
+    message = data.get("message", "") if isinstance(data, dict) else ""
+    return " ".join(str(message)[:500].split())  # one line, whatever GitHub (or a proxy) answered
 
 
 _HINTS = {

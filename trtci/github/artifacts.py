@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trtci.errors import DataError
-from trtci.github.api import GitHubClient, GitHubError
+from trtci.github.api import GitHubClient, GitHubError, json_of
 from trtci.store.runfile import MAX_BYTES, SUFFIX, read_runfile
 
 MAX_ARCHIVE_BYTES = 512 * 1024 * 1024
@@ -54,33 +54,45 @@ class Fetched:
     skipped: list[str] = field(default_factory=list)  # archive members not extracted, with why
 
 
-def parse_artifact(data: dict[str, Any]) -> Artifact:
-    """An Artifact from one item of GitHub's listing."""
-    run = data.get("workflow_run") or {}
+def parse_artifact(data: Any) -> Artifact:
+    """An Artifact from one item of GitHub's listing; GitHubError when the item is not of the documented shape."""
+    run = data.get("workflow_run") if isinstance(data, dict) else None
+    run = run if isinstance(run, dict) else {}
+    if not isinstance(data, dict) or not all(_is_int(data.get(key)) for key in ("id", "size_in_bytes")):
+        raise GitHubError("GitHub listed an artifact without an integer id and size: not the documented shape")
     repository_id, head_repository_id = run.get("repository_id"), run.get("head_repository_id")
     return Artifact(
-        id=int(data["id"]),
-        name=str(data["name"]),
-        size_in_bytes=int(data["size_in_bytes"]),
-        created_at=str(data["created_at"] or ""),
-        expired=bool(data["expired"]),
-        head_branch=run.get("head_branch"),
-        head_sha=run.get("head_sha"),
-        workflow_run_id=run.get("id"),
-        same_repository=repository_id is not None and repository_id == head_repository_id,
+        id=data["id"],
+        name=str(data.get("name")),
+        size_in_bytes=data["size_in_bytes"],
+        created_at=data["created_at"] if isinstance(data.get("created_at"), str) else "",
+        expired=data.get("expired") is not False,  # only an explicit false is usable
+        head_branch=_str_or_none(run.get("head_branch")),
+        head_sha=_str_or_none(run.get("head_sha")),
+        workflow_run_id=run["id"] if _is_int(run.get("id")) else None,
+        same_repository=_is_int(repository_id) and repository_id == head_repository_id,
     )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def list_artifacts(client: GitHubClient, repo: str, name: str) -> list[Artifact]:
     """The repository's artifacts called `name`, as GitHub lists them (newest first), up to MAX_PAGES pages."""
     found: list[Artifact] = []
-    response = client.request("GET", f"/repos/{repo}/actions/artifacts", params={"name": name, "per_page": 100})
+    path = f"/repos/{repo}/actions/artifacts"
+    response = client.request("GET", path, params={"name": name, "per_page": 100})
     for _ in range(MAX_PAGES):
-        page = response.json()
+        page = json_of(response, "GET", path)
         if not isinstance(page, dict) or not isinstance(page.get("artifacts"), list):
             raise GitHubError(f"GitHub answered the artifact listing of {repo} with something else than a list")
         found.extend(parse_artifact(item) for item in page["artifacts"])
-        next_url = response.links.get("next", {}).get("url")
+        next_url = client.next_page(response)
         if not next_url:
             break
         response = client.request("GET", next_url)

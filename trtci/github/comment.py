@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from trtci.context.event import EventContext
 from trtci.errors import ConfigError
 from trtci.github.api import GitHubClient, GitHubError
 
@@ -133,11 +134,12 @@ def find_comments(
     tag = marker(marker_id)
     ours = []
     for comment in client.paginate(f"/repos/{repo}/issues/{number}/comments"):
-        if (comment.get("body") or "").split("\n", 1)[0].strip() != tag:
+        body = comment.get("body") if isinstance(comment, dict) else None
+        if not isinstance(body, str) or body.split("\n", 1)[0].strip() != tag:
             continue
-        login = (comment.get("user") or {}).get("login")
+        login = _login(comment)
         if login in authors:
-            ours.append(comment)
+            ours.append(_checked(comment, "listed a comment"))
         else:
             log.warning("ignoring comment %s: it has the trtci marker but was written by %s", comment.get("id"), login)
     return ours
@@ -181,22 +183,23 @@ def publish_comment(
                 result = CommentResult("unchanged", existing["id"], existing.get("html_url"), truncated)
                 return _reconcile(client, repo, number, marker_id, authors, result) if len(ours) > 1 else result
             try:
-                updated = client.patch(f"/repos/{repo}/issues/comments/{existing['id']}", {"body": body})
+                updated = _checked(client.patch(f"/repos/{repo}/issues/comments/{existing['id']}", {"body": body}))
             except GitHubError as exc:
-                if exc.status != 404:
-                    raise
+                if exc.status != 404 or attempt + 1 >= client.retry.attempts:
+                    raise  # a listing that keeps showing a comment GitHub says is gone must not loop forever
+                attempt += 1
                 continue  # deleted meanwhile: list again, then update another or create
             result = CommentResult("updated", updated["id"], updated.get("html_url"), truncated)
             return _reconcile(client, repo, number, marker_id, authors, result) if len(ours) > 1 else result
         try:
-            created = client.post(f"/repos/{repo}/issues/{number}/comments", {"body": body})
+            created = _checked(client.post(f"/repos/{repo}/issues/{number}/comments", {"body": body}))
         except GitHubError as exc:
             if not exc.transient or attempt + 1 >= client.retry.attempts:
                 raise
             client.sleep(client.retry.backoff(attempt))
             attempt += 1
             continue
-        login = (created.get("user") or {}).get("login")
+        login = _login(created)
         if login not in authors:
             log.warning(
                 "the comment was posted as %s: pass --author %s so the next run updates it instead of adding one",
@@ -237,6 +240,20 @@ def _reconcile(
     return CommentResult("superseded", keep["id"], keep.get("html_url"), result.truncated)
 
 
+def _checked(comment: dict[str, Any], what: str = "answered") -> dict[str, Any]:
+    """`comment` when it has what trtci uses (an integer id; a string html_url or none), else GitHubError."""
+    cid, url = comment.get("id"), comment.get("html_url")
+    if not isinstance(cid, int) or isinstance(cid, bool) or not (url is None or isinstance(url, str)):
+        raise GitHubError(f"GitHub {what} without an integer id and a link: not the documented shape")
+    return comment
+
+
+def _login(comment: dict[str, Any]) -> str | None:
+    user = comment.get("user")
+    login = user.get("login") if isinstance(user, dict) else None
+    return login if isinstance(login, str) else None
+
+
 def _check_repo(repo: str) -> None:
     owner, _, name = repo.partition("/")
     if not owner or not name or "/" in name:
@@ -247,23 +264,68 @@ def pull_request_for_commit(client: GitHubClient, repo: str, sha: str) -> int | 
     """The open pull request of `repo` whose head is `sha`, as the commit's pulls list it. That list holds pull
     requests from branches of `repo` only: it is empty for a fork's head commit."""
     for pull in client.paginate(f"/repos/{repo}/commits/{sha}/pulls"):
-        if pull.get("state") == "open" and (pull.get("head") or {}).get("sha") == sha:
-            return int(pull["number"])
+        head = pull.get("head") if isinstance(pull, dict) else None
+        number = pull.get("number") if isinstance(pull, dict) else None
+        if not isinstance(head, dict) or not isinstance(number, int) or isinstance(number, bool) or number < 1:
+            continue  # not a pull request as GitHub documents one
+        if pull.get("state") == "open" and head.get("sha") == sha:
+            return number
     return None
+
+
+class StaleClaim(ConfigError):
+    """The pull request the results name is not open at the run's head commit: closed since, moved on to a newer
+    commit (a newer run reports on that), or not the run's pull request at all. Nothing may be posted there."""
 
 
 def pull_request_for_run(client: GitHubClient, repo: str, head_sha: str, claimed: int | None = None) -> int | None:
     """The pull request a workflow_run should comment on: found by its head commit, or else `claimed` (the number
     the benchmark job recorded, untrusted data from a fork) once the API confirms that pull request is open with
-    exactly this head commit. Raises ConfigError when the claim does not hold."""
+    exactly this head commit. Raises StaleClaim when it is not, ConfigError when no such pull request exists."""
     found = pull_request_for_commit(client, repo, head_sha)
     if found is not None or claimed is None:
         return found
-    pull = client.get(f"/repos/{repo}/pulls/{int(claimed)}")
-    head = (pull.get("head") or {}).get("sha")
-    if pull.get("state") != "open" or head != head_sha:
-        raise ConfigError(
-            f"the results name pull request #{claimed}, which is {pull.get('state')} at {str(head)[:12]}, not open "
-            f"at this run's head {head_sha[:12]}: refusing to comment there"
+    if isinstance(claimed, bool) or not isinstance(claimed, int) or claimed < 1:
+        raise ConfigError(f"the results name pull request {claimed!r}, which is not a pull request number")
+    try:
+        pull = client.get(f"/repos/{repo}/pulls/{claimed}")
+    except GitHubError as exc:
+        if exc.status != 404:
+            raise
+        raise ConfigError(f"the results name pull request #{claimed}, which {repo} does not have") from None
+    pull = pull if isinstance(pull, dict) else {}
+    head_of = pull.get("head")
+    state, head = pull.get("state"), head_of.get("sha") if isinstance(head_of, dict) else None
+    if state != "open" or head != head_sha:
+        raise StaleClaim(
+            f"the results name pull request #{claimed}, which is {state} at {str(head)[:12]}, not open at this "
+            f"run's head {head_sha[:12]}: nothing posted (a newer push has its own run, or the number is wrong)"
         )
-    return int(claimed)
+    return claimed
+
+
+def pull_request_to_comment(
+    client: GitHubClient, repo: str, event: EventContext, claimed: int | None = None
+) -> int | None:
+    """The pull request a report goes to: `claimed` (--pr), else the event's. Under workflow_run either is only a
+    claim, confirmed by pull_request_for_run against the run's head commit (a fork's pull request, missing from
+    the event, is found that way only); None when there is no pull request."""
+    claimed = claimed if claimed is not None else event.pr_number
+    if event.name != "workflow_run":
+        return claimed
+    if not event.head_sha:
+        if claimed is None:
+            return None
+        raise ConfigError(f"cannot check pull request #{claimed}: the workflow_run event names no head commit")
+    return pull_request_for_run(client, repo, event.head_sha, claimed)
+
+
+def run_order(event: EventContext, env: Mapping[str, str]) -> Order | None:
+    """Which benchmark run a report comes from, as publish_comment orders them: under workflow_run the triggering
+    run's id and attempt (from the event), else this run's (GITHUB_RUN_ID, GITHUB_RUN_ATTEMPT); None when unknown."""
+    if event.name == "workflow_run":
+        return (event.run_id, event.run_attempt or 1) if event.run_id is not None else None
+    run_id, attempt = env.get("GITHUB_RUN_ID", ""), env.get("GITHUB_RUN_ATTEMPT", "")
+    if not re.fullmatch(r"[0-9]{1,20}", run_id):
+        return None
+    return int(run_id), int(attempt) if re.fullmatch(r"[0-9]{1,9}", attempt) else 1

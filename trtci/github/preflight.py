@@ -19,19 +19,26 @@ TRUE, FALSE = ("true", "1", "yes"), ("", "false", "0", "no")
 
 
 def run_preflight(environ: Mapping[str, str] | None = None, *, allow_fork_code: bool | None = None) -> int:
-    """Print the event's verdict as workflow commands, write its step outputs, and return the exit code."""
-    env = os.environ if environ is None else environ
+    """Print the event's verdict as workflow commands, write its step outputs, and return the exit code. Its
+    output goes through `actions.guarded_output`: nothing from the event can start a workflow command."""
+    with actions.guarded_output():
+        return _preflight(os.environ if environ is None else environ, allow_fork_code)
+
+
+def _preflight(env: Mapping[str, str], allow_fork_code: bool | None) -> int:
     try:
         if allow_fork_code is None:
             allow_fork_code = _flag(env.get("TRTCI_ALLOW_FORK_CODE", ""))
         event = load_event(env)
         warnings = check_safety(event, env, allow_fork_code=allow_fork_code)
     except TrtciError as exc:
-        line = actions.error(str(exc), title="trtci") if actions.in_actions(env) else f"error: {exc}"
-        print(line, file=sys.stdout if actions.in_actions(env) else sys.stderr)
+        if actions.in_actions(env):
+            actions.print_command(actions.error(str(exc), title="trtci"))
+        else:
+            print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     for text in warnings:
-        print(actions.warning(text, title="trtci security"))
+        actions.print_command(actions.warning(text, title="trtci security"))
     for name, value in (("pr-number", event.pr_number), ("head-sha", event.head_sha), ("base-ref", event.base_ref)):
         if value is not None:
             actions.set_output(name, str(value), env)

@@ -350,7 +350,8 @@ def _accuracy_text(series: SeriesResult) -> Text:
 
 def _line(text: str) -> Text:
     """Untrusted text (model names, warnings from another leg's run file) as one plain line: never rich markup,
-    and no line breaks, so nothing in it can start a line with a GitHub Actions workflow command (::...)."""
+    and no line breaks of its own. That alone cannot keep a workflow command (`::...`) from starting a log line
+    (the console wraps long lines): the CLI prints through trtci.github.actions.guarded_output, which does."""
     return Text(" ".join(text.split()))  # str.split() breaks at every Unicode line break
 
 
