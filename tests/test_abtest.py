@@ -52,7 +52,9 @@ def test_budget_stops_a_noisy_test_and_reports_its_resolution():
 
 def test_max_rounds_and_bad_arguments():
     machine = ScriptedMachine(seed=3, noise=0.3, drift=0.0)
-    result = ab_test(machine.model(0.01), machine.model(0.01), clock=machine.clock, max_rounds=12, min_effect=1e-6)
+    result = ab_test(
+        machine.model(0.01), machine.model(0.01), clock=machine.clock, min_rounds=4, max_rounds=12, min_effect=1e-6
+    )
     assert result.rounds == 12 and not result.converged
     with pytest.raises(ValueError):
         ab_test(machine.model(0.01), machine.model(0.01), min_rounds=1)

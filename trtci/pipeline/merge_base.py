@@ -19,12 +19,14 @@ from trtci.config import CompareSettings, Config
 from trtci.context.git import file_at
 from trtci.errors import BackendError, ConfigError, DataError, ModelError
 from trtci.pipeline.model import inspect_model
-from trtci.pipeline.plan import ModelPlan, input_shapes, load_request, options_hash, own_feeds, shape_ranges
+from trtci.pipeline.plan import ModelPlan, input_shapes, load_request, own_feeds, series_options, shape_ranges
 from trtci.pipeline.progress import Progress
 from trtci.pipeline.variants import Variant, prepare_variant
 from trtci.results import Comparison, RunContext, RunResult, SeriesKey, SeriesResult
 from trtci.verdict.abtest import ABResult, ab_test
-from trtci.verdict.latency import acknowledge, decide_ab, settings_for
+from trtci.verdict.attribution import code_changes
+from trtci.verdict.latency import decide_ab
+from trtci.verdict.policy import acknowledge, settings_for
 
 AB_METHOD = "ab-merge-base"  # Comparison.method of a verdict from A/B against the merge-base's build
 
@@ -37,18 +39,17 @@ class MergeBase:
     config: Config  # the merge-base's trtci.yml where it is known, else this run's
     prepared: dict[tuple[str, str], Variant] = field(default_factory=dict)
 
-    def changed(self, key: SeriesKey, backend: Backend) -> str:
-        """What the PR changed of this series: "model", "build settings", both, or "" (nothing, or a precision the
-        merge-base did not build: then there is nothing to time against)."""
+    def changed(self, key: SeriesKey, backend: Backend, plan: ModelPlan, config: Config) -> list[str]:
+        """What the PR changed of this series: "model", "calibration data", "build settings", or [] (nothing, or a
+        precision the merge-base did not build: then there is nothing to time against). `plan` and `config` are
+        the PR's own, which made `key`."""
         precision, batch = key.precision, key.batch
         if precision not in self.plan.config.precisions:
-            return ""
-        changed = []
-        if self.plan.info.sha256 != key.model_hash:
-            changed.append("model")
-        if options_hash(self.plan, self.config, precision, backend, batch) != key.options_hash:
-            changed.append("build settings")
-        return " and ".join(changed)
+            return []
+        changed = ["model"] if self.plan.info.sha256 != key.model_hash else []
+        base = series_options(self.plan, self.config, precision, backend, batch)
+        changed += code_changes(series_options(plan, config, precision, backend, batch), base)
+        return changed
 
 
 @dataclass
@@ -56,7 +57,7 @@ class MergeBaseAB:
     """An A/B of one series against what the merge-base had, and what the PR changed."""
 
     result: ABResult
-    changed: str
+    changed: list[str]
 
 
 def merge_base_side(
@@ -113,6 +114,7 @@ def ab_against_merge_base(
     head: Session,
     feeds: dict[str, np.ndarray],
     base: MergeBase,
+    plan: ModelPlan,
     config: Config,
     backend: Backend,
     variant: Variant,
@@ -122,7 +124,7 @@ def ab_against_merge_base(
     """Time `head` (the PR's build of `series`, fed `feeds`) against the merge-base's build of the same variant,
     in alternating rounds. None when the PR changed nothing of this series (its history judges it) or the
     merge-base's build cannot be made or run here (a line in `warnings` says why)."""
-    changed = base.changed(series.key, backend)
+    changed = base.changed(series.key, backend, plan, config)
     if not changed:
         return None
     key = (variant.precision, variant.quantization)
@@ -137,7 +139,7 @@ def ab_against_merge_base(
     base_feeds = own_feeds(base.plan, series.key.batch)  # the input shapes may be what the PR changed
     try:
         with contextlib.closing(backend.load(request)) as a:
-            with progress.task(f"{series.key.label}: A/B against the merge-base's {changed}"):
+            with progress.task(f"{series.key.label}: A/B against the merge-base's {' and '.join(changed)}"):
                 result = ab_test(
                     lambda: a.run(base_feeds),
                     lambda: head.run(feeds),
@@ -156,6 +158,7 @@ def ab_comparison(first: Comparison, done: MergeBaseAB, run: RunResult, settings
     ab = done.result
     verdict = decide_ab(ab, first.threshold)
     change = f"{(ab.ratio - 1) * 100:+.1f}% (CI {(ab.low - 1) * 100:+.1f}%..{(ab.high - 1) * 100:+.1f}%)"
+    spent = "" if ab.converged else ", budget spent before the interval was narrow enough"
     comparison = replace(
         first,
         verdict=verdict,
@@ -165,12 +168,17 @@ def ab_comparison(first: Comparison, done: MergeBaseAB, run: RunResult, settings
         resolution=ab.resolution,
         noise=None,
         method=AB_METHOD,
+        changed=list(done.changed),
+        machine=None,
+        machine_drift=False,
+        rounds=ab.rounds,
+        calls_per_round=ab.calls_per_round,
         reason=(
-            f"the {done.changed} changed: interleaved A/B against the merge-base's build, {change} in "
-            f"{ab.rounds} rounds ({ab.elapsed_s:.1f} s), threshold {first.threshold:.0%}"
+            f"the {' and '.join(done.changed)} changed: interleaved A/B against the merge-base's build, {change} in "
+            f"{ab.rounds} rounds of {ab.calls_per_round} calls a side ({ab.elapsed_s:.1f} s{spent}), threshold "
+            f"{first.threshold:.0%}"
         ),
     )
     series = next(s for s in run.series if s.key.id == first.series_id)
     acknowledge(comparison, (series.key.label, series.key.id), settings, run.context.labels)
     return comparison
-

@@ -6,8 +6,9 @@ reason and the others go on. The run is written to the database in one transacti
 run leaves nothing behind.
 
 This module only orchestrates; each step lives in its own module, in the order the data flows:
-plan (shapes, data, series identity) -> variants (prepared models) -> validate (accuracy vs FP32) -> bench
-(here: `_measure`) -> merge_base (A/B of what a PR changed) -> trtci.verdict (compare) -> confirm -> store.
+canary (the machine's speed, at the start) -> plan (shapes, data, series identity) -> variants (prepared models)
+-> validate (accuracy vs FP32) -> bench (here: `_measure`) -> merge_base (A/B of what a PR changed) -> canary (at
+the end) -> trtci.verdict (compare) -> confirm -> store.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from trtci.backends.base import Backend, LoadRequest, Session
 from trtci.backends.registry import check_names, get_backend
 from trtci.config import Config
 from trtci.errors import BackendError, StoreError
+from trtci.pipeline.canary import CanaryTimer
 from trtci.pipeline.confirm import Remeasure, confirm
 from trtci.pipeline.merge_base import MergeBase, MergeBaseAB, ab_against_merge_base, ab_comparison, merge_base_side
 from trtci.pipeline.plan import ModelPlan, bench_feeds, load_request, options_hash, plan_model, validation_batch
@@ -30,7 +32,8 @@ from trtci.results import RunContext, RunResult, SeriesKey, SeriesResult
 from trtci.store.database import Store
 from trtci.store.retention import apply_retention
 from trtci.verdict.accuracy_change import compare_accuracy
-from trtci.verdict.latency import compare, stale_acknowledgements
+from trtci.verdict.latency import compare
+from trtci.verdict.policy import stale_acknowledgements
 
 
 @dataclass
@@ -62,6 +65,10 @@ def run(
         backends, notes = unique_backends([get_backend(name, config) for name in config.backends])
         reference = reference_backend(backends, config)
         state = _RunState(warnings=notes)
+        canary = CanaryTimer(config)
+        if canary.seconds > 0:
+            with progress.task("canary: the machine's speed at the start"):
+                canary.start(backends, state.warnings)
         for plan in plans:
             base = merge_base_side(plan, context, config, base_config, state.warnings)
             _run_model(plan, config, backends, reference, state, progress, base)
@@ -69,6 +76,9 @@ def run(
         result = RunResult(
             context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
         )
+        if canary.starts:
+            with progress.task("canary: the machine's speed at the end"):
+                result.canaries = canary.finish(backends, state.warnings)
         result.comparisons = [
             ab_comparison(c, state.ab[c.series_id], result, config.compare) if c.series_id in state.ab else c
             for c in compare(result, store, config.compare)
@@ -189,7 +199,7 @@ def _measure(
                 series.bench = session.benchmark(feeds, settings, batch, update)
             if base is not None:
                 done = ab_against_merge_base(
-                    series, session, feeds, base, config, backend, variant, state.warnings, progress
+                    series, session, feeds, base, plan, config, backend, variant, state.warnings, progress
                 )
                 if done is not None:
                     state.ab[series.key.id] = done

@@ -114,6 +114,7 @@ def summary_dict(run: RunResult) -> dict:
         "comparisons": [asdict(c) for c in run.comparisons],
         "accuracy_changes": [asdict(c) for c in run.accuracy_changes],
         "warnings": list(run.warnings),
+        "canaries": [asdict(c) for c in run.canaries],
     }
     return json_safe(summary)
 
