@@ -4,8 +4,8 @@ Machine drift (another job on the runner, CPU clocks, thermal state) moves A and
 short rounds, so the ratio of each round's times cancels it. Four choices make the ratio hold on fast models too:
 
 - Rounds long enough to time: a round times `calls` calls of A as one block, then as many of B (B first every
-  other round). `calls` is chosen from a warm-up so that a block lasts `round_s` (5 ms): one call of a 10 us
-  model is below the grain of the timer and of the scheduler, a block of 200 is not.
+  other round). `calls` is chosen in a warm-up of doubling blocks so that a block lasts `round_s` (5 ms): one
+  call of a 10 us model is below the grain of the timer and of the scheduler, a block of 500 is not.
 - Pairs: two consecutive rounds (A B, then B A) form one pair, log((B1 + B2) / (A1 + A2)), so going first or
   second favours neither side.
 - A distribution-free interval: the median of the pairs' log ratios with its sign-test interval (binomial order
@@ -33,6 +33,7 @@ from trtci.verdict.stats import MAD_TO_SIGMA, normal_quantile
 ROUND_S = 0.005  # seconds a block of calls should last: long against the timer and a scheduler tick's jitter
 LOOK_GROWTH = 1.25  # pairs grow at least this much between two looks
 PLAN_MARGIN = 1.3  # pairs planned over the estimate: a pilot's spread is itself uncertain
+MAX_CALLS = 1 << 20  # calls per block at most: a call that takes no measurable time still ends the warm-up
 MEDIAN_EFFICIENCY = math.sqrt(math.pi / 2.0)  # a median's standard error over a mean's, for normal data
 
 
@@ -116,21 +117,17 @@ def ab_test(
 def _calls_per_round(
     run_a: Callable[[], object], run_b: Callable[[], object], round_s: float, clock: Callable[[], float]
 ) -> int:
-    """Calls per block so that the faster side's block lasts `round_s`, from a warm-up of single timed calls
-    (at least 3 of each and until 4 blocks' worth of time has passed; first calls allocate and compile)."""
+    """Calls per block so that each side's block lasts at least `round_s`: one warm-up call each (first calls
+    allocate and compile), then blocks of 1, 2, 4, ... calls until both last that long by `clock`. Timing whole
+    blocks, never single calls, also works with a clock coarser than one call."""
     run_a()
     run_b()
-    times: dict[int, list[float]] = {0: [], 1: []}
-    started = clock()
-    while min(len(t) for t in times.values()) < 3 or clock() - started < 4 * round_s:
-        for side, fn in enumerate((run_a, run_b)):
-            before = clock()
-            fn()
-            times[side].append(clock() - before)
-        if len(times[0]) >= 10_000:
-            break  # a clock that does not move (a scripted one): nothing more to learn
-    fastest = min(float(np.median(t)) for t in times.values())
-    return max(1, math.ceil(round_s / fastest)) if fastest > 0 else 1
+    calls = 1
+    while calls < MAX_CALLS:
+        if min(_block(run_a, calls, clock), _block(run_b, calls, clock)) >= round_s:
+            return calls
+        calls *= 2
+    return calls
 
 
 def _pair(
