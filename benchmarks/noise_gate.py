@@ -139,7 +139,7 @@ def true_costs(repo: Path, slow: Path) -> dict[str, float]:
             for plan, prepared in zip((base, slower), sides):
                 assert prepared is not None
                 session = backend.load(load_request(plan, config, prepared, batch, backend))
-                calls.append(lambda s=session: s.run(feeds))
+                calls.append(lambda s=session, f=feeds: s.run(f))
             label = f"{precision}{f'({quantization})' if quantization else ''} b{batch}"
             costs[label] = block_ratio(*calls)
     return costs

@@ -132,8 +132,8 @@ def test_the_error_rate_holds_however_often_the_interval_is_looked_at():
         machine = ScriptedMachine(seed=seed, noise=0.05, drift=0.3)
         busy = np.random.default_rng(seed + 1000)
 
-        def call(cost: float = 0.01) -> None:
-            machine.model(cost * (3.0 if busy.random() < 0.02 else 1.0))()
+        def call(machine: ScriptedMachine = machine, busy: np.random.Generator = busy) -> None:
+            machine.model(0.01 * (3.0 if busy.random() < 0.02 else 1.0))()
 
         result = ab_test(call, call, clock=machine.clock, min_effect=0.05, confidence=0.95, time_budget_s=60)
         wrong += not result.low <= 1.0 <= result.high

@@ -81,7 +81,8 @@ def store():
 def history(store: Store, device: DeviceInfo = OLD, median: float = 1.0, canary_ms: float | None = None) -> None:
     for day in (1, 2, 3, 4, 5):
         canaries = [canary(device, canary_ms * (1 + 0.002 * day))] if canary_ms is not None else []
-        store.record_run(a_run(f"main-{day}", [measured(key(device), median, seed=day)], device, day=day, canaries=canaries))
+        series = [measured(key(device), median, seed=day)]
+        store.record_run(a_run(f"main-{day}", series, device, day=day, canaries=canaries))
 
 
 def test_what_changed_is_named_and_sorted_into_its_kind():

@@ -87,4 +87,3 @@ def _confirmed(first: Comparison, second: Comparison, seconds: float) -> Compari
         f"a re-measurement of {seconds:.1f} s did not hold it"
     )
     return second
-

@@ -220,4 +220,3 @@ def _load(backend: Backend, request: LoadRequest, label: str, progress: Progress
         return backend.load(request)
     with progress.task(f"{label}: building engine"):
         return backend.load(request)
-

@@ -135,7 +135,6 @@ def _judge_canaries(
         judge_canary(canary, list(medians.values()), settings, branch)
 
 
-
 def decide(
     ratio: float, within: Interval | None, noise: float | None, history_runs: int, settings: CompareSettings
 ) -> tuple[str, list[float], float]:

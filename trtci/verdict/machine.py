@@ -46,12 +46,9 @@ def judge_canary(canary: Canary, history_ms: list[float], settings: CompareSetti
         text += f"; no canary on {branch or 'the base'} yet: the machine's speed is not known against it"
     canary.moved = moved_within or moved_history
     if canary.moved:
-        where = " and ".join(
-            w for w, moved in (("during this run", moved_within), ("against the base's history", moved_history)) if moved
-        )
-        text += (
-            f"; moved {where} beyond its noise ({floor:.1%}): history comparisons of this run cannot fail the gate"
-        )
+        places = (("during this run", moved_within), ("against the base's history", moved_history))
+        where = " and ".join(place for place, moved in places if moved)
+        text += f"; moved {where} beyond its noise ({floor:.1%}): history comparisons of this run cannot fail the gate"
     canary.reason = text
 
 

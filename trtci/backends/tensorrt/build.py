@@ -72,7 +72,6 @@ def make_logger(flavor: str, log: BuildLog) -> trt_stubs.ILogger:
     return RecordingLogger()
 
 
-
 @dataclass
 class BuildOutput:
     plan: bytes
@@ -238,4 +237,3 @@ def build_plan(
         "notes": notes,
     }
     return BuildOutput(plan=data, facts=facts, timing_cache=new_cache)
-
