@@ -221,3 +221,4 @@ def _timing_note(flavor: str, path: Path | None, seed: bytes | None) -> str:
     if path is None:
         return "not persisted: no cache directory"
     return f"{'reused' if seed else 'created'} {path}"
+

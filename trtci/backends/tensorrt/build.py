@@ -72,6 +72,7 @@ def make_logger(flavor: str, log: BuildLog) -> trt_stubs.ILogger:
     return RecordingLogger()
 
 
+
 @dataclass
 class BuildOutput:
     plan: bytes
@@ -237,3 +238,4 @@ def build_plan(
         "notes": notes,
     }
     return BuildOutput(plan=data, facts=facts, timing_cache=new_cache)
+

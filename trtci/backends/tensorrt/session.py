@@ -80,7 +80,9 @@ class TensorRTSession:
         self._runtime = trt.Runtime(make_logger(flavor, log))
         engine = self._runtime.deserialize_cuda_engine(plan)
         if engine is None:
-            raise BackendError(f"{flavor} cannot load the engine of {request.model_path.name}: {log.last_errors()}")
+            raise BackendError(
+                f"{flavor} cannot load the engine of {request.model_path.name}: {log.last_errors()}"
+            )
         self._engine = engine
         self._context = engine.create_execution_context()
         self.stream = Stream()
