@@ -96,7 +96,10 @@ class LatencyStats:
     cv: float  # coefficient of variation, std / mean
     iterations: int
     throughput: float  # inferences per second: batch * iterations / timed wall seconds
-    unstable: bool  # cv above the configured limit (trtexec warns above 2.5%)
+    unstable: bool  # spread and cv above the configured limit (trtexec warns when its CV is above 2.5%)
+    # Robust spread: scaled MAD over the median, a coefficient of variation that a few scheduler outliers do not
+    # move (the CV of a series whose p99 is twice its median can read 1000%). None where there are no samples.
+    spread: float | None = None
 
 
 @dataclass

@@ -38,6 +38,7 @@ class MergeBase:
     plan: ModelPlan
     config: Config  # the merge-base's trtci.yml where it is known, else this run's
     prepared: dict[tuple[str, str], Variant] = field(default_factory=dict)
+    origin: str = "the merge-base"  # what the other side is, in words
 
     def changed(self, key: SeriesKey, backend: Backend, plan: ModelPlan, config: Config) -> list[str]:
         """What the PR changed of this series: "model", "calibration data", "build settings", or [] (nothing, or a
@@ -58,27 +59,37 @@ class MergeBaseAB:
 
     result: ABResult
     changed: list[str]
+    origin: str = "the merge-base"
 
 
 def merge_base_side(
-    plan: ModelPlan, context: RunContext, config: Config, base_config: Config | None, warnings: list[str]
+    plan: ModelPlan,
+    context: RunContext,
+    config: Config,
+    base_config: Config | None,
+    warnings: list[str],
+    previous: str | None = None,
 ) -> MergeBase | None:
     """The model and its settings as they were at the PR's merge-base (git show), or None where there is nothing
     to compare with: no merge-base, A/B turned off, a model the PR adds, a model file outside git.
 
     `base_config` is the merge-base's trtci.yml, or None to take only the model file from there, with this run's
     settings. Data sets are read as they are now on both sides. A merge-base model that cannot be planned (other
-    inputs, an unreadable file) adds a line to `warnings` and gives None.
+    inputs, an unreadable file) adds a line to `warnings` and gives None. Without a merge-base (a run after a
+    merge, on the branch its history comes from), `previous` is the branch's previous measured commit: a model
+    changed since then is timed against it the same way.
     """
-    if context.merge_base is None or config.compare.ab_budget_s <= 0:
+    commit = context.merge_base or previous
+    if commit is None or config.compare.ab_budget_s <= 0:
         return None
+    origin = "the merge-base" if context.merge_base else f"the previous measured commit {commit[:7]}"
     model, settings = plan.config, config
     if base_config is not None:
         named = next((m for m in base_config.models if m.display_name == plan.name), None)
         if named is None:
             return None  # a model this PR adds
         model, settings = named, base_config
-    shown = file_at(model.path, context.merge_base)
+    shown = file_at(model.path, commit)
     if shown is None:
         return None
     digest = hashlib.sha256(shown).hexdigest()
@@ -106,7 +117,7 @@ def merge_base_side(
     except (OSError, ModelError, ConfigError, DataError) as e:
         warnings.append(f"{plan.name}: no A/B against the merge-base: {e}")
         return None
-    return MergeBase(ModelPlan(model, info, plan.calibration, plan.validation, shapes, ranges), settings)
+    return MergeBase(ModelPlan(model, info, plan.calibration, plan.validation, shapes, ranges), settings, origin=origin)
 
 
 def ab_against_merge_base(
@@ -150,7 +161,7 @@ def ab_against_merge_base(
     except BackendError as e:
         warnings.append(f"{series.key.label}: no A/B against the merge-base: {e}")
         return None
-    return MergeBaseAB(result, changed)
+    return MergeBaseAB(result, changed, base.origin)
 
 
 def ab_comparison(first: Comparison, done: MergeBaseAB, run: RunResult, settings: CompareSettings) -> Comparison:
@@ -174,7 +185,7 @@ def ab_comparison(first: Comparison, done: MergeBaseAB, run: RunResult, settings
         rounds=ab.rounds,
         calls_per_round=ab.calls_per_round,
         reason=(
-            f"the {' and '.join(done.changed)} changed: interleaved A/B against the merge-base's build, {change} in "
+            f"the {' and '.join(done.changed)} changed: interleaved A/B against {done.origin}'s build, {change} in "
             f"{ab.rounds} rounds of {ab.calls_per_round} calls a side ({ab.elapsed_s:.1f} s{spent}), threshold "
             f"{first.threshold:.0%}"
         ),

@@ -30,6 +30,7 @@ from trtci.pipeline.validate import reference_backend, reference_outputs, valida
 from trtci.pipeline.variants import Variant, prepare_variant, validated_only, variants_for
 from trtci.results import RunContext, RunResult, SeriesKey, SeriesResult
 from trtci.store.database import Store
+from trtci.store.queries import previous_commit
 from trtci.store.retention import apply_retention
 from trtci.verdict.accuracy_change import compare_accuracy
 from trtci.verdict.latency import compare
@@ -69,13 +70,15 @@ def run(
         if canary.seconds > 0:
             with progress.task("canary: the machine's speed at the start"):
                 canary.start(backends, state.warnings)
+        previous = _previous_commit(store, context)
         for plan in plans:
-            base = merge_base_side(plan, context, config, base_config, state.warnings)
+            base = merge_base_side(plan, context, config, base_config, state.warnings, previous)
             _run_model(plan, config, backends, reference, state, progress, base)
         devices = {backend.device().id: backend.device() for backend in backends}
         result = RunResult(
             context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
         )
+        result.warnings.extend(unstable_warning(result.series, config))
         if canary.starts:
             with progress.task("canary: the machine's speed at the end"):
                 result.canaries = canary.finish(backends, state.warnings)
@@ -91,6 +94,27 @@ def run(
     finally:
         store.close()
     return result
+
+
+def _previous_commit(store: Store, context: RunContext) -> str | None:
+    """After a merge (a run with no base branch), the branch's previous measured commit: what a model changed
+    since then is timed against. None for a pull request (its merge-base serves) or without git facts."""
+    if context.base_branch is not None or context.branch is None or context.commit is None:
+        return None
+    return previous_commit(store, context.branch, context.commit, exclude_run=context.run_id)
+
+
+def unstable_warning(series: list[SeriesResult], config: Config) -> list[str]:
+    """One warning naming every unstable series (robust spread above bench.max_cv), or none."""
+    unstable = [s for s in series if s.bench is not None and s.bench.stats.unstable]
+    if not unstable:
+        return []
+    names = ", ".join(f"{s.key.label} ({s.bench.stats.spread or 0:.1%})" for s in unstable if s.bench is not None)
+    return [
+        f"{len(unstable)} of {sum(s.bench is not None for s in series)} series unstable, their robust spread above "
+        f"{config.bench.max_cv:.1%} ({names}): one run's median is less certain, so history comparisons widen "
+        "their interval with it and A/B verdicts measure until sure; a quieter runner or longer bench.duration_s helps"
+    ]
 
 
 def unique_backends(backends: list[Backend]) -> tuple[list[Backend], list[str]]:
@@ -207,11 +231,6 @@ def _measure(
         series.error = str(e)
         return
     state.remeasure[series.key.id] = Remeasure(backend, request, feeds, settings)
-    if series.bench.stats.unstable:
-        state.warnings.append(
-            f"{series.key.label}: unstable, CV {series.bench.stats.cv:.1%} above {settings.max_cv:.1%}; "
-            "results on a busy machine are noisy"
-        )
 
 
 def _load(backend: Backend, request: LoadRequest, label: str, progress: Progress) -> Session:

@@ -72,6 +72,7 @@ def _result(
         "latency_ms": {k: getattr(stats, k) for k in LATENCY_KEYS} if stats is not None else None,
         "throughput": stats.throughput if stats is not None else None,
         "cv": stats.cv if stats is not None else None,
+        "spread": stats.spread if stats is not None else None,
         "unstable": stats.unstable if stats is not None else None,
         "iterations": stats.iterations if stats is not None else None,
         "timer": bench.timer if bench is not None else None,

@@ -248,6 +248,8 @@ _M004_STATEMENTS = (
         PRIMARY KEY (run_id, backend, device_id)
     )""",
     "CREATE INDEX idx_canaries_backend_device ON canaries (backend, device_id)",
+    # The robust spread of each benchmark's samples (scaled MAD over the median); NULL in rows written before.
+    "ALTER TABLE benchmarks ADD COLUMN spread REAL",
 )
 
 

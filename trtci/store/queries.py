@@ -194,3 +194,27 @@ def canary_history(
         [branch, exclude_run, *limit_args, canary.version, canary.backend, device.kind, device.name, window],
     ).fetchall()
     return {run_id: float(median) for run_id, median in rows}
+
+
+def previous_commit(store: Store, branch: str, commit: str, *, exclude_run: str | None) -> str | None:
+    """The commit of the latest run on `branch` measured at another commit than `commit`, or None."""
+    row = store.db.execute(
+        """SELECT "commit" FROM runs WHERE branch = ? AND "commit" IS NOT NULL AND "commit" != ? AND id IS NOT ?
+           ORDER BY started_at DESC, rowid DESC LIMIT 1""",
+        [branch, commit, exclude_run],
+    ).fetchone()
+    return row[0] if row is not None else None
+
+
+def base_verdicts(
+    store: Store, label: str, branch: str, *, until: Cutoff, exclude_run: str | None, window: int
+) -> list[tuple[str | None, str, float | None]]:
+    """(commit, verdict, ratio) of the latest `window` comparisons of the series labelled `label` on `branch` at
+    or before `until`, newest first: what the base branch's own runs found, whatever model file they measured."""
+    limit_sql, limit_args = _until_sql(until)
+    return store.db.execute(
+        f"""SELECT runs."commit", c.verdict, c.ratio FROM comparisons AS c JOIN runs ON runs.id = c.run_id
+            WHERE runs.branch = ? AND c.label = ? AND runs.id IS NOT ? {limit_sql}
+            ORDER BY runs.started_at DESC, runs.rowid DESC LIMIT ?""",
+        [branch, label, exclude_run, *limit_args, window],
+    ).fetchall()

@@ -45,6 +45,7 @@ LATENCY_COLUMNS = {
     "iterations": "iterations",
     "throughput": "throughput",
     "unstable": "unstable",
+    "spread": "spread",  # m004
 }
 
 _ACCURACY_EXTRA_COLUMNS = ("delta", "delta_low", "delta_high", "hits", "hits_metric", "validation_hash")  # m003

@@ -128,6 +128,19 @@ def environment(comparison: Comparison, attribution: Attribution, index: float |
     comparison.reason = f"environment changed ({attribution.words}): {comparison.reason}; {speed}"
 
 
+def base_regressed(verdicts: list[tuple[str | None, str, float | None]]) -> str:
+    """'the base is regressed since commit X (+12%)' when the base branch's latest decisive verdict on a series
+    (newest first: regression or improvement; unchanged and inconclusive ones are passed over) was a regression;
+    else ''. An acknowledged regression was accepted: not named."""
+    for commit, verdict, ratio in verdicts:
+        if verdict == "regression":
+            change = f" ({(ratio - 1) * 100:+.0f}%)" if ratio is not None else ""
+            return f"the base is regressed since commit {(commit or 'unknown')[:7]}{change}"
+        if verdict in ("improvement", "acknowledged"):
+            return ""
+    return ""
+
+
 def noisy_reasons(canaries: Sequence[Canary], comparisons: Sequence[Comparison]) -> list[str]:
     """Why this run is noisy, one phrase each: canaries that moved, series with identical inputs that drifted."""
     reasons = [f"the {c.backend} canary moved beyond its noise" for c in canaries if c.moved]

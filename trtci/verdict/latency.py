@@ -32,11 +32,20 @@ import numpy as np
 from trtci.config import CompareSettings
 from trtci.results import Comparison, RunResult, SeriesKey, SeriesResult
 from trtci.store.database import Store
-from trtci.store.queries import Cutoff, HistoryPoint, canary_history, cutoff, history, latest_base_series
+from trtci.store.queries import (
+    Cutoff,
+    HistoryPoint,
+    base_verdicts,
+    canary_history,
+    cutoff,
+    history,
+    latest_base_series,
+)
 from trtci.verdict.abtest import ABResult
 from trtci.verdict.attributed import (
     HISTORY_ONLY_BACKEND,
     BaseFacts,
+    base_regressed,
     environment,
     environment_points,
     hold_history_verdicts,
@@ -75,8 +84,12 @@ def compare(
     for series in run.series:
         if series.error is None and series.bench is None:
             continue
+        own = settings_for(series.key, settings)
         comparison, kind = _compare_one(series, facts, store, settings, branch, until)
         comparison.policy = policy_for(kind, post_merge, settings)
+        if branch is not None and not post_merge:
+            found = base_verdicts(store, series.key.label, branch, until=until, exclude_run=exclude, window=own.window)
+            comparison.base_regressed = base_regressed(found)
         comparison.alert = settings.alert
         if until.note:
             comparison.reason = f"{comparison.reason}; {until.note}"
