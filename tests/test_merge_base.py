@@ -193,8 +193,6 @@ def test_after_a_merge_a_changed_model_is_timed_against_the_previous_measured_co
     assert c.method == AB_METHOD and c.verdict == "regression" and c.policy == "warn" and c
     assert f"against the previous measured commit {first[:7]}'s build" in c.reason
     assert result.passed
-    pr = RunContext(
-        run_id="pr", started_at="2026-11-27T11:00:00Z", branch="f", base_branch="main", merge_base=merged, commit="9" * 40
-    )
+    pr = RunContext(run_id="pr", started_at="2026-11-27T11:00:00Z", branch="f", base_branch="main", merge_base=merged)
     (later,) = pipeline.run(config, pr).comparisons
     assert later.base_regressed.startswith(f"the base is regressed since commit {merged[:7]} (+")
