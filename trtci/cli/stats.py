@@ -82,13 +82,14 @@ def ab(
 
     Alternating cancels what drifts on a busy machine, so this resolves smaller changes than two separate
     runs. Each round times a block of calls of each side (enough calls for a few milliseconds); rounds go on
-    until the interval is narrower than half of --min-effect or --budget is spent, and the interval's error rate
+    until the interval is narrower than half of --min-effect, or decides the verdict at --min-effect, or --budget
+    is spent, and the interval's error rate
     holds however often it was looked at (docs/statistics.md). Exits 1 when B is slower (a regression under
     compare's rule with threshold --min-effect), 2 on bad input.
     """
     result = ab_onnx(
         model_a, model_b, batch=batch_size, data=data, threads=threads, time_budget_s=budget,
-        min_effect=min_effect / 2,
+        min_effect=min_effect / 2, threshold=min_effect,
     )  # fmt: skip
     verdict = decide_ab(result, min_effect)
     click.echo(f"ratio B/A    {result.ratio:.4f} ({(result.ratio - 1) * 100:+.1f}%)")

@@ -157,6 +157,7 @@ def ab_against_merge_base(
                     time_budget_s=config.compare.ab_budget_s,
                     min_effect=threshold,
                     confidence=config.compare.confidence,
+                    threshold=threshold,
                 )
     except BackendError as e:
         warnings.append(f"{series.key.label}: no A/B against the merge-base: {e}")

@@ -55,7 +55,7 @@ from trtci.verdict.attributed import (
 from trtci.verdict.attribution import ENVIRONMENT, NOTHING, provenance
 from trtci.verdict.machine import judge_canary
 from trtci.verdict.policy import acknowledge, policy_for, settings_for
-from trtci.verdict.stats import Interval, mann_whitney, median_ratio_interval, normal_quantile, run_noise
+from trtci.verdict.stats import Interval, classify, mann_whitney, median_ratio_interval, normal_quantile, run_noise
 
 METRIC = "latency_median_ms"
 NOISE_RUNS = 3  # base runs stats.run_noise needs to estimate run-to-run noise
@@ -165,19 +165,8 @@ def decide(
         spread = z * noise * math.sqrt(1.0 + math.pi / 2.0 / max(history_runs, 1))
         below, above = math.hypot(below, spread), math.hypot(above, spread)
     low, high = ratio * math.exp(-below), ratio * math.exp(above)
-    bound = 1.0 + settings.threshold
-    # Clearing 1 (not 1 + t) is what catches a change of exactly t: the interval only needs to be narrower
-    # than about t / 2. The floor on the ratio keeps a tiny but precisely measured change from failing the gate.
     floor = 1.0 + settings.threshold / 2.0
-    if low > 1.0 and ratio >= floor:
-        verdict = "regression"
-    elif high < 1.0 and ratio <= 1.0 / floor:
-        verdict = "improvement"
-    elif low >= 1.0 / bound and high <= bound:
-        verdict = "unchanged"
-    else:
-        verdict = "inconclusive"
-    return verdict, [low, high], max(math.exp(below), floor) - 1.0
+    return classify(ratio, low, high, settings.threshold), [low, high], max(math.exp(below), floor) - 1.0
 
 
 def decide_ab(result: ABResult, threshold: float) -> str:
