@@ -75,13 +75,12 @@ def run(
             base = merge_base_side(plan, context, config, base_config, state.warnings, previous)
             _run_model(plan, config, backends, reference, state, progress, base)
         devices = {backend.device().id: backend.device() for backend in backends}
-        result = RunResult(
-            context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
-        )
+        warnings = list(dict.fromkeys(state.warnings))  # one note per variant can say the same thing: say it once
+        result = RunResult(context=context, devices=list(devices.values()), series=state.series, warnings=warnings)
         result.warnings.extend(unstable_warning(result.series, config))
         if canary.starts:
             with progress.task("canary: the machine's speed at the end"):
-                result.canaries = canary.finish(backends, state.warnings)
+                result.canaries = canary.finish(backends, result.warnings)
         result.comparisons = [
             ab_comparison(c, state.ab[c.series_id], result, config.compare) if c.series_id in state.ab else c
             for c in compare(result, store, config.compare)
