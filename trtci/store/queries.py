@@ -218,3 +218,20 @@ def base_verdicts(
             ORDER BY runs.started_at DESC, runs.rowid DESC LIMIT ?""",
         [branch, label, exclude_run, *limit_args, window],
     ).fetchall()
+
+
+def canary_trend(
+    store: Store, *, branch: str | None, last: int
+) -> dict[tuple[str, str], list[tuple[str, float, bool]]]:
+    """(backend, device name) -> (commit or run id, canary median ms, moved) of its latest `last` runs on
+    `branch` (any branch when None), oldest first: the machine's speed over time, for the dashboard."""
+    rows = store.db.execute(
+        """SELECT c.backend, d.name, coalesce(runs."commit", runs.id), c.median_ms, c.moved
+           FROM canaries AS c JOIN runs ON runs.id = c.run_id JOIN devices AS d ON d.id = c.device_id
+           WHERE (? IS NULL OR runs.branch = ?) ORDER BY runs.started_at, runs.rowid""",
+        [branch, branch],
+    ).fetchall()
+    trend: dict[tuple[str, str], list[tuple[str, float, bool]]] = {}
+    for backend, device, run, median, moved in rows:
+        trend.setdefault((backend, device), []).append((run, float(median), bool(moved)))
+    return {key: points[-last:] for key, points in trend.items()}
