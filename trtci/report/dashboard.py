@@ -169,12 +169,12 @@ def write_dashboard(
 def trend_extra(
     store: Store, run: RunResult, *, branch: str | None = None, last: int = 12, dashboard_url: str | None = None
 ) -> dict[str, Any]:
-    """What `templates/_trend.md.j2` reads from `extra`: for each regressed series its latest medians on the
-    baseline branch, then this run's, and the commits where a new level starts (change points); and the dashboard
-    URL. Pass it as `report.render(..., extra=...)`."""
+    """What `templates/_trend.md.j2` reads from `extra`: for each regressed series (failing, or only reported as
+    after a merge) its latest medians on the baseline branch, then this run's, and the commits where a new level
+    starts (change points); and the dashboard URL. Pass it as `report.render(..., extra=...)`."""
     branch = branch or run.context.base_branch or run.context.branch
     trends = []
-    for comparison in run.regressions:
+    for comparison in [c for c in run.comparisons if c.verdict == "regression"]:
         points = [
             {"commit": (p["commit"] or p["run_id"])[:7], "median_ms": p["latency_median_ms"]}
             for p in store.series_history(comparison.series_id, branch=branch, limit=last)
