@@ -540,6 +540,7 @@ def changed_run() -> RunResult:
 def test_the_comment_leads_with_what_changed_and_collapses_the_rest():
     text = render(changed_run())
     assert "What changed since main: nothing (4 series); tensorrt 10.8 -&gt; 10.9 (3 series)." in text
+    assert "compared with main: 0 regressions, 1 reported, not failing, 1 improvement" in text
     order = [text.index(h) for h in ("### Improvements", "### Machine drift", "### Reported, not failing")]
     assert order == sorted(order) and "### Regressions" not in text
     drift = text.split("### Machine drift", 1)[1].split("###", 1)[0]
