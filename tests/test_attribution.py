@@ -195,3 +195,17 @@ def test_canaries_are_stored_with_the_run_and_go_with_it(tmp_path):
         assert store.load_run("r1").canaries == [judged]
         store.delete_results([("r1", key().id)])
         assert store.db.execute("SELECT count(*) FROM canaries").fetchone()[0] == 0
+
+
+def test_ingested_benchmarks_without_the_fixture_are_judged_by_history(store):
+    """Their key is a test's name, not the code under test: identical keys say nothing about what changed."""
+    from trtci.pipeline.ingest import BACKEND
+    from trtci.verdict.attributed import HISTORY_ONLY_BACKEND
+
+    assert HISTORY_ONLY_BACKEND == BACKEND
+    generic = key(backend=BACKEND, precision="n/a")
+    for day in (1, 2, 3, 4, 5):
+        store.record_run(a_run(f"main-{day}", [measured(generic, 1.0, seed=day)], OLD, day=day))
+    current = a_run("pr", [measured(generic, 1.5, seed=9)], OLD, day=9, branch="feature", base="main")
+    (c,) = compare(current, store, CompareSettings(threshold=0.10))
+    assert c.verdict == "regression" and c.changed is None and not c
