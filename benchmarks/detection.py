@@ -27,9 +27,17 @@ alternating in 100 blocks of 200 calls: the median of the blocks' median ratios)
 sessions of A) comparisons alternate, each a real `trtci.verdict.abtest.ab_test` within the budget, judged by
 `trtci.verdict.latency.decide_ab` at a threshold of 10%. Recall: the share of A-vs-B flagged; false alarm: of A-vs-A.
 
-Run from the repository root: `python -m benchmarks.detection` (about 5 to 10 minutes on 2 shared cores).
-The last two lines are the summary; `detection:` reports trtci's A/B detector, the one the issue asks to pair
-drift away with, and the line before them reports the history path on its own:
+End to end (`--e2e`, or `--e2e-only` without the parts above). Real `trtci ab` runs, each a process of its own as
+a user runs it, on a fast model (a fraction of a millisecond a call) and a slow one (tens of milliseconds):
+`--e2e-aa` A/A comparisons of two files of the same model and `--e2e-ab` A/B comparisons against a model made
+about 10% slower (its true cost measured separately), at `--e2e-min-effect` (10%) and `--budget` (60 s). A claim is
+a verdict of regression or improvement (benchmarks/ab_e2e.py). It prints one line per model and
+    detection_e2e: fast_aa_claims=<c>/<n> fast_recall=<r> fast_max_s=<s> slow_aa_claims=... min_effect=... budget_s=...
+
+Run from the repository root: `python -m benchmarks.detection` (about 5 to 10 minutes on 2 shared cores; the
+end-to-end trials add 20 to 40 minutes, `--e2e-aa 20 --e2e-ab 5` for a short check).
+The last two lines of the first part are the summary; `detection:` reports trtci's A/B detector, the one the issue
+asks to pair drift away with, and the line before them reports the history path on its own:
     detection_history: recall_at_5pct_cv3=<x> false_alarm_cv3=<y>
     detection_real: recall_at_10pct=<x> false_alarm=<y> cv=<c> budget_s=<b>
     detection: recall_at_5pct_cv3=<x> false_alarm_cv3=<y>
@@ -39,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,6 +56,7 @@ import numpy as np
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from benchmarks import ab_e2e
 from trtci.backends.measure import latency_stats
 from trtci.config import CompareSettings
 from trtci.results import BenchResult, SeriesKey, SeriesResult
@@ -318,7 +328,19 @@ def main() -> None:
     parser.add_argument("--comparisons", type=int, default=200, help="A-vs-B and as many A-vs-A comparisons")
     parser.add_argument("--minutes", type=float, default=9.0, help="stop starting comparisons after this")
     parser.add_argument("--record", action="store_true", help="record this machine's noise instead of the kept one")
+    parser.add_argument("--e2e", action="store_true", help="also run the end-to-end `trtci ab` trials")
+    parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end `trtci ab` trials")
+    parser.add_argument("--e2e-aa", type=int, default=100, help="end-to-end A/A comparisons per model")
+    parser.add_argument("--e2e-ab", type=int, default=10, help="end-to-end A/B comparisons per model")
+    parser.add_argument("--e2e-min-effect", type=float, default=0.10, help="trtci ab --min-effect")
     args = parser.parse_args()
+    if not args.e2e_only:
+        simulated_and_recorded(args)
+    if args.e2e or args.e2e_only:
+        end_to_end(args)
+
+
+def simulated_and_recorded(args: argparse.Namespace) -> None:
     started = time.monotonic()
     pool, runs, source = load_or_record(args.record)
     relative, within, drift_ratio = noise_figures(pool, runs)
@@ -345,6 +367,27 @@ def main() -> None:
         f"cv={r['cv']:.3f} budget_s={args.budget:g}"
     )
     print(f"detection: recall_at_5pct_cv3={cell['A/B@5%']:.3f} false_alarm_cv3={quiet['A/B@5%']:.3f}")
+
+
+def end_to_end(args: argparse.Namespace) -> None:
+    """Real `trtci ab` processes on a fast and a slow model (benchmarks/ab_e2e.py)."""
+    started = time.monotonic()
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in (ab_e2e.FAST, ab_e2e.SLOW):
+            result = ab_e2e.trials(shape, Path(tmp), args.e2e_aa, args.e2e_ab, args.budget, args.e2e_min_effect)
+            print(f"\nend to end: {ab_e2e.report(result)}", flush=True)
+            results.append(result)
+    print(f"end-to-end part took {time.monotonic() - started:.0f} s")
+    print(
+        "detection_e2e: "
+        + " ".join(
+            f"{r['shape'].name}_aa_claims={r['aa_claims']}/{r['aa']} {r['shape'].name}_recall={r['recall']:.2f}"
+            f" {r['shape'].name}_max_s={r['max_s']:.0f}"
+            for r in results
+        )
+        + f" min_effect={args.e2e_min_effect:g} budget_s={args.budget:g}"
+    )
 
 
 if __name__ == "__main__":

@@ -52,7 +52,9 @@ def test_budget_stops_a_noisy_test_and_reports_its_resolution():
 
 def test_max_rounds_and_bad_arguments():
     machine = ScriptedMachine(seed=3, noise=0.3, drift=0.0)
-    result = ab_test(machine.model(0.01), machine.model(0.01), clock=machine.clock, max_rounds=12, min_effect=1e-6)
+    result = ab_test(
+        machine.model(0.01), machine.model(0.01), clock=machine.clock, min_rounds=4, max_rounds=12, min_effect=1e-6
+    )
     assert result.rounds == 12 and not result.converged
     with pytest.raises(ValueError):
         ab_test(machine.model(0.01), machine.model(0.01), min_rounds=1)
@@ -91,3 +93,56 @@ def test_ab_command_bad_model_is_bad_input(tmp_path, cli):
     mlp_classifier(tmp_path / "a.onnx")
     result = CliRunner().invoke(cli, ["ab", "--model-a", str(tmp_path / "a.onnx"), "--model-b", "missing.onnx"])
     assert result.exit_code == 2 and "missing.onnx" in result.output
+
+
+class CoarseClock:
+    """A clock that ticks in steps of 10 us, and calls that cost 1 us of it (with 5% noise): one call is below its
+    grain, as a fast model's call is near a real timer's and scheduler's."""
+
+    def __init__(self, seed: int):
+        self.exact = 0.0
+        self.rng = np.random.default_rng(seed)
+
+    def clock(self) -> float:
+        return math.floor(self.exact * 1e5) / 1e5
+
+    def model(self, cost: float):
+        def call() -> None:
+            self.exact += cost * math.exp(self.rng.normal(0.0, 0.05))
+
+        return call
+
+
+@pytest.mark.parametrize("slowdown", [1.0, 1.10])
+def test_rounds_are_blocks_of_calls_long_enough_for_a_coarse_clock(slowdown):
+    machine = CoarseClock(seed=4)
+    result = ab_test(
+        machine.model(1e-6), machine.model(1e-6 * slowdown), clock=machine.clock, min_effect=0.05, time_budget_s=30
+    )
+    assert result.calls_per_round >= 5000  # a block lasts at least 5 ms of a 1 us call
+    assert result.converged and result.low < slowdown < result.high
+    assert result.rounds == len(result.round_ratios) and result.rounds % 2 == 0  # whole pairs: A B, then B A
+
+
+def test_the_error_rate_holds_however_often_the_interval_is_looked_at():
+    """A/A on a machine with heavy-tailed noise (a busy moment now and then): the interval may exclude 1, wrongly,
+    in at most 1 - confidence of the tests, whatever rounds and looks each took."""
+    wrong = 0
+    for seed in range(200):
+        machine = ScriptedMachine(seed=seed, noise=0.05, drift=0.3)
+        busy = np.random.default_rng(seed + 1000)
+
+        def call(machine: ScriptedMachine = machine, busy: np.random.Generator = busy) -> None:
+            machine.model(0.01 * (3.0 if busy.random() < 0.02 else 1.0))()
+
+        result = ab_test(call, call, clock=machine.clock, min_effect=0.05, confidence=0.95, time_budget_s=60)
+        wrong += not result.low <= 1.0 <= result.high
+        assert result.looks >= 1 and result.confidence >= 0.95  # each look's share of the error rate
+    assert wrong <= 10 + 3 * math.sqrt(10)  # 5% of 200, with three standard deviations of slack
+
+
+def test_no_round_ceiling_cuts_a_noisy_comparison_short_while_the_budget_lasts():
+    machine = ScriptedMachine(seed=5, noise=0.4, drift=0.0)
+    calls = machine.model(1e-3)
+    result = ab_test(calls, calls, clock=machine.clock, round_iterations=1, time_budget_s=5.0, min_effect=0.01)
+    assert result.rounds > 1000 and result.elapsed_s >= 5.0 and not result.converged

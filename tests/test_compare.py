@@ -22,7 +22,8 @@ from trtci.results import (
 )
 from trtci.store.database import Store
 from trtci.verdict.abtest import ABResult
-from trtci.verdict.latency import compare, decide, decide_ab, stale_acknowledgements
+from trtci.verdict.latency import compare, decide, decide_ab
+from trtci.verdict.policy import stale_acknowledgements
 from trtci.verdict.stats import normal_quantile
 
 CPU = DeviceInfo(kind="cpu", name="Test CPU")
@@ -31,8 +32,10 @@ MAIN_COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
 def within_run(**settings) -> CompareSettings:
     """Settings that judge on a short history (min_history=1): most tests here build one or two base runs to
-    exercise the decision itself; the default, which waits for 3 base runs, has its own test below."""
-    return CompareSettings(**{"min_history": 1, **settings})
+    exercise the decision itself; the default, which waits for 3 base runs, has its own test below. They judge
+    history itself, so attribution is off (identical inputs would be "unchanged" by construction:
+    tests/test_attribution.py) and a run on main fails like a pull request (post_merge: fail)."""
+    return CompareSettings(**{"min_history": 1, "attribute": False, "post_merge": "fail", **settings})
 
 
 def key(model: str) -> SeriesKey:
@@ -320,7 +323,15 @@ def pipeline_config(tmp_path, confirm_budget_s: float, **compare):
         "database": "results.db",
         "bench": {"warmup_ms": 0, "duration_s": 0.05, "min_iterations": 20},
         "cache_dir": "cache",
-        "compare": {"threshold": 0.10, "confirm_budget_s": confirm_budget_s, **compare},
+        # history is faked with this run's own series key: judged by history, not attribution (identical inputs);
+        # and without canaries, whose move between the start and the end of a run on a busy machine would hold it
+        "compare": {
+            "threshold": 0.10,
+            "confirm_budget_s": confirm_budget_s,
+            "attribute": False,
+            "canary_s": 0,
+            **compare,
+        },
     }
     return parse_config(data, "test", tmp_path)
 
@@ -459,10 +470,10 @@ def test_by_default_a_short_history_does_not_judge_a_change(store):
     """One base run says nothing about drift between runs: +25% is inconclusive (passes the gate) until 3 exist."""
     store.record_run(run("main-1", [measured("slower", 1.0)]))
     current = run("pr", [measured("slower", 1.25)], branch="feature", base_branch="main", commit="9" * 40)
-    (short,) = compare(current, store, CompareSettings(threshold=0.10))
+    (short,) = compare(current, store, CompareSettings(threshold=0.10, attribute=False))
     assert short.verdict == "inconclusive" and short
     assert "judged once the base branch has 3 runs" in short.reason
     for i in (2, 3):
         store.record_run(run(f"main-{i}", [measured("slower", 1.0)], started_at=f"2026-11-2{i}T08:00:00Z"))
-    (judged,) = compare(current, store, CompareSettings(threshold=0.10))
+    (judged,) = compare(current, store, CompareSettings(threshold=0.10, attribute=False))
     assert judged.verdict == "regression" and not judged

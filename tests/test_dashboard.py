@@ -191,3 +191,22 @@ def test_no_trend_section_without_regressions(store):
     assert trend_extra(store, run)["trends"] == []
     assert "mermaid" not in render(run, "comment.md.j2", extra=trend_extra(store, run))
     assert "mermaid" not in render(run, "comment.md.j2")
+
+
+def test_the_machine_speed_is_drawn_from_each_runs_canary(tmp_path):
+    from trtci.report.dashboard import machine_charts
+    from trtci.results import Canary
+
+    with Store(tmp_path / "machine.db") as store:
+        for i in range(6):
+            canary = Canary("onnxruntime", CPU.id, 0.01 * (1 + i / 10), 0.01 * (1 + i / 10), 0.02, 100, moved=i == 5)
+            run = make_run(f"r{i}", [series_at(i, "fp32")], started_at=f"2026-11-{i + 1:02d}T08:00:00Z")
+            run.canaries = [canary]
+            store.record_run(run)
+        (chart,) = machine_charts(store)
+        assert chart.title == f"canary, onnxruntime on {CPU.name}" and chart.lines[0].d.count("L") == 5
+        (moved,) = [m for m in chart.markers if m.css == "regression"]
+        assert moved.title.startswith("moved at r5")
+        page = tmp_path / "d.html"
+        write_dashboard(store, page)
+        assert "<h2>Machine speed</h2>" in page.read_text()

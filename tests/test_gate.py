@@ -66,6 +66,8 @@ def test_counts_and_failure_text_name_the_numbers():
         "missing": 1,
         "slower_than_fp32": 2,
         "accuracy_regressions": 1,
+        "warnings": 0,
+        "flagged_improvements": 0,
     }
     assert verdict.words == "1 regression, 1 accuracy regression, 1 accuracy failure, 1 error"
     assert verdict.failure == (

@@ -176,3 +176,23 @@ def test_a_pr_that_changes_input_shapes_with_data_of_the_new_shape(tmp_path, bas
     assert (comparison.method == AB_METHOD) == judged_by_ab, result.warnings
     if not judged_by_ab:
         assert any("inputs differ in name, type or rank" in w for w in result.warnings)
+
+
+def test_after_a_merge_a_changed_model_is_timed_against_the_previous_measured_commit_and_warns(tmp_path):
+    """Post-merge: main's run after a slower model was merged A/Bs it against main's previous measured commit, and
+    the regression is reported, not failed; a later pull request names the base as regressed since that run."""
+    root = tmp_path / "repo"
+    first = git_repo_with_model(root, hidden=32)
+    config = ab_config(root)
+    pipeline.run(config, RunContext(run_id="m1", started_at="2026-11-27T09:00:00Z", branch="main", commit=first))
+    mlp_classifier(root / "mlp.onnx", hidden=4096)
+    merged = commit_all(root, "a heavier model")
+    after = RunContext(run_id="m2", started_at="2026-11-27T10:00:00Z", branch="main", commit=merged)
+    result = pipeline.run(config, after)
+    (c,) = result.comparisons
+    assert c.method == AB_METHOD and c.verdict == "regression" and c.policy == "warn" and c
+    assert f"against the previous measured commit {first[:7]}'s build" in c.reason
+    assert result.passed
+    pr = RunContext(run_id="pr", started_at="2026-11-27T11:00:00Z", branch="f", base_branch="main", merge_base=merged)
+    (later,) = pipeline.run(config, pr).comparisons
+    assert later.base_regressed.startswith(f"the base is regressed since commit {merged[:7]} (+")

@@ -23,7 +23,16 @@ from trtci.pipeline import run as pipeline
 from trtci.pipeline.confirm import confirm
 from trtci.pipeline.plan import ModelPlan, plan_model
 from trtci.pipeline.progress import Silent
-from trtci.results import Comparison, DeviceInfo, RunContext, RunResult
+from trtci.results import (
+    BenchResult,
+    Comparison,
+    DeviceInfo,
+    LatencyStats,
+    RunContext,
+    RunResult,
+    SeriesKey,
+    SeriesResult,
+)
 from trtci.store.database import Store
 
 FAST_BENCH = {"warmup_ms": 0, "duration_s": 0.02, "min_iterations": 5}
@@ -389,3 +398,32 @@ def test_retention_applies_after_each_recorded_run(workdir):
     with sqlite3.connect(workdir / "results.db") as db:
         assert [r[0] for r in db.execute("select id from runs")] == ["run2"]
         assert db.execute("select count(*) from benchmarks").fetchone()[0] == 1
+
+
+def test_every_run_times_the_canary_and_the_next_run_reads_the_machine_speed_from_it(workdir):
+    config = config_for(workdir, precisions=["fp32"], batch_sizes=[1])
+    first = pipeline.run(config, context("run1"))
+    (canary,) = first.canaries
+    assert canary.backend == "onnxruntime" and canary.start_ms > 0 and canary.end_ms > 0 and canary.iterations > 20
+    assert canary.baseline_ms is None and "no canary on main yet" in canary.reason
+    second = pipeline.run(config, context("run2", branch="feature", base="main"))
+    (again,) = second.canaries
+    assert again.history_runs == 1 and again.ratio == pytest.approx(again.median_ms / canary.median_ms)
+    (comparison,) = second.comparisons
+    assert comparison.changed == [] and comparison.verdict == "unchanged"  # identical inputs: the machine's
+    with Store(workdir / "results.db") as store:
+        assert store.load_run("run2").canaries == [again]
+    quiet = pipeline.run(config.model_copy(update={"compare": CompareSettings(canary_s=0)}), context("run3"))
+    assert quiet.canaries == []
+
+
+def test_unstable_series_are_named_in_one_warning():
+    def series(label: str, spread: float) -> SeriesResult:
+        stats = LatencyStats(1, 1, 1, 1, 1, 1, 1, 0, spread, 10, 1, spread > 0.025, spread=spread)
+        key = SeriesKey(label, "h", "fp32", 1, "onnxruntime", "cpu")
+        return SeriesResult(key, BenchResult(stats, [1.0], 0.0, 1.0, "host"))
+
+    config = parse_config({"models": [{"path": "m.onnx", "precisions": ["fp32"]}]}, "test", Path("."))
+    (warning,) = pipeline.unstable_warning([series("a", 0.3), series("b", 0.01), series("c", 0.05)], config)
+    assert warning.startswith("2 of 3 series unstable, their robust spread above 2.5% (a fp32 b1 onnxruntime (30.0%)")
+    assert pipeline.unstable_warning([series("b", 0.01)], config) == []

@@ -510,3 +510,45 @@ def test_console_output_cannot_start_a_workflow_command_line():
     lines = console.file.getvalue().splitlines()
     assert not [line for line in lines if line.lstrip("│┃ ").startswith("::")]
     assert any("harmless ::notice::injected" in line for line in lines)
+
+
+def changed_run() -> RunResult:
+    """The sample run read after attribution: the digits series' inputs did not change and one drifted; resnet18
+    moved to a new TensorRT, and its fp32 regression only warns; the canary moved; a warning repeats."""
+    from trtci.results import Canary
+
+    run = sample_run()
+    by_label = {c.label: c for c in run.comparisons}
+    for c in run.comparisons:
+        c.changed = [] if c.label.startswith("digits") else ["tensorrt 10.8 -> 10.9"]
+    drifted = by_label["digits int8(onnxruntime) b8 onnxruntime"]
+    drifted.verdict, drifted.machine_drift, drifted.method = "unchanged", True, "identical-inputs"
+    warned = by_label["resnet18 fp32 b1 tensorrt"]
+    warned.verdict, warned.ratio, warned.policy = "regression", 1.3, "warn"
+    warned.reason = "environment changed (tensorrt 10.8 -> 10.9): median 0.950 ms vs 0.731 ms"
+    warned.base_regressed = "the base is regressed since commit abc1234 (+12%)"
+    improved = by_label["resnet18 fp16 b1 tensorrt"]
+    improved.verdict, improved.ratio = "improvement", 0.8
+    run.accuracy_changes = []
+    run.series = [s for s in run.series if s.error is None and s.passed]
+    canary = Canary("onnxruntime", CPU.id, 0.010, 0.013, 0.02, 1000, ratio=1.3, moved=True, reason="canary moved")
+    run.canaries = [canary]
+    run.warnings = ["digits int8: quantized without shape inference"] * 2
+    return run
+
+
+def test_the_comment_leads_with_what_changed_and_collapses_the_rest():
+    text = render(changed_run())
+    assert "What changed since main: nothing (4 series); tensorrt 10.8 -&gt; 10.9 (3 series)." in text
+    assert "compared with main: 0 regressions, 1 reported, not failing, 1 improvement" in text
+    order = [text.index(h) for h in ("### Improvements", "### Machine drift", "### Reported, not failing")]
+    assert order == sorted(order) and "### Regressions" not in text
+    drift = text.split("### Machine drift", 1)[1].split("###", 1)[0]
+    assert "**onnxruntime canary**: canary moved" in drift
+    assert "**digits int8(onnxruntime) b8 onnxruntime**: +21.8%" in drift
+    warned = text.split("### Reported, not failing", 1)[1].split("###", 1)[0]
+    assert "environment changed (tensorrt 10.8 -&gt; 10.9)" in warned and "regressed since commit abc1234" in warned
+    assert text.count("quantized without shape inference") == 1  # never a warning twice
+    rows_start = text.index("<details><summary>All ")
+    assert text.index("| digits | fp32 |") > rows_start  # every series' row is collapsed
+    assert "<details><summary>Machine speed (canary)</summary>" in text

@@ -96,7 +96,10 @@ class LatencyStats:
     cv: float  # coefficient of variation, std / mean
     iterations: int
     throughput: float  # inferences per second: batch * iterations / timed wall seconds
-    unstable: bool  # cv above the configured limit (trtexec warns above 2.5%)
+    unstable: bool  # spread and cv above the configured limit (trtexec warns when its CV is above 2.5%)
+    # Robust spread: scaled MAD over the median, a coefficient of variation that a few scheduler outliers do not
+    # move (the CV of a series whose p99 is twice its median can read 1000%). None where there are no samples.
+    spread: float | None = None
 
 
 @dataclass
@@ -229,9 +232,25 @@ class Comparison:
     history_runs: int = 0  # base runs the baseline is the median of
     confirmed: bool | None = None  # None: not re-measured; else whether a re-measurement held the regression
     acknowledgement: str = ""  # for "acknowledged": who accepted the regression and why
+    # What changed since the base for this series (trtci.verdict.attribution): [] nothing, None not attributed
+    # (no base series to tell, or attribution turned off); e.g. ["model"], ["onnxruntime 1.17.0 -> 1.18.0"].
+    changed: list[str] | None = None
+    policy: str = "fail"  # "fail": a regression fails the gate; "warn": reported, it passes (docs/statistics.md)
+    machine: float | None = None  # machine speed index the ratio was divided by (canary now / base), if any
+    machine_drift: bool = False  # identical inputs measured beyond the noise against history: the machine moved
+    base_regressed: str = ""  # where the base branch itself stepped up on this series ("since commit X")
+    rounds: int | None = None  # interleaved A/B: rounds timed (a block of A and one of B each)
+    calls_per_round: int | None = None  # interleaved A/B: calls of each side in one round's block
+    alert: str = "worse"  # "either": an improvement beyond the threshold is flagged too (compare.alert)
+
+    @property
+    def flagged(self) -> bool:
+        """A change the gate counts: a regression, or with alert "either" an improvement too."""
+        return self.verdict == "regression" or (self.verdict == "improvement" and self.alert == "either")
 
     def __bool__(self) -> bool:
-        return self.verdict != "regression"
+        """False when this comparison fails the gate: flagged under the "fail" policy."""
+        return not (self.flagged and self.policy == "fail")
 
 
 @dataclass
@@ -258,6 +277,31 @@ class AccuracyChange:
 
     def __bool__(self) -> bool:
         return self.verdict != "regression"
+
+
+@dataclass
+class Canary:
+    """A fixed reference workload timed at the start and end of a run on one backend and device: the machine's
+    speed, so history comparisons can tell a slower machine from a slower model (trtci.verdict.machine)."""
+
+    backend: str
+    device_id: str
+    start_ms: float  # median latency of the canary at the start of the run
+    end_ms: float  # and at its end
+    spread: float  # robust relative spread of its calls: IQR / median
+    iterations: int
+    version: int = 1  # of the canary workload: only canaries of one version are compared
+    baseline_ms: float | None = None  # median of the base runs' canaries on this backend and device model
+    history_runs: int = 0
+    noise: float | None = None  # run-to-run noise of the canary on the base branch
+    ratio: float | None = None  # this run's canary (mean of start and end, geometric) over the baseline
+    moved: bool = False  # moved more than the noise: history comparisons of this run cannot fail the gate
+    reason: str = ""
+
+    @property
+    def median_ms(self) -> float:
+        """The run's canary: the geometric mean of its start and end."""
+        return float((self.start_ms * self.end_ms) ** 0.5)
 
 
 @dataclass
@@ -290,6 +334,7 @@ class RunResult:
     comparisons: list[Comparison] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     accuracy_changes: list[AccuracyChange] = field(default_factory=list)
+    canaries: list[Canary] = field(default_factory=list)
 
     @property
     def accuracy_failures(self) -> list[SeriesResult]:
@@ -298,7 +343,18 @@ class RunResult:
 
     @property
     def regressions(self) -> list[Comparison]:
-        return [c for c in self.comparisons if not c]
+        """Regressions that fail the gate (their policy is "fail")."""
+        return [c for c in self.comparisons if not c and c.verdict == "regression"]
+
+    @property
+    def flagged_improvements(self) -> list[Comparison]:
+        """Improvements beyond the threshold that fail the gate (`compare.alert: either`)."""
+        return [c for c in self.comparisons if not c and c.verdict == "improvement"]
+
+    @property
+    def warned(self) -> list[Comparison]:
+        """Flagged changes their policy only reports: post-merge runs, environment changes (docs/statistics.md)."""
+        return [c for c in self.comparisons if c.flagged and c]
 
     @property
     def accuracy_regressions(self) -> list[AccuracyChange]:
@@ -306,7 +362,7 @@ class RunResult:
 
     @property
     def passed(self) -> bool:
-        return not self.accuracy_failures and not self.regressions and not self.accuracy_regressions
+        return not self.accuracy_failures and all(self.comparisons) and not self.accuracy_regressions
 
     def __bool__(self) -> bool:
         return self.passed

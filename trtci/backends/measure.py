@@ -21,6 +21,7 @@ PROGRESS_INTERVAL_S = 0.1
 # Bounds of one timed loop, whatever the settings ask: samples kept (8 bytes each here, 4 in the database) and time.
 MAX_SAMPLES = 2_000_000
 MAX_TIMED_S = MAX_DURATION_S
+MAD_TO_SIGMA = 1.4826  # the median absolute deviation times this estimates a normal standard deviation
 
 
 def percentile(sorted_ms: Sequence[float], p: float) -> float:
@@ -56,9 +57,11 @@ def _checked(samples_ms: Sequence[float]) -> np.ndarray:
 def latency_stats(samples_ms: Sequence[float], *, batch: int, wall_s: float, max_cv: float) -> LatencyStats:
     """trtexec-style statistics of per-iteration latencies in ms, timed over `wall_s` seconds of wall time.
 
-    std is the population standard deviation, cv = std / mean (a fraction; trtexec prints it in percent),
-    and the result is `unstable` when cv > max_cv. Raises BackendError when the samples are empty, NaN or
-    negative.
+    std is the population standard deviation, cv = std / mean (a fraction; trtexec prints it in percent). The
+    result is `unstable` when its robust spread (1.4826 x the median absolute deviation, over the median) is
+    above max_cv, and its CV too: a few scheduler outliers inflate the CV far beyond what moves the median, which
+    is what trtci compares, so outliers alone do not make a series unstable. Raises BackendError when the
+    samples are empty, NaN or negative.
     """
     samples = _checked(samples_ms)
     if not wall_s > 0:
@@ -66,11 +69,13 @@ def latency_stats(samples_ms: Sequence[float], *, batch: int, wall_s: float, max
     mean = float(samples.mean())
     std = float(samples.std())
     cv = std / mean if mean > 0 else 0.0
+    median = float(np.median(samples))
+    spread = MAD_TO_SIGMA * float(np.median(np.abs(samples - median))) / median if median > 0 else 0.0
     ordered: list[float] = np.sort(samples).tolist()
     return LatencyStats(
         min=ordered[0],
         mean=mean,
-        median=float(np.median(samples)),
+        median=median,
         p90=percentile(ordered, 90),
         p95=percentile(ordered, 95),
         p99=percentile(ordered, 99),
@@ -79,7 +84,8 @@ def latency_stats(samples_ms: Sequence[float], *, batch: int, wall_s: float, max
         cv=cv,
         iterations=len(ordered),
         throughput=batch * len(ordered) / wall_s,
-        unstable=cv > max_cv,
+        unstable=min(spread, cv) > max_cv,
+        spread=spread,
     )
 
 

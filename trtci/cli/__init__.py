@@ -144,7 +144,7 @@ def run(ctx: click.Context, **options) -> None:
     base_config = _merge_base_config(options, context.merge_base, console)
     result = pipeline.run(config, context, _Progress(console), base_config=base_config)
     extra: dict = {}
-    if result.regressions:  # each regression's trend in the comment needs the base branch's history
+    if result.regressions or result.warned:  # each regression's trend in the comment needs the base's history
         with Store(config.database) as store:
             extra = trend_extra(store, result, dashboard_url=options["dashboard_url"])
     if options["bundle_dir"] is not None:

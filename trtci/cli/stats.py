@@ -86,21 +86,25 @@ def ab(
     """Time two ONNX models in alternating rounds (A B A B ...) on ONNX Runtime: a paired ratio B / A.
 
     Alternating cancels what drifts on a busy machine, so this resolves smaller changes than two separate
-    runs. Rounds go on until the interval is narrower than half of --min-effect or --budget is spent. Exits 1
-    when B is slower (a regression under compare's rule with threshold --min-effect), 2 on bad input.
+    runs. Each round times a block of calls of each side (enough calls for a few milliseconds); rounds go on
+    until the interval is narrower than half of --min-effect, or decides the verdict at --min-effect, or --budget
+    is spent, and the interval's error rate
+    holds however often it was looked at (docs/statistics.md). Exits 1 when B is slower (a regression under
+    compare's rule with threshold --min-effect), 2 on bad input.
     """
     result = ab_onnx(
         model_a, model_b, batch=batch_size, data=data, threads=threads, time_budget_s=budget,
-        min_effect=min_effect / 2,
+        min_effect=min_effect / 2, threshold=min_effect,
     )  # fmt: skip
     verdict = decide_ab(result, min_effect)
     click.echo(f"ratio B/A    {result.ratio:.4f} ({(result.ratio - 1) * 100:+.1f}%)")
     click.echo(
         f"interval     {(result.low - 1) * 100:+.1f}%..{(result.high - 1) * 100:+.1f}% "
-        f"({result.confidence:.0%} confidence)"
+        f"({result.confidence:.2%} confidence at look {result.looks}: valid however many looks)"
     )
     click.echo(
-        f"rounds       {result.rounds} in {result.elapsed_s:.1f} s" + ("" if result.converged else " (budget spent)")
+        f"rounds       {result.rounds} of {result.calls_per_round} calls a side in {result.elapsed_s:.1f} s"
+        + ("" if result.converged else " (budget spent)")
     )
     click.echo(f"resolution   changes above {max(result.resolution, min_effect / 2) * 100:.1f}% would have been seen")
     click.echo(f"verdict      {verdict} (min effect {min_effect * 100:g}%)")

@@ -107,6 +107,22 @@ class CompareSettings(Strict):
     # Top-1 change against the base branch's, on the same validation samples, that counts: 0.01 is one percentage
     # point. Judged with a paired bootstrap interval, like latency (docs/statistics.md).
     accuracy_threshold: Annotated[float, Field(gt=0, lt=1)] = 0.01
+    # Judge each series by what changed since the base (docs/statistics.md): identical inputs are never a
+    # regression, a changed model is timed against the merge-base's. False judges every series against history,
+    # for series that depend on something trtci cannot see.
+    attribute: bool = True
+    # A regression after a change of environment only (backend or its version, driver/CUDA, trtci): "warn"
+    # reports it, "fail" fails the gate.
+    environment: Literal["warn", "fail"] = "warn"
+    # A regression found by a run on the branch its history comes from (main after a merge): "warn" reports it
+    # with the history's change points, "fail" fails the gate as a pull request's does.
+    post_merge: Literal["warn", "fail"] = "warn"
+    # "worse" flags changes for the worse; "either" also flags a change for the better beyond the threshold
+    # (a model that got much faster may have stopped doing its work).
+    alert: Literal["worse", "either"] = "worse"
+    # Seconds the fixed reference workload (the canary) is timed at the start and at the end of a run: the
+    # machine's speed, against which history comparisons are read (docs/statistics.md). 0: off.
+    canary_s: Annotated[float, Field(ge=0, le=60)] = 0.2
 
 
 class HistorySettings(Strict):

@@ -29,11 +29,13 @@ def ab_onnx(
     time_budget_s: float = 60.0,
     min_effect: float = 0.05,
     confidence: float = 0.98,
+    threshold: float | None = None,
 ) -> ABResult:
     """Interleaved A/B of two ONNX models on ONNX Runtime (CPU), both fed the same inputs: ratio > 1, B slower.
 
     Inputs are `batch` samples of `data` (a .npz, a directory of .npy files or module:function), else seeded
-    random values of A's input shapes, as `trtci run` benchmarks. Raises ModelError, DataError or ConfigError
+    random values of A's input shapes, as `trtci run` benchmarks. Rounds stop early once the verdict at
+    `threshold` is decided (where given). Raises ModelError, DataError or ConfigError
     on bad input, BackendError when a model does not run on those inputs.
     """
     backend = OnnxRuntimeBackend(threads)
@@ -48,4 +50,11 @@ def ab_onnx(
             session = sessions.enter_context(contextlib.closing(backend.load(request)))
             session.run(feeds)  # a model that cannot take these inputs fails here, before any timing
             calls.append(partial(session.run, feeds))
-        return ab_test(calls[0], calls[1], time_budget_s=time_budget_s, min_effect=min_effect, confidence=confidence)
+        return ab_test(
+            calls[0],
+            calls[1],
+            time_budget_s=time_budget_s,
+            min_effect=min_effect,
+            confidence=confidence,
+            threshold=threshold,
+        )

@@ -50,7 +50,7 @@ def confirm(
     suspects = [  # an A/B verdict is already drift-free and measured until it was sure: not re-measured
         i
         for i, c in enumerate(result.comparisons)
-        if c.verdict == "regression" and c.series_id in remeasure and c.method != AB_METHOD
+        if c.verdict == "regression" and not c and c.series_id in remeasure and c.method != AB_METHOD
     ]
     for done, index in enumerate(suspects):
         first = result.comparisons[index]
@@ -87,4 +87,3 @@ def _confirmed(first: Comparison, second: Comparison, seconds: float) -> Compari
         f"a re-measurement of {seconds:.1f} s did not hold it"
     )
     return second
-

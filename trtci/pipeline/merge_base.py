@@ -19,12 +19,14 @@ from trtci.config import CompareSettings, Config
 from trtci.context.git import file_at
 from trtci.errors import BackendError, ConfigError, DataError, ModelError
 from trtci.pipeline.model import inspect_model
-from trtci.pipeline.plan import ModelPlan, input_shapes, load_request, options_hash, own_feeds, shape_ranges
+from trtci.pipeline.plan import ModelPlan, input_shapes, load_request, own_feeds, series_options, shape_ranges
 from trtci.pipeline.progress import Progress
 from trtci.pipeline.variants import Variant, prepare_variant
 from trtci.results import Comparison, RunContext, RunResult, SeriesKey, SeriesResult
 from trtci.verdict.abtest import ABResult, ab_test
-from trtci.verdict.latency import acknowledge, decide_ab, settings_for
+from trtci.verdict.attribution import code_changes
+from trtci.verdict.latency import decide_ab
+from trtci.verdict.policy import acknowledge, settings_for
 
 AB_METHOD = "ab-merge-base"  # Comparison.method of a verdict from A/B against the merge-base's build
 
@@ -36,19 +38,19 @@ class MergeBase:
     plan: ModelPlan
     config: Config  # the merge-base's trtci.yml where it is known, else this run's
     prepared: dict[tuple[str, str], Variant] = field(default_factory=dict)
+    origin: str = "the merge-base"  # what the other side is, in words
 
-    def changed(self, key: SeriesKey, backend: Backend) -> str:
-        """What the PR changed of this series: "model", "build settings", both, or "" (nothing, or a precision the
-        merge-base did not build: then there is nothing to time against)."""
+    def changed(self, key: SeriesKey, backend: Backend, plan: ModelPlan, config: Config) -> list[str]:
+        """What the PR changed of this series: "model", "calibration data", "build settings", or [] (nothing, or a
+        precision the merge-base did not build: then there is nothing to time against). `plan` and `config` are
+        the PR's own, which made `key`."""
         precision, batch = key.precision, key.batch
         if precision not in self.plan.config.precisions:
-            return ""
-        changed = []
-        if self.plan.info.sha256 != key.model_hash:
-            changed.append("model")
-        if options_hash(self.plan, self.config, precision, backend, batch) != key.options_hash:
-            changed.append("build settings")
-        return " and ".join(changed)
+            return []
+        changed = ["model"] if self.plan.info.sha256 != key.model_hash else []
+        base = series_options(self.plan, self.config, precision, backend, batch)
+        changed += code_changes(series_options(plan, config, precision, backend, batch), base)
+        return changed
 
 
 @dataclass
@@ -56,28 +58,38 @@ class MergeBaseAB:
     """An A/B of one series against what the merge-base had, and what the PR changed."""
 
     result: ABResult
-    changed: str
+    changed: list[str]
+    origin: str = "the merge-base"
 
 
 def merge_base_side(
-    plan: ModelPlan, context: RunContext, config: Config, base_config: Config | None, warnings: list[str]
+    plan: ModelPlan,
+    context: RunContext,
+    config: Config,
+    base_config: Config | None,
+    warnings: list[str],
+    previous: str | None = None,
 ) -> MergeBase | None:
     """The model and its settings as they were at the PR's merge-base (git show), or None where there is nothing
     to compare with: no merge-base, A/B turned off, a model the PR adds, a model file outside git.
 
     `base_config` is the merge-base's trtci.yml, or None to take only the model file from there, with this run's
     settings. Data sets are read as they are now on both sides. A merge-base model that cannot be planned (other
-    inputs, an unreadable file) adds a line to `warnings` and gives None.
+    inputs, an unreadable file) adds a line to `warnings` and gives None. Without a merge-base (a run after a
+    merge, on the branch its history comes from), `previous` is the branch's previous measured commit: a model
+    changed since then is timed against it the same way.
     """
-    if context.merge_base is None or config.compare.ab_budget_s <= 0:
+    commit = context.merge_base or previous
+    if commit is None or config.compare.ab_budget_s <= 0:
         return None
+    origin = "the merge-base" if context.merge_base else f"the previous measured commit {commit[:7]}"
     model, settings = plan.config, config
     if base_config is not None:
         named = next((m for m in base_config.models if m.display_name == plan.name), None)
         if named is None:
             return None  # a model this PR adds
         model, settings = named, base_config
-    shown = file_at(model.path, context.merge_base)
+    shown = file_at(model.path, commit)
     if shown is None:
         return None
     digest = hashlib.sha256(shown).hexdigest()
@@ -105,7 +117,7 @@ def merge_base_side(
     except (OSError, ModelError, ConfigError, DataError) as e:
         warnings.append(f"{plan.name}: no A/B against the merge-base: {e}")
         return None
-    return MergeBase(ModelPlan(model, info, plan.calibration, plan.validation, shapes, ranges), settings)
+    return MergeBase(ModelPlan(model, info, plan.calibration, plan.validation, shapes, ranges), settings, origin=origin)
 
 
 def ab_against_merge_base(
@@ -113,6 +125,7 @@ def ab_against_merge_base(
     head: Session,
     feeds: dict[str, np.ndarray],
     base: MergeBase,
+    plan: ModelPlan,
     config: Config,
     backend: Backend,
     variant: Variant,
@@ -122,7 +135,7 @@ def ab_against_merge_base(
     """Time `head` (the PR's build of `series`, fed `feeds`) against the merge-base's build of the same variant,
     in alternating rounds. None when the PR changed nothing of this series (its history judges it) or the
     merge-base's build cannot be made or run here (a line in `warnings` says why)."""
-    changed = base.changed(series.key, backend)
+    changed = base.changed(series.key, backend, plan, config)
     if not changed:
         return None
     key = (variant.precision, variant.quantization)
@@ -137,18 +150,19 @@ def ab_against_merge_base(
     base_feeds = own_feeds(base.plan, series.key.batch)  # the input shapes may be what the PR changed
     try:
         with contextlib.closing(backend.load(request)) as a:
-            with progress.task(f"{series.key.label}: A/B against the merge-base's {changed}"):
+            with progress.task(f"{series.key.label}: A/B against the merge-base's {' and '.join(changed)}"):
                 result = ab_test(
                     lambda: a.run(base_feeds),
                     lambda: head.run(feeds),
                     time_budget_s=config.compare.ab_budget_s,
                     min_effect=threshold,
                     confidence=config.compare.confidence,
+                    threshold=threshold,
                 )
     except BackendError as e:
         warnings.append(f"{series.key.label}: no A/B against the merge-base: {e}")
         return None
-    return MergeBaseAB(result, changed)
+    return MergeBaseAB(result, changed, base.origin)
 
 
 def ab_comparison(first: Comparison, done: MergeBaseAB, run: RunResult, settings: CompareSettings) -> Comparison:
@@ -156,6 +170,7 @@ def ab_comparison(first: Comparison, done: MergeBaseAB, run: RunResult, settings
     ab = done.result
     verdict = decide_ab(ab, first.threshold)
     change = f"{(ab.ratio - 1) * 100:+.1f}% (CI {(ab.low - 1) * 100:+.1f}%..{(ab.high - 1) * 100:+.1f}%)"
+    spent = "" if ab.converged else ", budget spent before the interval was narrow enough"
     comparison = replace(
         first,
         verdict=verdict,
@@ -165,12 +180,17 @@ def ab_comparison(first: Comparison, done: MergeBaseAB, run: RunResult, settings
         resolution=ab.resolution,
         noise=None,
         method=AB_METHOD,
+        changed=list(done.changed),
+        machine=None,
+        machine_drift=False,
+        rounds=ab.rounds,
+        calls_per_round=ab.calls_per_round,
         reason=(
-            f"the {done.changed} changed: interleaved A/B against the merge-base's build, {change} in "
-            f"{ab.rounds} rounds ({ab.elapsed_s:.1f} s), threshold {first.threshold:.0%}"
+            f"the {' and '.join(done.changed)} changed: interleaved A/B against {done.origin}'s build, {change} in "
+            f"{ab.rounds} rounds of {ab.calls_per_round} calls a side ({ab.elapsed_s:.1f} s{spent}), threshold "
+            f"{first.threshold:.0%}"
         ),
     )
     series = next(s for s in run.series if s.key.id == first.series_id)
     acknowledge(comparison, (series.key.label, series.key.id), settings, run.context.labels)
     return comparison
-

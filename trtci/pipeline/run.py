@@ -6,8 +6,9 @@ reason and the others go on. The run is written to the database in one transacti
 run leaves nothing behind.
 
 This module only orchestrates; each step lives in its own module, in the order the data flows:
-plan (shapes, data, series identity) -> variants (prepared models) -> validate (accuracy vs FP32) -> bench
-(here: `_measure`) -> merge_base (A/B of what a PR changed) -> trtci.verdict (compare) -> confirm -> store.
+canary (the machine's speed, at the start) -> plan (shapes, data, series identity) -> variants (prepared models)
+-> validate (accuracy vs FP32) -> bench (here: `_measure`) -> merge_base (A/B of what a PR changed) -> canary (at
+the end) -> trtci.verdict (compare) -> confirm -> store.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from trtci.backends.base import Backend, LoadRequest, Session
 from trtci.backends.registry import check_names, get_backend
 from trtci.config import Config
 from trtci.errors import BackendError, StoreError
+from trtci.pipeline.canary import CanaryTimer
 from trtci.pipeline.confirm import Remeasure, confirm
 from trtci.pipeline.merge_base import MergeBase, MergeBaseAB, ab_against_merge_base, ab_comparison, merge_base_side
 from trtci.pipeline.plan import ModelPlan, bench_feeds, load_request, options_hash, plan_model, validation_batch
@@ -28,9 +30,11 @@ from trtci.pipeline.validate import reference_backend, reference_outputs, valida
 from trtci.pipeline.variants import Variant, prepare_variant, validated_only, variants_for
 from trtci.results import RunContext, RunResult, SeriesKey, SeriesResult
 from trtci.store.database import Store
+from trtci.store.queries import previous_commit
 from trtci.store.retention import apply_retention
 from trtci.verdict.accuracy_change import compare_accuracy
-from trtci.verdict.latency import compare, stale_acknowledgements
+from trtci.verdict.latency import compare
+from trtci.verdict.policy import stale_acknowledgements
 
 
 @dataclass
@@ -62,13 +66,21 @@ def run(
         backends, notes = unique_backends([get_backend(name, config) for name in config.backends])
         reference = reference_backend(backends, config)
         state = _RunState(warnings=notes)
+        canary = CanaryTimer(config)
+        if canary.seconds > 0:
+            with progress.task("canary: the machine's speed at the start"):
+                canary.start(backends, state.warnings)
+        previous = _previous_commit(store, context)
         for plan in plans:
-            base = merge_base_side(plan, context, config, base_config, state.warnings)
+            base = merge_base_side(plan, context, config, base_config, state.warnings, previous)
             _run_model(plan, config, backends, reference, state, progress, base)
         devices = {backend.device().id: backend.device() for backend in backends}
-        result = RunResult(
-            context=context, devices=list(devices.values()), series=state.series, warnings=state.warnings
-        )
+        warnings = list(dict.fromkeys(state.warnings))  # one note per variant can say the same thing: say it once
+        result = RunResult(context=context, devices=list(devices.values()), series=state.series, warnings=warnings)
+        result.warnings.extend(unstable_warning(result.series, config))
+        if canary.starts:
+            with progress.task("canary: the machine's speed at the end"):
+                result.canaries = canary.finish(backends, result.warnings)
         try:
             result.comparisons = [
                 ab_comparison(c, state.ab[c.series_id], result, config.compare) if c.series_id in state.ab else c
@@ -88,6 +100,27 @@ def run(
     finally:
         store.close()
     return result
+
+
+def _previous_commit(store: Store, context: RunContext) -> str | None:
+    """After a merge (a run with no base branch), the branch's previous measured commit: what a model changed
+    since then is timed against. None for a pull request (its merge-base serves) or without git facts."""
+    if context.base_branch is not None or context.branch is None or context.commit is None:
+        return None
+    return previous_commit(store, context.branch, context.commit, exclude_run=context.run_id)
+
+
+def unstable_warning(series: list[SeriesResult], config: Config) -> list[str]:
+    """One warning naming every unstable series (robust spread above bench.max_cv), or none."""
+    unstable = [s for s in series if s.bench is not None and s.bench.stats.unstable]
+    if not unstable:
+        return []
+    names = ", ".join(f"{s.key.label} ({s.bench.stats.spread or 0:.1%})" for s in unstable if s.bench is not None)
+    return [
+        f"{len(unstable)} of {sum(s.bench is not None for s in series)} series unstable, their robust spread above "
+        f"{config.bench.max_cv:.1%} ({names}): one run's median is less certain, so history comparisons widen "
+        "their interval with it and A/B verdicts measure until sure; a quieter runner or longer bench.duration_s helps"
+    ]
 
 
 def unique_backends(backends: list[Backend]) -> tuple[list[Backend], list[str]]:
@@ -202,7 +235,7 @@ def _measure(
                 series.bench = session.benchmark(feeds, settings, batch, update)
             if base is not None:
                 done = ab_against_merge_base(
-                    series, session, feeds, base, config, backend, variant, state.warnings, progress
+                    series, session, feeds, base, plan, config, backend, variant, state.warnings, progress
                 )
                 if done is not None:
                     state.ab[series.key.id] = done
@@ -210,11 +243,6 @@ def _measure(
         series.error = str(e)
         return
     state.remeasure[series.key.id] = Remeasure(backend, request, feeds, settings)
-    if series.bench.stats.unstable:
-        state.warnings.append(
-            f"{series.key.label}: unstable, CV {series.bench.stats.cv:.1%} above {settings.max_cv:.1%}; "
-            "results on a busy machine are noisy"
-        )
 
 
 def _load(backend: Backend, request: LoadRequest, label: str, progress: Progress) -> Session:
@@ -223,4 +251,3 @@ def _load(backend: Backend, request: LoadRequest, label: str, progress: Progress
         return backend.load(request)
     with progress.task(f"{label}: building engine"):
         return backend.load(request)
-

@@ -21,6 +21,7 @@ from trtci.errors import ConfigError
 from trtci.report.markdown import DEFAULT_TEMPLATE_DIR
 from trtci.results import RunResult
 from trtci.store.database import Store
+from trtci.store.queries import canary_trend
 from trtci.verdict.changepoints import change_points
 
 WIDTH, HEIGHT = 360, 150
@@ -105,8 +106,31 @@ def build_cards(store: Store, *, branch: str | None = None, last: int = 200) -> 
     return cards
 
 
-def render_dashboard(cards: list[Card], *, title: str = "trtci dashboard", generated_at: str | None = None) -> str:
-    """The page as HTML text: every value escaped, nothing fetched from elsewhere."""
+def machine_charts(store: Store, *, branch: str | None = None, last: int = 200) -> list[Chart]:
+    """One chart per backend and device model: the canary's median per run (the machine's speed), runs whose
+    canary moved beyond its noise marked."""
+    charts = []
+    for (backend, device), points in canary_trend(store, branch=branch, last=last).items():
+        commits = [run[:7] for run, _, _ in points]
+        medians = [median for _, median, _ in points]
+        chart = _chart(f"canary, {backend} on {device}", "ms", [("median", "canary", list(medians))], commits)
+        n = len(points)
+        for i, (_, median, moved) in enumerate(points):
+            if moved:
+                title = f"moved at {commits[i]}"
+                chart.markers.append(Marker(_x(i, n), _y(median, chart.low, chart.high), "regression", title))
+        charts.append(chart)
+    return charts
+
+
+def render_dashboard(
+    cards: list[Card],
+    *,
+    title: str = "trtci dashboard",
+    generated_at: str | None = None,
+    machine: list[Chart] | None = None,
+) -> str:
+    """The page as HTML text: every value escaped, nothing fetched from elsewhere. `machine`: machine_charts."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(DEFAULT_TEMPLATE_DIR)),
         autoescape=True,
@@ -124,6 +148,7 @@ def render_dashboard(cards: list[Card], *, title: str = "trtci dashboard", gener
         models=sorted({c.model for c in cards}),
         devices=sorted({c.device for c in cards}),
         precisions=sorted({c.precision for c in cards}),
+        machine=machine or [],
     )
 
 
@@ -132,9 +157,10 @@ def write_dashboard(
 ) -> int:
     """Write the dashboard of `store` to `output`. Returns the number of series drawn."""
     cards = build_cards(store, branch=branch, last=last)
+    machine = machine_charts(store, branch=branch, last=last)
     try:
         output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(render_dashboard(cards, title=title))
+        output.write_text(render_dashboard(cards, title=title, machine=machine))
     except OSError as e:
         raise ConfigError(f"{output}: cannot write the dashboard ({e.strerror}); choose a writable -o path") from e
     return len(cards)
@@ -143,12 +169,12 @@ def write_dashboard(
 def trend_extra(
     store: Store, run: RunResult, *, branch: str | None = None, last: int = 12, dashboard_url: str | None = None
 ) -> dict[str, Any]:
-    """What `templates/_trend.md.j2` reads from `extra`: for each regressed series its latest medians on the
-    baseline branch, then this run's, and the commits where a new level starts (change points); and the dashboard
-    URL. Pass it as `report.render(..., extra=...)`."""
+    """What `templates/_trend.md.j2` reads from `extra`: for each regressed series (failing, or only reported as
+    after a merge) its latest medians on the baseline branch, then this run's, and the commits where a new level
+    starts (change points); and the dashboard URL. Pass it as `report.render(..., extra=...)`."""
     branch = branch or run.context.base_branch or run.context.branch
     trends = []
-    for comparison in run.regressions:
+    for comparison in [c for c in run.comparisons if c.verdict == "regression"]:
         points = [
             {"commit": (p["commit"] or p["run_id"])[:7], "median_ms": p["latency_median_ms"]}
             for p in store.series_history(comparison.series_id, branch=branch, limit=last)

@@ -73,6 +73,7 @@ def _result(
         "latency_ms": {k: getattr(stats, k) for k in LATENCY_KEYS} if stats is not None else None,
         "throughput": stats.throughput if stats is not None else None,
         "cv": stats.cv if stats is not None else None,
+        "spread": stats.spread if stats is not None else None,
         "unstable": stats.unstable if stats is not None else None,
         "iterations": stats.iterations if stats is not None else None,
         "timer": bench.timer if bench is not None else None,
@@ -116,6 +117,7 @@ def summary_dict(run: RunResult) -> dict:
         "accuracy_changes": [asdict(c) for c in run.accuracy_changes],
         "recommendation": [{**asdict(r), "label": r.label} for r in recommend(run)],
         "warnings": list(run.warnings),
+        "canaries": [asdict(c) for c in run.canaries],
     }
     return json_safe(summary)
 

@@ -322,7 +322,9 @@ _VERDICT_STYLES = {
     "error": "bold red",
     "fail-accuracy": "bold red",
     "regression": "bold red",
+    "flagged-improvement": "bold red",
     "acknowledged": "magenta",
+    "warning": "magenta",
     "inconclusive": "yellow",
     "improvement": "green",
     "new": "cyan",
@@ -388,7 +390,7 @@ def print_table(run: RunResult, console: Console) -> None:
         )
         line.stylize("yellow")
         console.print(line)
-    for warning in run.warnings:
+    for warning in dict.fromkeys(run.warnings):
         line = _line(warning)
         line.stylize("yellow")
         console.print(line)

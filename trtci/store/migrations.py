@@ -222,6 +222,38 @@ _M003_STATEMENTS = (
 )
 
 
+@migration
+def m004_canaries(db: sqlite_utils.Database) -> None:
+    _execute_all(db, _M004_STATEMENTS)
+
+
+_M004_STATEMENTS = (
+    # The machine's speed: a fixed reference workload timed at the start and end of each run, per backend and
+    # device, with its judgement against the base branch's (trtci.verdict.machine). A run's canaries go with it.
+    """CREATE TABLE canaries (
+        run_id TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+        backend TEXT NOT NULL,
+        device_id TEXT NOT NULL REFERENCES devices (id),
+        version INTEGER NOT NULL,
+        start_ms REAL NOT NULL,
+        end_ms REAL NOT NULL,
+        median_ms REAL NOT NULL,
+        spread REAL NOT NULL,
+        iterations INTEGER NOT NULL,
+        baseline_ms REAL,
+        history_runs INTEGER NOT NULL,
+        noise REAL,
+        ratio REAL,
+        moved INTEGER NOT NULL,
+        reason TEXT NOT NULL,
+        PRIMARY KEY (run_id, backend, device_id)
+    )""",
+    "CREATE INDEX idx_canaries_backend_device ON canaries (backend, device_id)",
+    # The robust spread of each benchmark's samples (scaled MAD over the median); NULL in rows written before.
+    "ALTER TABLE benchmarks ADD COLUMN spread REAL",
+)
+
+
 def migrate(db: sqlite_utils.Database, path: str) -> None:
     """Apply the migrations the file lacks; refuse files that belong to someone else or to a newer trtci."""
     tables = db.table_names()

@@ -7,10 +7,11 @@ window of those runs, newest first, with the raw samples of each.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from trtci.results import AccuracyResult, SeriesKey
+from trtci.results import AccuracyResult, Canary, DeviceInfo, SeriesKey
 from trtci.store.database import Store
 from trtci.store.samples import SAMPLES_FLOAT32, decode_stored_samples
 
@@ -155,3 +156,82 @@ def latest_accuracy(
         ],
     ).fetchone()
     return BaseAccuracy(*row) if row is not None else None
+
+
+def run_version(store: Store, run_id: str) -> str | None:
+    """The trtci version that recorded `run_id`: trtci does the timing, so its version is one of a series' inputs."""
+    row = store.db.execute("SELECT trtci_version FROM runs WHERE id = ?", [run_id]).fetchone()
+    return row[0] if row is not None else None
+
+
+def devices_by_id(store: Store, ids: list[str]) -> dict[str, DeviceInfo]:
+    """The recorded devices of these ids (those the database has)."""
+    rows = store.db.execute(
+        "SELECT id, kind, name, details FROM devices WHERE id IN (SELECT value FROM json_each(?))", [json.dumps(ids)]
+    ).fetchall()
+    return {row[0]: DeviceInfo(kind=row[1], name=row[2], details=json.loads(row[3])) for row in rows}
+
+
+def canary_history(
+    store: Store,
+    canary: Canary,
+    device: DeviceInfo,
+    branch: str,
+    *,
+    until: Cutoff,
+    exclude_run: str | None,
+    window: int,
+) -> dict[str, float]:
+    """Run id -> canary median of the latest `window` runs on `branch` at or before `until` that timed this canary
+    (version, backend) on a device of the same kind and name (any software version), newest first."""
+    limit_sql, limit_args = _until_sql(until)
+    rows = store.db.execute(
+        f"""SELECT runs.id, c.median_ms FROM canaries AS c JOIN runs ON runs.id = c.run_id
+            JOIN devices AS d ON d.id = c.device_id
+            WHERE runs.branch = ? AND runs.id IS NOT ? {limit_sql}
+              AND c.version = ? AND c.backend = ? AND d.kind = ? AND d.name = ?
+            ORDER BY runs.started_at DESC, runs.rowid DESC LIMIT ?""",
+        [branch, exclude_run, *limit_args, canary.version, canary.backend, device.kind, device.name, window],
+    ).fetchall()
+    return {run_id: float(median) for run_id, median in rows}
+
+
+def previous_commit(store: Store, branch: str, commit: str, *, exclude_run: str | None) -> str | None:
+    """The commit of the latest run on `branch` measured at another commit than `commit`, or None."""
+    row = store.db.execute(
+        """SELECT "commit" FROM runs WHERE branch = ? AND "commit" IS NOT NULL AND "commit" != ? AND id IS NOT ?
+           ORDER BY started_at DESC, rowid DESC LIMIT 1""",
+        [branch, commit, exclude_run],
+    ).fetchone()
+    return row[0] if row is not None else None
+
+
+def base_verdicts(
+    store: Store, label: str, branch: str, *, until: Cutoff, exclude_run: str | None, window: int
+) -> list[tuple[str | None, str, float | None]]:
+    """(commit, verdict, ratio) of the latest `window` comparisons of the series labelled `label` on `branch` at
+    or before `until`, newest first: what the base branch's own runs found, whatever model file they measured."""
+    limit_sql, limit_args = _until_sql(until)
+    return store.db.execute(
+        f"""SELECT runs."commit", c.verdict, c.ratio FROM comparisons AS c JOIN runs ON runs.id = c.run_id
+            WHERE runs.branch = ? AND c.label = ? AND runs.id IS NOT ? {limit_sql}
+            ORDER BY runs.started_at DESC, runs.rowid DESC LIMIT ?""",
+        [branch, label, exclude_run, *limit_args, window],
+    ).fetchall()
+
+
+def canary_trend(
+    store: Store, *, branch: str | None, last: int
+) -> dict[tuple[str, str], list[tuple[str, float, bool]]]:
+    """(backend, device name) -> (commit or run id, canary median ms, moved) of its latest `last` runs on
+    `branch` (any branch when None), oldest first: the machine's speed over time, for the dashboard."""
+    rows = store.db.execute(
+        """SELECT c.backend, d.name, coalesce(runs."commit", runs.id), c.median_ms, c.moved
+           FROM canaries AS c JOIN runs ON runs.id = c.run_id JOIN devices AS d ON d.id = c.device_id
+           WHERE (? IS NULL OR runs.branch = ?) ORDER BY runs.started_at, runs.rowid""",
+        [branch, branch],
+    ).fetchall()
+    trend: dict[tuple[str, str], list[tuple[str, float, bool]]] = {}
+    for backend, device, run, median, moved in rows:
+        trend.setdefault((backend, device), []).append((run, float(median), bool(moved)))
+    return {key: points[-last:] for key, points in trend.items()}

@@ -20,6 +20,7 @@ from trtci.results import (
     AccuracyChange,
     AccuracyResult,
     BenchResult,
+    Canary,
     Comparison,
     DeviceInfo,
     LatencyStats,
@@ -45,6 +46,7 @@ LATENCY_COLUMNS = {
     "iterations": "iterations",
     "throughput": "throughput",
     "unstable": "unstable",
+    "spread": "spread",  # m004
 }
 
 _ACCURACY_EXTRA_COLUMNS = ("delta", "delta_low", "delta_high", "hits", "hits_metric", "validation_hash")  # m003
@@ -64,6 +66,7 @@ _COMPARISON_COLUMNS = (
 )
 
 _ACCURACY_CHANGE_COLUMNS = tuple(f.name for f in fields(AccuracyChange) if f.name != "interval")
+_CANARY_FIELDS = tuple(f.name for f in fields(Canary) if f.name != "moved")  # m004: one column each
 
 
 def insert_run(conn: sqlite3.Connection, run: RunResult) -> None:
@@ -128,6 +131,8 @@ def insert_run(conn: sqlite3.Connection, run: RunResult) -> None:
         row = {name: getattr(change, name) for name in _ACCURACY_CHANGE_COLUMNS}
         low, high = change.interval if change.interval is not None else (None, None)
         _insert(conn, "accuracy_changes", {"run_id": context.run_id, **row, "delta_low": low, "delta_high": high})
+    for canary in run.canaries:  # m004
+        _insert(conn, "canaries", {"run_id": context.run_id, **asdict(canary), "median_ms": canary.median_ms})
 
 
 def _insert_series(conn: sqlite3.Connection, run_id: str, series: SeriesResult, position: int) -> None:
@@ -260,6 +265,10 @@ def load_run(db: sqlite_utils.Database, run_id: str) -> RunResult | None:
         )
         for row in db.query("SELECT * FROM accuracy_changes WHERE run_id = ? ORDER BY rowid", [run_id])
     ]
+    canaries = [
+        Canary(**{name: row[name] for name in _CANARY_FIELDS}, moved=bool(row["moved"]))
+        for row in db.query("SELECT * FROM canaries WHERE run_id = ? ORDER BY rowid", [run_id])
+    ]
     return RunResult(
         context=context,
         devices=devices,
@@ -267,6 +276,7 @@ def load_run(db: sqlite_utils.Database, run_id: str) -> RunResult | None:
         comparisons=comparisons,
         warnings=json_column(run_row["warnings"], list, "runs.warnings"),
         accuracy_changes=accuracy_changes,
+        canaries=canaries,
     )
 
 

@@ -26,7 +26,7 @@ from trtci.results import AccuracyChange, AccuracyResult, RunResult, SeriesKey
 from trtci.store.database import Store
 from trtci.store.queries import BaseAccuracy, cutoff, latest_accuracy
 from trtci.verdict.accuracy import unpack_hits
-from trtci.verdict.latency import acknowledge
+from trtci.verdict.policy import acknowledge
 from trtci.verdict.stats import accuracy_delta_interval
 
 SEED = 0  # the same hits give the same interval in every run

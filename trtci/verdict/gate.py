@@ -21,20 +21,24 @@ FAIL_ON = ("both", "accuracy", "performance", "none")
 _CHECKS = {"both": ("accuracy", "performance"), "accuracy": ("accuracy",), "performance": ("performance",), "none": ()}
 
 # Each series' verdict label, worst first (docs/json-summary.md). The FAILING_VERDICTS fail the gate under
-# --fail-on both; "acknowledged" is a regression accepted with a reason and passes.
+# --fail-on both; "acknowledged" is a regression accepted with a reason and passes; "warning" is a regression its
+# policy only reports (post-merge, an environment change); "flagged-improvement" an improvement beyond the
+# threshold under `compare.alert: either`.
 SERIES_VERDICTS = (
     "error",
     "fail-accuracy",
     "accuracy-regression",
     "regression",
+    "flagged-improvement",
     "acknowledged",
+    "warning",
     "inconclusive",
     "improvement",
     "unchanged",
     "new",
     "pass",
 )
-FAILING_VERDICTS = ("error", "fail-accuracy", "accuracy-regression", "regression")
+FAILING_VERDICTS = ("error", "fail-accuracy", "accuracy-regression", "regression", "flagged-improvement")
 
 # The counts behind a verdict, in the order of the JSON summary's `counts`.
 COUNTS = (
@@ -49,6 +53,8 @@ COUNTS = (
     "missing",
     "slower_than_fp32",
     "accuracy_regressions",
+    "warnings",
+    "flagged_improvements",
 )
 
 
@@ -79,7 +85,9 @@ def series_verdict(
     if accuracy_change is not None and not accuracy_change:
         return "accuracy-regression"
     if comparison is not None:
-        return comparison.verdict
+        if comparison.flagged and comparison:
+            return "warning"
+        return "flagged-improvement" if comparison.verdict == "improvement" and not comparison else comparison.verdict
     return "pass"
 
 
@@ -100,6 +108,8 @@ class RunVerdict:
     missing: int  # series on the base branch that this run did not measure
     slower_than_fp32: int
     accuracy_regressions: int  # variants whose top-1 fell against the base branch's (not acknowledged)
+    warnings: int = 0  # regressions (and flagged improvements) their policy only reports: post-merge, environment
+    flagged_improvements: int = 0  # improvements beyond the threshold that fail (compare.alert: either)
     fail_on: str = "both"
     labels: tuple[str, ...] = ()
 
@@ -127,6 +137,7 @@ class RunVerdict:
             return "pass"
         counts = [
             (self.regressions, "regression", "regressions"),
+            (self.flagged_improvements, "flagged improvement", "flagged improvements"),
             (self.accuracy_regressions, "accuracy regression", "accuracy regressions"),
             (self.accuracy_failures, "accuracy failure", "accuracy failures"),
             (self.errors, "error", "errors"),
@@ -164,6 +175,8 @@ def judge(run: RunResult, fail_on: str = "both") -> RunVerdict:
         "missing": verdicts.count("missing"),
         "slower_than_fp32": len(slower_than_fp32(run)),
         "accuracy_regressions": len(run.accuracy_regressions),
+        "warnings": len(run.warned),
+        "flagged_improvements": len(run.flagged_improvements),
     }
     return RunVerdict(
         passed=not _reasons(numbers, checks),
@@ -189,4 +202,6 @@ def _reasons(counts: Mapping[str, int], checks: tuple[str, ...]) -> list[str]:
         reasons.append(f"{counts['accuracy_regressions']} accuracy regressions against the base branch")
     if "performance" in checks and counts["regressions"]:
         reasons.append(f"{counts['regressions']} performance regressions")
+    if "performance" in checks and counts["flagged_improvements"]:
+        reasons.append(f"{counts['flagged_improvements']} improvements beyond the threshold (compare.alert: either)")
     return reasons

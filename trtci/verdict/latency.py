@@ -1,4 +1,10 @@
-"""Compare each series of a run with the base branch's history, with an interval, not a bare ratio.
+"""Compare each series of a run with the base branch, with an interval, not a bare ratio.
+
+Each series is first attributed: what changed since the base (trtci.verdict.attribution). Identical inputs are
+never a regression (a move against history is machine drift); a changed model or build settings is judged by an
+interleaved A/B against the merge-base's build where the pipeline made one (trtci.pipeline.merge_base); an
+environment change is judged against the base series' history with the machine's speed accounted for
+(trtci.verdict.machine), under its own policy (trtci.verdict.policy). The history rule:
 
 The baseline is the median of the per-run medians of the last `window` base runs at or before the PR's
 merge-base. The ratio current / baseline gets an interval: the bootstrap interval of the median ratio of this
@@ -20,21 +26,39 @@ docs/statistics.md explains the method and its measured false-alarm rate.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 
 from trtci.config import CompareSettings
-from trtci.results import AccuracyChange, Comparison, RunResult, SeriesKey, SeriesResult
+from trtci.results import Comparison, RunResult, SeriesKey, SeriesResult
 from trtci.store.database import Store
-from trtci.store.queries import Cutoff, HistoryPoint, cutoff, history, latest_base_series
+from trtci.store.queries import (
+    Cutoff,
+    HistoryPoint,
+    base_verdicts,
+    canary_history,
+    cutoff,
+    history,
+    latest_base_series,
+)
 from trtci.verdict.abtest import ABResult
-from trtci.verdict.stats import Interval, mann_whitney, median_ratio_interval, normal_quantile, run_noise
+from trtci.verdict.attributed import (
+    HISTORY_ONLY_BACKEND,
+    BaseFacts,
+    base_regressed,
+    environment,
+    environment_points,
+    hold_history_verdicts,
+    identical,
+    noisy_reasons,
+)
+from trtci.verdict.attribution import ENVIRONMENT, NOTHING, provenance
+from trtci.verdict.machine import judge_canary
+from trtci.verdict.policy import acknowledge, policy_for, settings_for
+from trtci.verdict.stats import Interval, classify, mann_whitney, median_ratio_interval, normal_quantile, run_noise
 
 METRIC = "latency_median_ms"
 NOISE_RUNS = 3  # base runs stats.run_noise needs to estimate run-to-run noise
-PROVENANCE = ("model", "precision", "quantization", "batch", "backend")  # same "thing measured"
-ACCEPT_LABEL = "trtci:accept-regression"  # a pull request label that accepts every regression of the PR
 
 
 def compare(
@@ -43,7 +67,9 @@ def compare(
     """One Comparison per series benchmarked or failed, in run order, then one per base series not measured.
 
     The baseline branch is `base_branch`, else the run's base branch (a pull request's target), else the
-    run's own branch; the run itself is never its own baseline.
+    run's own branch; the run itself is never its own baseline. Each series is first attributed (what changed
+    since the base's latest run: trtci.verdict.attribution), unless `settings.attribute` is off; the run's
+    canaries are judged against the base's (their judgement is filled in).
     """
     branch = base_branch or run.context.base_branch or run.context.branch
     exclude = run.context.run_id
@@ -51,62 +77,75 @@ def compare(
     base_run, base_keys = (
         latest_base_series(store, branch, until=until, exclude_run=exclude) if branch is not None else (None, [])
     )
-    by_provenance: dict[tuple, list[SeriesKey]] = {}
-    for key in base_keys:
-        by_provenance.setdefault(_provenance(key), []).append(key)
+    facts = BaseFacts.load(store, run, base_run, base_keys)
+    _judge_canaries(run, facts, store, settings, branch, until)
+    post_merge = branch is not None and branch == run.context.branch
     comparisons = []
     for series in run.series:
         if series.error is None and series.bench is None:
             continue
-        points = (
-            history(store, series.key.id, branch, until=until, exclude_run=exclude, window=settings.window)
-            if branch is not None
-            else []
-        )
         own = settings_for(series.key, settings)
-        other = next((k for k in by_provenance.get(_provenance(series.key), []) if k != series.key), None)
-        comparison = compare_series(series, points, branch, own, other)
+        comparison, kind = _compare_one(series, facts, store, settings, branch, until)
+        comparison.policy = policy_for(kind, post_merge, settings)
+        if branch is not None and not post_merge:
+            found = base_verdicts(store, series.key.label, branch, until=until, exclude_run=exclude, window=own.window)
+            comparison.base_regressed = base_regressed(found)
+        comparison.alert = settings.alert
         if until.note:
             comparison.reason = f"{comparison.reason}; {until.note}"
         acknowledge(comparison, (series.key.label, series.key.id), settings, run.context.labels)
         comparisons.append(comparison)
+    noisy = noisy_reasons(run.canaries, comparisons)
+    if noisy:
+        hold_history_verdicts(comparisons, noisy)
     comparisons.extend(_missing(run, base_run, base_keys, settings.threshold))
     return comparisons
 
 
-def settings_for(key: SeriesKey, settings: CompareSettings) -> CompareSettings:
-    """The settings of one series: its own threshold when `thresholds` names its label or id."""
-    threshold = settings.thresholds.get(key.label, settings.thresholds.get(key.id))
-    return settings if threshold is None else settings.model_copy(update={"threshold": threshold})
+def _compare_one(
+    series: SeriesResult, facts: BaseFacts, store: Store, settings: CompareSettings, branch: str | None, until: Cutoff
+) -> tuple[Comparison, str | None]:
+    """One series against the base and the kind of its change (None: not attributed): attributed, then judged
+    the way its kind of change is (trtci.verdict.attribution)."""
+    own = settings_for(series.key, settings)
+    base_key = facts.match(series.key)
+    other = base_key if base_key != series.key else None
+    judge = settings.attribute and base_key is not None and series.key.backend != HISTORY_ONLY_BACKEND
+    attribution = facts.attribute(series.key, base_key) if judge and base_key is not None else None
+    history_key = base_key if attribution is not None and attribution.kind == ENVIRONMENT else series.key
+    assert history_key is not None
+    points = (
+        history(store, history_key.id, branch, until=until, exclude_run=facts.run.context.run_id, window=own.window)
+        if branch is not None
+        else []
+    )
+    index = None
+    if attribution is not None and attribution.kind == ENVIRONMENT and branch is not None:
+        points, index = environment_points(store, facts, series.key, points, branch, until)
+    comparison = compare_series(series, points, branch, own, other)
+    if attribution is None:
+        return comparison, None
+    comparison.changed = list(attribution.changes)
+    if attribution.kind == NOTHING:
+        identical(comparison, branch)
+    elif attribution.kind == ENVIRONMENT:
+        environment(comparison, attribution, index)
+    return comparison, attribution.kind
 
 
-def acknowledge(
-    comparison: Comparison | AccuracyChange, names: Sequence[str], settings: CompareSettings, labels: list[str]
+def _judge_canaries(
+    run: RunResult, facts: BaseFacts, store: Store, settings: CompareSettings, branch: str | None, until: Cutoff
 ) -> None:
-    """Turn a regression into "acknowledged" when `settings.acknowledge` has an entry for one of `names` (a series
-    label or id, a variant label) or the pull request carries ACCEPT_LABEL; the trtci.yml entry's reason wins.
-    Other verdicts stay as they are."""
-    if comparison.verdict != "regression":
-        return
-    reason = next((settings.acknowledge[name] for name in names if name in settings.acknowledge), None)
-    if reason is not None:
-        comparison.acknowledgement = f"acknowledged in trtci.yml: {reason}"
-    elif ACCEPT_LABEL in labels:
-        comparison.acknowledgement = f"acknowledged by the PR label {ACCEPT_LABEL}"
-    else:
-        return
-    comparison.verdict = "acknowledged"
-
-
-def stale_acknowledgements(run: RunResult, settings: CompareSettings) -> list[str]:
-    """One warning per `compare.acknowledge` entry that names no series of the run (by label or id)."""
-    names = {name for s in run.series for name in (s.key.label, s.key.id, s.key.variant_label)}
-    return [
-        f"compare.acknowledge names {entry!r}, which is no series of this run: remove the entry from trtci.yml "
-        "or give a series label as the report shows it"
-        for entry in settings.acknowledge
-        if entry not in names
-    ]
+    for canary in run.canaries:
+        device = facts.device(canary.device_id)
+        medians = (
+            canary_history(
+                store, canary, device, branch, until=until, exclude_run=run.context.run_id, window=settings.window
+            )
+            if branch is not None and device is not None
+            else {}
+        )
+        judge_canary(canary, list(medians.values()), settings, branch)
 
 
 def decide(
@@ -126,19 +165,8 @@ def decide(
         spread = z * noise * math.sqrt(1.0 + math.pi / 2.0 / max(history_runs, 1))
         below, above = math.hypot(below, spread), math.hypot(above, spread)
     low, high = ratio * math.exp(-below), ratio * math.exp(above)
-    bound = 1.0 + settings.threshold
-    # Clearing 1 (not 1 + t) is what catches a change of exactly t: the interval only needs to be narrower
-    # than about t / 2. The floor on the ratio keeps a tiny but precisely measured change from failing the gate.
     floor = 1.0 + settings.threshold / 2.0
-    if low > 1.0 and ratio >= floor:
-        verdict = "regression"
-    elif high < 1.0 and ratio <= 1.0 / floor:
-        verdict = "improvement"
-    elif low >= 1.0 / bound and high <= bound:
-        verdict = "unchanged"
-    else:
-        verdict = "inconclusive"
-    return verdict, [low, high], max(math.exp(below), floor) - 1.0
+    return classify(ratio, low, high, settings.threshold), [low, high], max(math.exp(below), floor) - 1.0
 
 
 def decide_ab(result: ABResult, threshold: float) -> str:
@@ -253,19 +281,13 @@ def _no_baseline_reason(branch: str | None, key: SeriesKey, other: SeriesKey | N
     return f"baseline on {branch} measured with another {'/'.join(differs)}: not compared"
 
 
-def _provenance(key: SeriesKey) -> tuple:
-    """What is measured (model, precision, batch, backend), without where and how: equal for series that
-    differ only in provenance (device, model file, options) and must not be judged against each other."""
-    return tuple(getattr(key, f) for f in PROVENANCE)
-
-
 def _missing(run: RunResult, base_run: str | None, base_keys: list[SeriesKey], threshold: float) -> list[Comparison]:
     """Base series on this run's devices that this run neither measured nor replaced by another provenance."""
-    measured = {_provenance(s.key) for s in run.series}
+    measured = {provenance(s.key) for s in run.series}
     devices = {s.key.device_id for s in run.series}
     missing = []
     for key in base_keys:
-        if key.device_id not in devices or _provenance(key) in measured:
+        if key.device_id not in devices or provenance(key) in measured:
             continue
         missing.append(
             Comparison(

@@ -151,6 +151,24 @@ def run_noise(medians: Sequence[float] | np.ndarray) -> float | None:
     return min(by_steps, by_level)
 
 
+def classify(ratio: float, low: float, high: float, threshold: float) -> str:
+    """The verdict of a ratio (above 1 is slower) and its interval [low, high] at the smallest change that matters,
+    `threshold` (docs/statistics.md): regression, improvement, unchanged or inconclusive.
+
+    Clearing 1 (not 1 + t) is what catches a change of exactly t: the interval only needs to be narrower than
+    about t / 2. The floor of 1 + t / 2 on the ratio keeps a tiny but precisely measured change from failing the
+    gate.
+    """
+    floor, bound = 1.0 + threshold / 2.0, 1.0 + threshold
+    if low > 1.0 and ratio >= floor:
+        return "regression"
+    if high < 1.0 and ratio <= 1.0 / floor:
+        return "improvement"
+    if low >= 1.0 / bound and high <= bound:
+        return "unchanged"
+    return "inconclusive"
+
+
 def normal_quantile(confidence: float) -> float:
     """z such that a standard normal falls within ±z with probability `confidence` (Acklam-free bisection)."""
     target = 1.0 - confidence

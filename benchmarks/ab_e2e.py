@@ -1,0 +1,175 @@
+"""End-to-end A/B trials: real `trtci ab` runs, each in a process of its own, on a fast and a slow model.
+
+Models are MLPs built with onnx.helper (MatMul + Relu layers of fixed random weights, fixed batch):
+
+- fast: 48 layers 128 wide at batch 8, a fraction of a millisecond a call: rounds must batch calls to time well;
+- slow: 6 layers 1024 wide at batch 256, tens of milliseconds a call: one call a round.
+
+B is A with extra layers, as many as make it about 10% slower from a short measurement of one layer's cost;
+B's true cost over A is then measured separately (A and B alternating in 30 A B B A blocks, the median of the
+blocks' ratios). A/A compares two files of the same model; A/B compares A and B. Each comparison is
+`trtci ab --model-a A --model-b B --budget <budget> --min-effect <min effect>` run as a user runs it; a claim is a
+verdict of regression or improvement. Used by benchmarks/detection.py (`--e2e`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from onnx import TensorProto, helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_SLOWDOWN = 0.10
+
+
+@dataclass(frozen=True)
+class Shape:
+    name: str
+    layers: int
+    width: int
+    batch: int
+
+
+FAST = Shape("fast", 48, 128, 8)
+SLOW = Shape("slow", 6, 1024, 256)
+
+
+def mlp(shape: Shape, layers: int) -> bytes:
+    """`layers` MatMul+Relu layers of the shape's width with fixed random weights (the first n alike in any size)."""
+    rng = np.random.default_rng(0)
+    nodes, weights, current = [], [], "x"
+    for i in range(layers):
+        w = (rng.normal(size=(shape.width, shape.width)) / math.sqrt(shape.width)).astype(np.float32)
+        weights.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes += [
+            helper.make_node("MatMul", [current, f"w{i}"], [f"m{i}"]),
+            helper.make_node("Relu", [f"m{i}"], [f"r{i}"]),
+        ]
+        current = f"r{i}"
+    nodes[-1].output[0] = "y"
+    value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [shape.batch, shape.width]) for n in ("x", "y")]
+    graph = helper.make_graph(nodes, "mlp", value[:1], value[1:], weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def call_of(model: bytes, shape: Shape) -> Callable[[], object]:
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    feeds = {"x": np.random.default_rng(1).standard_normal((shape.batch, shape.width)).astype(np.float32)}
+    return lambda: session.run(None, feeds)
+
+
+def block_ratios(call_a: Callable[[], object], call_b: Callable[[], object], blocks: int) -> list[float]:
+    """Per A B B A block of about 50 ms a side, the ratio of B's time to A's."""
+    for _ in range(3):
+        call_a()
+        call_b()
+    start = time.perf_counter()
+    call_a()
+    calls = max(1, round(0.05 / max(time.perf_counter() - start, 1e-6)))
+
+    def timed(fn: Callable[[], object]) -> float:
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return time.perf_counter() - t
+
+    ratios = []
+    for _ in range(blocks):
+        a1, b1, b2, a2 = timed(call_a), timed(call_b), timed(call_b), timed(call_a)
+        ratios.append((b1 + b2) / (a1 + a2))
+    return ratios
+
+
+def make_models(shape: Shape, directory: Path) -> tuple[Path, Path, Path, float, float]:
+    """(A, a copy of A, B, B's true cost over A, A's median call in ms): B has layers for about TARGET_SLOWDOWN."""
+    base = mlp(shape, shape.layers)
+    double = float(np.median(block_ratios(call_of(base, shape), call_of(mlp(shape, 2 * shape.layers), shape), 8)))
+    extra = max(1, round(TARGET_SLOWDOWN * shape.layers / max(double - 1.0, 1e-3)))
+    paths = [directory / f"{shape.name}-{n}.onnx" for n in ("a", "a-copy", "b")]
+    for path, model in zip(paths, (base, base, mlp(shape, shape.layers + extra))):
+        path.write_bytes(model)
+    call_a = call_of(base, shape)
+    true = float(np.median(block_ratios(call_a, call_of(paths[2].read_bytes(), shape), 30)))
+    start = time.perf_counter()
+    for _ in range(5):
+        call_a()
+    return paths[0], paths[1], paths[2], true, (time.perf_counter() - start) / 5 * 1e3
+
+
+@dataclass
+class Trial:
+    verdict: str
+    ratio: float
+    rounds: int
+    calls: int
+    seconds: float
+
+
+def trtci_ab(a: Path, b: Path, batch: int, budget: float, min_effect: float) -> Trial:
+    """One `trtci ab` in a new process, and what it printed."""
+    done = subprocess.run(
+        [sys.executable, "-m", "trtci.cli", "ab", "--model-a", str(a), "--model-b", str(b), "--batch-size", str(batch)]
+        + ["--budget", f"{budget:g}", "--min-effect", f"{min_effect:g}"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"trtci ab failed ({done.returncode}):\n{done.stderr[-2000:]}")
+    out = done.stdout
+    rounds = re.search(r"rounds\s+(\d+) of (\d+) calls a side in ([\d.]+) s", out)
+    ratio = re.search(r"ratio B/A\s+([\d.]+)", out)
+    verdict = re.search(r"verdict\s+(\S+)", out)
+    assert rounds and ratio and verdict, out
+    return Trial(verdict[1], float(ratio[1]), int(rounds[1]), int(rounds[2]), float(rounds[3]))
+
+
+def trials(shape: Shape, directory: Path, aa: int, ab: int, budget: float, min_effect: float) -> dict[str, object]:
+    """A/A and A/B comparisons of one model shape, interleaved; their claims, recall and times."""
+    a, copy, b, true, call_ms = make_models(shape, directory)
+    done: dict[str, list[Trial]] = {"aa": [], "ab": []}
+    for i in range(max(aa, ab)):
+        if i < ab:
+            done["ab"].append(trtci_ab(a, b, shape.batch, budget, min_effect))
+        if i < aa:
+            done["aa"].append(trtci_ab(a, copy, shape.batch, budget, min_effect))
+    claims = sum(t.verdict in ("regression", "improvement") for t in done["aa"])
+    caught = sum(t.verdict == "regression" for t in done["ab"])
+    every = done["aa"] + done["ab"]
+    return {
+        "shape": shape,
+        "call_ms": call_ms,
+        "true_ratio": true,
+        "aa": len(done["aa"]),
+        "aa_claims": claims,
+        "ab": len(done["ab"]),
+        "caught": caught,
+        "recall": caught / len(done["ab"]) if done["ab"] else math.nan,
+        "median_s": float(np.median([t.seconds for t in every])),
+        "max_s": max(t.seconds for t in every),
+        "median_rounds": float(np.median([t.rounds for t in every])),
+        "calls_per_round": float(np.median([t.calls for t in every])),
+    }
+
+
+def report(result: dict[str, object]) -> str:
+    shape = result["shape"]
+    assert isinstance(shape, Shape)
+    return (
+        f"{shape.name}: {shape.layers} layers x {shape.width} at batch {shape.batch}, {result['call_ms']:.2f} ms a "
+        f"call; B/A true {result['true_ratio']:.3f}; A/A claims {result['aa_claims']}/{result['aa']}, A/B caught "
+        f"{result['caught']}/{result['ab']}; median {result['median_rounds']:.0f} rounds of "
+        f"{result['calls_per_round']:.0f} calls, {result['median_s']:.1f} s (max {result['max_s']:.1f} s)"
+    )

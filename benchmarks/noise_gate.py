@@ -1,0 +1,210 @@
+"""Does the gate stay quiet when nothing changed, and fail when a model really got slower? As a user's CI runs it.
+
+The bundled example (examples/digits) is copied into a fresh git repository and run with `trtci run --config
+trtci.yml` in a new process each time, on one results database, as CI with a persisted history would:
+
+1. `--runs` runs on `main`, one commit: every gate failure is a false failure;
+2. `--prs` pull requests that change nothing the series depend on (each adds a Markdown file), each run on its
+   own branch against `main` (`--base-branch main`): every gate failure is a false failure;
+3. `--tries` pull requests that make the model slower: the same outputs, more work (zero-padded hidden units and
+   no-op additions, `slower_model`). A try is caught when the gate fails with a regression. The true cost of the
+   slower model is measured separately, per series: the base's and the slower model's prepared variants (as
+   trtci prepares them) timed in 60 alternating A B B A blocks of about 20 ms each side, the median of the
+   blocks' ratios.
+
+Other processes may load the machine meanwhile: the numbers are this machine's at this time. Prints one line per
+run, the slower model's true cost, and as the last line:
+
+    noise_gate: runs=<n> false_failures=<f> caught=<c>/<tries>
+
+Run from the repository root: `python -m benchmarks.noise_gate` (about 15 to 30 minutes on 2 shared cores);
+`--runs 6 --prs 3 --tries 3` for a short check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "digits"
+FILES = ("model.onnx", "calibration.npz", "validation.npz", "trtci.yml")
+PAD_UNITS = 16  # zero hidden units added to the first layer: more multiply-adds, the same outputs
+NO_OP_ADDS = 1  # "+ 0" nodes after the logits: a fixed cost per call, which is what a batch-1 call mostly is
+
+
+def slower_model(source: Path, target: Path, pad: int = PAD_UNITS, adds: int = NO_OP_ADDS) -> None:
+    """The digits model with the same outputs and more work: `pad` zero units in the first hidden layer (zero
+    weights in and out, so they add nothing) and `adds` additions of zero to the logits."""
+    model = onnx.load(str(source))
+    weights = {w.name: w for w in model.graph.initializer}
+    w0, b0, w1 = (numpy_helper.to_array(weights[n]) for n in ("fc0.weight", "fc0.bias", "fc1.weight"))
+    padded = {
+        "fc0.weight": np.concatenate([w0, np.zeros((w0.shape[0], pad), np.float32)], axis=1),
+        "fc0.bias": np.concatenate([b0, np.zeros(pad, np.float32)]),
+        "fc1.weight": np.concatenate([w1, np.zeros((pad, w1.shape[1]), np.float32)], axis=0),
+    }
+    for name, array in padded.items():
+        weights[name].CopyFrom(numpy_helper.from_array(array, name))
+    output = model.graph.output[0].name
+    for node in model.graph.node:
+        node.output[:] = ["pre0" if name == output else name for name in node.output]
+    model.graph.initializer.append(numpy_helper.from_array(np.zeros((10,), np.float32), "zeros"))
+    for i in range(adds):
+        after = output if i == adds - 1 else f"pre{i + 1}"
+        model.graph.node.append(helper.make_node("Add", [f"pre{i}", "zeros"], [after], name=f"no_op_{i}"))
+    onnx.checker.check_model(model)
+    onnx.save(model, str(target))
+
+
+def make_repo(directory: Path) -> Path:
+    """A git repository holding the example on `main`, one commit."""
+    repo = directory / "repo"
+    repo.mkdir()
+    for name in FILES:
+        shutil.copy(EXAMPLE / name, repo / name)
+    (repo / ".gitignore").write_text("results/\n.trtci-cache/\n")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "-m", "the digits example")
+    return repo
+
+
+def git(repo: Path, *args: str) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "ci", "GIT_AUTHOR_EMAIL": "ci@example.com"}
+    env.update(GIT_COMMITTER_NAME="ci", GIT_COMMITTER_EMAIL="ci@example.com")
+    done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, env=env, check=True)
+    return done.stdout.strip()
+
+
+def trtci_run(repo: Path, *args: str) -> tuple[int, dict, float]:
+    """(exit code, JSON summary, seconds) of one `trtci run --config trtci.yml` in `repo`, as CI runs it."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env["PYTHONPATH"] = str(ROOT)
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "trtci.cli", "run", "--config", "trtci.yml", *args],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    seconds = time.perf_counter() - start
+    if done.returncode not in (0, 1):
+        raise SystemExit(f"trtci run failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return done.returncode, json.loads((repo / "results" / "summary.json").read_text()), seconds
+
+
+def describe(code: int, summary: dict, seconds: float) -> str:
+    verdicts = Counter(c["verdict"] for c in summary["comparisons"])
+    drift = sum(1 for c in summary["comparisons"] if c.get("machine_drift"))
+    canaries = ", ".join(f"canary x{c['ratio']:.2f}" for c in summary["canaries"] if c.get("ratio"))
+    words = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
+    return f"exit {code} ({seconds:.0f} s): {words}; machine drift on {drift}; {canaries or 'no canary history'}"
+
+
+def true_costs(repo: Path, slow: Path) -> dict[str, float]:
+    """Series label -> median of 60 A B B A blocks' ratios of the slower model's prepared variant over the base's."""
+    sys.path.insert(0, str(ROOT))
+    from trtci.backends.onnxruntime import OnnxRuntimeBackend
+    from trtci.config import load_config
+    from trtci.pipeline.plan import bench_feeds, load_request, plan_model
+    from trtci.pipeline.progress import Silent
+    from trtci.pipeline.variants import prepare_variant, variants_for
+
+    config = load_config(repo / "trtci.yml")
+    backend = OnnxRuntimeBackend(config.bench.threads)
+    base = plan_model(config.models[0])
+    slower = plan_model(config.models[0].model_copy(update={"path": slow}))
+    costs = {}
+    for precision, quantization in variants_for(base, backend):
+        if quantization == "tensorrt":
+            continue  # validated only, never timed on ONNX Runtime
+        sides = [prepare_variant(p, config, precision, quantization, Silent()).prepared for p in (base, slower)]
+        for batch in base.config.batch_sizes:
+            feeds = bench_feeds(base, batch)
+            calls = []
+            for plan, prepared in zip((base, slower), sides):
+                assert prepared is not None
+                session = backend.load(load_request(plan, config, prepared, batch, backend))
+                calls.append(lambda s=session, f=feeds: s.run(f))
+            label = f"{precision}{f'({quantization})' if quantization else ''} b{batch}"
+            costs[label] = block_ratio(*calls)
+    return costs
+
+
+def block_ratio(run_a, run_b, blocks: int = 60, block_s: float = 0.02) -> float:
+    for _ in range(50):
+        run_a()
+        run_b()
+    start = time.perf_counter()
+    for _ in range(20):
+        run_a()
+    calls = max(1, round(block_s / ((time.perf_counter() - start) / 20)))
+
+    def block(fn) -> float:
+        t = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        return time.perf_counter() - t
+
+    ratios = []
+    for _ in range(blocks):
+        a1, b1, b2, a2 = block(run_a), block(run_b), block(run_b), block(run_a)
+        ratios.append((b1 + b2) / (a1 + a2))
+    return float(np.median(ratios))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=30, help="runs of one commit on main")
+    parser.add_argument("--prs", type=int, default=10, help="pull requests that change nothing the series use")
+    parser.add_argument("--tries", type=int, default=10, help="pull requests with a slower model")
+    args = parser.parse_args()
+    false_failures = caught = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        repo = make_repo(Path(tmp))
+        for i in range(args.runs):
+            code, summary, seconds = trtci_run(repo)
+            false_failures += code == 1
+            print(f"main run {i + 1}: {describe(code, summary, seconds)}", flush=True)
+        for i in range(args.prs):
+            git(repo, "checkout", "-q", "-b", f"docs-{i}", "main")
+            (repo / f"NOTES-{i}.md").write_text(f"# Note {i}\n\nNothing a series depends on.\n")
+            git(repo, "add", "-A")
+            git(repo, "commit", "-q", "-m", f"docs {i}")
+            code, summary, seconds = trtci_run(repo, "--base-branch", "main")
+            false_failures += code == 1
+            print(f"docs PR {i + 1}: {describe(code, summary, seconds)}", flush=True)
+            git(repo, "checkout", "-q", "main")
+        slow = Path(tmp) / "slower.onnx"
+        slower_model(repo / "model.onnx", slow)
+        for i in range(args.tries):
+            git(repo, "checkout", "-q", "-b", f"slower-{i}", "main")
+            shutil.copy(slow, repo / "model.onnx")
+            git(repo, "commit", "-q", "-am", f"slower model {i}")
+            code, summary, seconds = trtci_run(repo, "--base-branch", "main")
+            regressions = [c for c in summary["comparisons"] if c["verdict"] == "regression"]
+            caught += code == 1 and bool(regressions)
+            found = "; ".join(f"{c['label']} {(c['ratio'] - 1) * 100:+.1f}%" for c in regressions)
+            print(f"slower PR {i + 1}: {describe(code, summary, seconds)}; regressions: {found or 'none'}", flush=True)
+            git(repo, "checkout", "-q", "main")
+        costs = true_costs(repo, slow)
+    print("slower model's true cost (A B B A blocks): " + ", ".join(f"{k} {v:.3f}" for k, v in costs.items()))
+    print(f"noise_gate: runs={args.runs + args.prs} false_failures={false_failures} caught={caught}/{args.tries}")
+
+
+if __name__ == "__main__":
+    main()
