@@ -28,6 +28,7 @@ from trtci.config import ALL_PRECISIONS
 from trtci.errors import TemplateError
 from trtci.results import Comparison, DeviceInfo, RunResult, SeriesResult
 from trtci.verdict.gate import RunVerdict, comparisons_by_series, judge
+from trtci.verdict.recommend import recommend
 from trtci.verdict.speedup import slower_than_fp32, speedups_vs_fp32
 
 
@@ -253,6 +254,7 @@ def _context(run: RunResult, extra: dict | None) -> dict[str, Any]:
         "comparisons": comparisons_by_series(run),
         "verdict": verdict,
         "slower_than_fp32": slower_than_fp32(run),
+        "recommendation": recommend(run),
         "trtci_version": __version__,
         "extra": extra or {},
     }
