@@ -222,10 +222,14 @@ def check_golden(name: str, text: str) -> None:
 
 
 def table_rows(text: str, model: str) -> list[list[str]]:
-    """Cells of the markdown table rows whose first cell is `model` (split on unescaped pipes)."""
+    """Cells of the series tables' rows whose first cell is `model` (split on unescaped pipes); the precision
+    advice table, which also starts with the model, is left out."""
     rows = []
+    advice = False
     for line in text.splitlines():
-        if line.startswith(f"| {model} |"):
+        if line.startswith("### "):
+            advice = line == "### Precision to ship"
+        if line.startswith(f"| {model} |") and not advice:
             rows.append([c.strip() for c in re.split(r"(?<!\\)\|", line)[1:-1]])
     return rows
 
