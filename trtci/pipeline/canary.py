@@ -18,6 +18,7 @@ import numpy as np
 from trtci.backends.base import Backend, LoadRequest
 from trtci.config import BenchSettings, Config
 from trtci.errors import BackendError
+from trtci.pipeline.cache import commit, workdir
 from trtci.results import BenchResult, Canary
 
 VERSION = 1
@@ -51,10 +52,9 @@ def canary_model(cache_dir: Path) -> Path:
     graph = helper.make_graph(nodes, "trtci_canary", io[:1], io[1:], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="trtci-canary")
     model.ir_version = 8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".tmp")
-    partial.write_bytes(model.SerializeToString())
-    partial.replace(path)
+    with workdir(cache_dir) as work:  # a unique folder, so concurrent runs never write one file
+        (work / path.name).write_bytes(model.SerializeToString())
+        commit(work, path)  # replaces a damaged cache's folder where the file belongs
     return path
 
 
