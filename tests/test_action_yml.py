@@ -219,7 +219,7 @@ RECORD_RUN = (
 )
 # A real run file, as `trtci run --bundle-dir DIR` writes one: the pull request number from the event.
 WRITE_RUN_FILE = (
-    "import sys; from dataclasses import replace; from pathlib import Path; from test_report import passing_run; "
+    "import sys; from dataclasses import replace; from pathlib import Path; from tests.sample_runs import passing_run; "
     "from trtci.context.event import load_event; from trtci.store.runfile import write_runfile; run = passing_run(); "
     "run.context = replace(run.context, pr_number=load_event().pr_number); write_runfile(run, Path(sys.argv[1]))"
 )

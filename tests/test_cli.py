@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from tests.cli_runner import trtci
 from tests.models import mlp_classifier
-from trtci.cli import cli, main
+from trtci.cli import cli
 from trtci.cli.exits import MAX_LINE, TrtciCommand, TrtciGroup
 from trtci.errors import BackendUnavailable, ConfigError, PublishError
 
@@ -21,13 +22,6 @@ ROOT = Path(__file__).resolve().parent.parent
 FAST = ["--duration", "0.02", "--warmup", "0"]
 
 
-def trtci(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run `trtci ARGS` in-process through the real entry point; return exit code, stdout, stderr."""
-    monkeypatch.setattr(sys, "argv", ["trtci", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    captured = capsys.readouterr()
-    return exit_info.value.code, captured.out, captured.err
 
 
 @pytest.fixture
@@ -191,7 +185,7 @@ def test_run_writes_step_outputs_for_the_action(model_dir, monkeypatch, capsys):
 
 
 def test_run_in_a_pr_branch_times_changed_build_settings_against_the_merge_base_config(tmp_path, monkeypatch, capsys):
-    from tests.test_merge_base import settings_repo
+    from tests.git_repos import settings_repo
 
     root = tmp_path / "repo"
     settings_repo(root, length=256)
@@ -208,7 +202,7 @@ def test_run_in_a_pr_branch_times_changed_build_settings_against_the_merge_base_
 
 
 def test_a_merge_base_config_that_does_not_parse_is_a_warning_not_a_failure(tmp_path, monkeypatch, capsys):
-    from tests.test_merge_base import commit_all, settings_repo
+    from tests.git_repos import commit_all, settings_repo
 
     root = tmp_path / "repo"
     settings_repo(root, length=256)
@@ -228,7 +222,7 @@ def test_a_merge_base_config_that_does_not_parse_is_a_warning_not_a_failure(tmp_
 def test_an_override_the_merge_base_config_cannot_take_is_a_warning(tmp_path):
     from rich.console import Console
 
-    from tests.test_merge_base import settings_repo
+    from tests.git_repos import settings_repo
     from trtci.cli import _merge_base_config
 
     merge_base, path = settings_repo(tmp_path / "repo", length=256)  # no model with calibration data there

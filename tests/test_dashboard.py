@@ -8,8 +8,8 @@ import zlib
 from pathlib import Path
 
 import pytest
-from test_store import CPU, bench, key, make_run
 
+from tests.recorded_runs import CPU, bench, key, make_run
 from trtci.report.dashboard import build_cards, render_dashboard, trend_extra, write_dashboard
 from trtci.report.markdown import render
 from trtci.results import AccuracyResult, Comparison, DeviceInfo, SeriesResult

@@ -8,10 +8,10 @@ import subprocess
 import sys
 
 import pytest
-from test_cli import trtci
-from test_history import clone, data_files, origin  # noqa: F401  (pytest fixture)
-from test_store import full_run, history_store
 
+from tests.cli_runner import trtci
+from tests.git_repos import clone, data_files
+from tests.recorded_runs import full_run, history_store
 from trtci.store.database import Store
 
 
@@ -178,7 +178,7 @@ def test_db_export_still_runs_any_select(monkeypatch, capsys, db):
 
 
 def test_db_runs_waits_for_a_writer_then_names_the_lock(monkeypatch, capsys, db):
-    from test_store_faults import lock_held
+    from tests.locks import lock_held
 
     monkeypatch.setenv("TRTCI_DB_TIMEOUT", "0.3")
     with lock_held(db, "EXCLUSIVE"):

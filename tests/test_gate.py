@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from test_report import acknowledged_run, passing_run, sample_run
 
+from tests.sample_runs import acknowledged_run, passing_run, sample_run
 from trtci.errors import ConfigError
 from trtci.github.checks import verdict_from_json_summary
 from trtci.report.json_summary import summary_dict, write_summary

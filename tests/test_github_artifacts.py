@@ -9,8 +9,8 @@ import zipfile
 import click
 from click.testing import CliRunner
 from github_server import github_fixture  # noqa: F401  (the `github` fixture)
-from test_report import passing_run
 
+from tests.sample_runs import passing_run
 from trtci.cli.github import register
 from trtci.github.api import GitHubClient
 from trtci.github.artifacts import extract_runfiles, fetch_baseline

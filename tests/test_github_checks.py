@@ -8,8 +8,8 @@ import json
 import click
 from click.testing import CliRunner
 from github_server import Fault, github_fixture  # noqa: F401  (the `github` fixture)
-from test_report import passing_run, sample_run
 
+from tests.sample_runs import passing_run, sample_run
 from trtci.cli.github import register
 from trtci.report.json_summary import write_summary
 from trtci.verdict.gate import judge

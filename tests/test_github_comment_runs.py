@@ -153,8 +153,7 @@ def test_run_order_comes_from_the_triggering_run_under_workflow_run():
 def test_merge_writes_the_pr_number_its_legs_agree_on(tmp_path):
     from dataclasses import replace
 
-    from test_report import passing_run
-
+    from tests.sample_runs import passing_run
     from trtci.cli.github import merge as merge_command
     from trtci.store.runfile import write_runfile
 

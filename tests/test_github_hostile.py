@@ -24,8 +24,8 @@ from click.testing import CliRunner
 from github_server import Answer, GitHubServer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_log_injection import OWN_COMMAND, commands_in
 
+from tests.log_lines import OWN_COMMAND, commands_in
 from trtci.cli.github import ClientOptions, baseline_fetch, comment, status
 from trtci.context.event import PRIVILEGED_EVENTS, parse_event
 from trtci.github.checks import COUNTS

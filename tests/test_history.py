@@ -1,13 +1,13 @@
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pytest
-from test_store import bench, full_run, key, make_run
 
+from tests.git_repos import clone, data_files, git
+from tests.recorded_runs import bench, full_run, key, make_run, run_file
 from trtci.context.git import GitError
 from trtci.errors import DataError, PublishError
 from trtci.results import SeriesResult
@@ -18,39 +18,14 @@ from trtci.store.runfile import FORMAT, run_to_dict, write_runfile
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def git(cwd: Path, *args: str, input_text: str | None = None) -> str:
-    done = subprocess.run(["git", "-C", str(cwd), *args], check=True, capture_output=True, text=True, input=input_text)
-    return done.stdout.strip()
 
 
-@pytest.fixture
-def origin(tmp_path) -> Path:
-    """A bare repository with one commit on main, like a project's GitHub remote."""
-    bare = tmp_path / "origin.git"
-    subprocess.run(["git", "init", "--bare", "-q", "-b", "main", str(bare)], check=True)
-    seed = tmp_path / "seed"
-    subprocess.run(["git", "clone", "-q", str(bare), str(seed)], check=True, capture_output=True)
-    (seed / "README.md").write_text("project\n")
-    git(seed, "add", "README.md")
-    git(seed, "-c", "user.name=dev", "-c", "user.email=dev@example.com", "commit", "-q", "-m", "init")
-    git(seed, "push", "-q", "origin", "main")
-    return bare
 
 
-def clone(origin: Path, where: Path) -> Path:
-    subprocess.run(["git", "clone", "-q", str(origin), str(where)], check=True, capture_output=True)
-    return where
 
 
-def data_files(origin: Path, branch: str = "trtci-data") -> list[str]:
-    return git(origin, "ls-tree", "-r", "--name-only", branch).splitlines()
 
 
-def run_file(tmp_path: Path, run_id: str, day: int = 1) -> Path:
-    run = make_run(
-        run_id, [SeriesResult(key=key(), bench=bench(1.0 + day / 10))], started_at=f"2026-11-{day:02d}T08:00:00Z"
-    )
-    return write_runfile(run, tmp_path / f"out-{run_id}")
 
 
 def test_first_push_creates_the_data_branch_without_touching_the_checkout(origin, tmp_path):
@@ -108,7 +83,7 @@ def racer(other: Path, tmp_path: Path, *, once: bool, then: str = "") -> str:
         f"marker = Path({str(marker)!r})\n"
         f"if not ({once!r} and marker.exists()):\n"
         "    marker.touch()\n"
-        "    from test_history import run_file\n"
+        "    from tests.recorded_runs import run_file\n"
         "    from trtci.store.git_history import push_run\n"
         f"    scratch = Path({str(tmp_path)!r}) / uuid.uuid4().hex\n"
         f"    push_run(Path({str(other)!r}), run_file(scratch, uuid.uuid4().hex[:8], day=2))\n"
@@ -310,8 +285,7 @@ def test_pull_judges_each_hostile_file_alone(origin, tmp_path):
 
 
 def test_pull_stops_at_a_lock_held_too_long_and_a_later_pull_finishes(origin, tmp_path):
-    from test_store_faults import lock_held
-
+    from tests.locks import lock_held
     from trtci.store.connection import DatabaseLocked
 
     work = clone(origin, tmp_path / "work")

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 from git_http_server import git_http_server
-from test_history import git, origin  # noqa: F401  (pytest fixture)
-from test_store import full_run
 
+from tests.git_repos import git
+from tests.recorded_runs import full_run
 from trtci.context.git import Git
 from trtci.store.database import Store
 from trtci.store.git_history import auth_env, basic_credential

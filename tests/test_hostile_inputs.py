@@ -15,8 +15,8 @@ from typing import Any
 import click
 import pytest
 from click.testing import CliRunner
-from test_store import full_run
 
+from tests.recorded_runs import full_run
 from trtci.store.database import Store
 from trtci.store.runfile import run_to_dict
 

@@ -254,7 +254,7 @@ def test_a_file_nested_beyond_pythons_recursion_limit_is_an_input_error(tmp_path
 
 
 def test_a_database_locked_too_long_keeps_the_run_beside_it(tmp_path, cli, monkeypatch):
-    from test_store_faults import lock_held
+    from tests.locks import lock_held
 
     db = tmp_path / "t.db"
     Store(db).close()

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import yaml
 from models import mlp_classifier
-from test_history import clone, git, origin  # noqa: F401  (pytest fixture)
-from test_store import bench, key, make_run
 
+from tests.git_repos import clone, git
+from tests.recorded_runs import bench, key, make_run
 from trtci.results import SeriesResult
 from trtci.store.database import Store
 from trtci.store.runfile import read_runfile, write_runfile

@@ -12,10 +12,8 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import subprocess
 import sys
-import unicodedata
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,38 +21,22 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tests.log_lines import OWN_COMMAND, commands_in
 from tests.models import mlp_classifier
-from tests.test_report import passing_run
+from tests.sample_runs import passing_run
 from trtci.github import actions
 from trtci.store.runfile import write_runfile
 
 ROOT = Path(__file__).resolve().parent.parent
-# .NET's char.IsWhiteSpace, which String.TrimStart() removes.
-NET_WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680" + "".join(map(chr, range(0x2000, 0x200B)))
-NET_WHITE_SPACE += "\u2028\u2029\u202f\u205f\u3000"
-DEFAULT_IGNORABLE = {0x034F, 0x115F, 0x1160, 0x17B4, 0x17B5, *range(0x180B, 0x1810), 0x3164, *range(0xFE00, 0xFE10)}
-DEFAULT_IGNORABLE |= {0xFFA0, *range(0xE0000, 0xE1000)}
-# What trtci itself may print as a command: errors, warnings and notices with its titles, and the token's mask.
-OWN_COMMAND = re.compile(r"^::(error|warning|notice)( title=trtci[^:]*)?::|^::add-mask::")
 HOSTILE = "A" * 76 + " ::stop-commands::x"
 
 
-def collation_ignores(ch: str) -> bool:
-    category = unicodedata.category(ch)
-    return ch != "\t" and (category in ("Cc", "Cf", "Cn", "Cs", "Zl", "Zp") or ord(ch) in DEFAULT_IGNORABLE)
 
 
-def log_lines(text: str) -> list[str]:
-    return re.split(r"\r\n|\r|\n", text)
 
 
-def reads_as_command(line: str) -> bool:
-    visible = "".join(ch for ch in line if not collation_ignores(ch))
-    return visible.lstrip(NET_WHITE_SPACE).startswith("::") or "##[" in visible
 
 
-def commands_in(output: str) -> list[str]:
-    return [line for line in log_lines(output) if reads_as_command(line)]
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import click
 import pytest
 from click.testing import CliRunner
 from models import mlp_classifier
-from test_report import passing_run, sample_run
 
+from tests.sample_runs import passing_run, sample_run
 from trtci.cli.github import register
 from trtci.config import parse_config
 from trtci.context.run import run_context
@@ -232,10 +232,11 @@ def test_merge_ends_like_run_step_outputs_job_summary_and_the_gates_exit_code(tm
         "accuracy-regressions=1",  # the second leg is built without accuracy changes
         "missing-legs=a100",
         "verdict=fail",
+        "pr-number=42",  # the pull request both legs name, for the fork-safe commenter to verify
     ]
     assert "<summary>Latency statistics</summary>" in job_summary.read_text()
     assert CliRunner().invoke(cli(), [*args, "--fail-on", "none"], env=env).exit_code == 0
-    assert outputs.read_text().splitlines()[-1] == "verdict=pass"
+    assert outputs.read_text().splitlines()[-2:] == ["verdict=pass", "pr-number=42"]
 
 
 def same_device_leg(run: RunResult, run_id: str, factor: float) -> RunResult:
@@ -318,7 +319,7 @@ def test_merge_into_a_damaged_database_fails_before_reading_a_leg(tmp_path):
 
 
 def test_a_lock_held_too_long_keeps_the_legs_in_the_report_and_says_how_to_record_them(tmp_path):
-    from test_store_faults import lock_held
+    from tests.locks import lock_held
 
     first, second = write_legs(tmp_path / "bundles", passing_run())
     db = tmp_path / "merged.db"

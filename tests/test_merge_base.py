@@ -7,10 +7,9 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
+from tests.git_repos import commit_all, relu_model, settings_repo
 from tests.models import mlp_classifier
 from trtci.config import load_config, parse_config
 from trtci.context.git import config_at, file_at
@@ -74,29 +73,8 @@ def test_an_unchanged_model_is_not_ab_tested(tmp_path):
     assert comparison.method != AB_METHOD and comparison.verdict == "new"
 
 
-def commit_all(root: Path, message: str) -> str:
-    """Commit every file under `root` (a git repository) and return the commit."""
-    identity = ["-c", "user.name=t", "-c", "user.email=t@example.com"]
-    for args in (["add", "-A"], [*identity, "commit", "-q", "-m", message]):
-        subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True)
-    return subprocess.run(
-        ["git", "-C", str(root), "rev-parse", "HEAD"], check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
-def settings_repo(root: Path, length: int) -> tuple[str, Path]:
-    """A git repository with relu.onnx (input [N, S]) and a trtci.yml timing it at S = `length`; (commit, trtci.yml)."""
-    root.mkdir()
-    relu_model(root / "relu.onnx", ["N", "S"])
-    config = root / "trtci.yml"
-    config.write_text(
-        f"models: [{{path: relu.onnx, precisions: [fp32], inputs: [{{name: x, shape: [1, {length}]}}]}}]\n"
-        "database: results.db\ncache_dir: cache\n"
-        "bench: {warmup_ms: 0, duration_s: 0.02, min_iterations: 5}\n"
-        "compare: {ab_budget_s: 10}\n"
-    )
-    subprocess.run(["git", "-C", str(root), "init", "-q", "-b", "main"], check=True, capture_output=True)
-    return commit_all(root, "model and config"), config
 
 
 def pr_context(merge_base: str) -> RunContext:
@@ -142,12 +120,6 @@ def test_the_merge_base_config_is_read_from_git_and_absent_outside_it(tmp_path):
         config_at(path, broken)
 
 
-def relu_model(path: Path, dims: list) -> Path:
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
-    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
-    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "relu", [x], [y])
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
-    return path
 
 
 @pytest.mark.parametrize(

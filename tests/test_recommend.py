@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from tests.test_report import CPU, GPU, output
+from tests.sample_runs import CPU, GPU, output
 from trtci.report.json_summary import summary_dict
 from trtci.report.markdown import FILTERS, _default_template_dir
 from trtci.results import (

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from test_report import passing_run, sample_run
-
+from tests.sample_runs import passing_run, sample_run
 from trtci.verdict.gate import judge
 
 

@@ -7,8 +7,8 @@ import json
 import math
 
 import pytest
-from test_report import passing_run, sample_run
 
+from tests.sample_runs import passing_run, sample_run
 from trtci.errors import DataError
 from trtci.store.runfile import FORMAT, file_name, read_runfile, run_to_dict, write_runfile
 

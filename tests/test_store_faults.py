@@ -12,14 +12,13 @@ import shutil
 import sqlite3
 import subprocess
 import sys
-import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from test_store import CPU, bench, full_run, key, make_run
 
+from tests.locks import lock_held
+from tests.recorded_runs import CPU, bench, full_run, key, make_run
 from trtci.errors import StoreError
 from trtci.results import SeriesResult
 from trtci.store.connection import DatabaseLocked
@@ -29,28 +28,6 @@ from trtci.store.runfile import read_runfile
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@contextlib.contextmanager
-def lock_held(path: Path, mode: str = "IMMEDIATE", seconds: float = 60.0) -> Iterator[subprocess.Popen]:
-    """Another process holding `BEGIN <mode>` on the database until the block ends (or `seconds` pass).
-    IMMEDIATE blocks writers; EXCLUSIVE blocks readers too."""
-    script = textwrap.dedent(
-        f"""
-        import sqlite3, sys, time
-        conn = sqlite3.connect({str(path)!r}, isolation_level=None)
-        conn.execute("BEGIN {mode}")
-        conn.execute("INSERT INTO _trtci_migrations (name, applied_at) VALUES ('held', '')")
-        print("locked", flush=True)
-        sys.stdin.read() if {seconds} <= 0 else time.sleep({seconds})
-        conn.execute("ROLLBACK")
-        """
-    )
-    holder = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        yield holder
-    finally:
-        holder.kill()
-        holder.wait()
 
 
 def recorded_ids(path: Path) -> set[str]:

@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_report import acknowledged_run, passing_run, sample_run
 
+from tests.sample_runs import acknowledged_run, passing_run, sample_run
 from trtci.errors import ConfigError
 from trtci.report.json_summary import summary_dict, write_summary
 from trtci.verdict.gate import SERIES_VERDICTS
