@@ -283,7 +283,7 @@ def _token(variable: str) -> str | None:
     token = os.environ.get(variable, "").strip() or None
     if token is not None and actions.in_actions():
         for secret in (token, basic_credential(token)):
-            click.echo(actions.add_mask(secret))
+            actions.print_command(actions.add_mask(secret))
     return token
 
 

@@ -145,8 +145,11 @@ def plain(text: str) -> str:
 
 def _plain_line(line: str) -> str:
     if not _ORDINARY.fullmatch(line):
+        # An ANSI sequence (ESC [) stays, unless its ESC follows "##": ignoring the ESC would leave "##[".
         line = "".join(
-            REPLACEMENT if _ignorable(ch) and not (ch == "\x1b" and line[i + 1 : i + 2] == "[") else ch
+            REPLACEMENT
+            if _ignorable(ch) and not (ch == "\x1b" and line[i + 1 : i + 2] == "[" and not line[:i].endswith("##"))
+            else ch
             for i, ch in enumerate(line)
         )
     stripped = line.lstrip()  # Python's white space includes every character .NET's TrimStart removes
