@@ -23,7 +23,7 @@ from trtci.errors import ConfigError
 from trtci.results import AccuracyChange, Comparison, RunResult, SeriesResult
 from trtci.verdict.gate import accuracy_changes_by_series, comparisons_by_series, judge
 from trtci.verdict.recommend import recommend
-from trtci.verdict.speedup import speedups_vs_fp32
+from trtci.verdict.speedup import cross_backend, speedups_vs_fp32
 
 SCHEMA_VERSION = 1
 
@@ -116,6 +116,7 @@ def summary_dict(run: RunResult) -> dict:
         "comparisons": [asdict(c) for c in run.comparisons],
         "accuracy_changes": [asdict(c) for c in run.accuracy_changes],
         "recommendation": [{**asdict(r), "label": r.label} for r in recommend(run)],
+        "cross_backend": [{**asdict(c), "speedup": c.speedup} for c in cross_backend(run)],
         "warnings": list(run.warnings),
         "canaries": [asdict(c) for c in run.canaries],
     }

@@ -29,7 +29,7 @@ from trtci.errors import TemplateError
 from trtci.results import Comparison, DeviceInfo, RunResult, SeriesResult
 from trtci.verdict.gate import RunVerdict, comparisons_by_series, judge
 from trtci.verdict.recommend import recommend
-from trtci.verdict.speedup import slower_than_fp32, speedups_vs_fp32
+from trtci.verdict.speedup import cross_backend, slower_than_fp32, speedups_vs_fp32
 
 
 def _default_template_dir() -> Path:
@@ -255,6 +255,7 @@ def _context(run: RunResult, extra: dict | None) -> dict[str, Any]:
         "verdict": verdict,
         "slower_than_fp32": slower_than_fp32(run),
         "recommendation": recommend(run),
+        "cross_backend": cross_backend(run),
         "trtci_version": __version__,
         "extra": extra or {},
     }

@@ -53,3 +53,50 @@ def slower_than_fp32(run: RunResult) -> list[SlowerThanFp32]:
         median = s.bench.stats.median
         found.append(SlowerThanFp32(series=s, speedup=speedup, median_ms=median, fp32_median_ms=median * speedup))
     return found
+
+
+# The framework each backend is set against when both measured the same model on the same device: TensorRT's
+# speedup over ONNX Runtime on the GPU, or over ONNX Runtime on the CPU where that is the only framework there.
+FRAMEWORKS = ("onnxruntime-cuda", "onnxruntime")
+
+
+@dataclass(frozen=True)
+class CrossBackend:
+    """One backend against the framework on the same device model, model file, precision and batch, in one run."""
+
+    model: str
+    precision: str
+    batch: int
+    device: str  # the device's name: a TensorRT and an ONNX Runtime series on one GPU have different device ids
+    backend: str
+    framework: str
+    median_ms: float
+    framework_median_ms: float
+
+    @property
+    def speedup(self) -> float:
+        """The framework's median over this backend's: above 1, this backend is faster."""
+        return self.framework_median_ms / self.median_ms
+
+
+def cross_backend(run: RunResult) -> list[CrossBackend]:
+    """Every benchmarked series set against the framework that measured the same model file, precision and batch on
+    a device of the same kind and name in this run (the first of FRAMEWORKS present), in run order."""
+    names = {d.id: (d.kind, d.name) for d in run.devices}
+    medians: dict[tuple, dict[str, float]] = {}
+    for s in run.series:
+        if s.bench is None or s.bench.stats.median <= 0:
+            continue
+        group = (s.key.model, s.key.model_hash, s.key.precision, s.key.batch, names.get(s.key.device_id))
+        medians.setdefault(group, {}).setdefault(s.key.backend, s.bench.stats.median)
+    found = []
+    for (model, _, precision, batch, device), by_backend in medians.items():
+        framework = next((name for name in FRAMEWORKS if name in by_backend), None)
+        if framework is None or device is None:
+            continue
+        for backend, median in by_backend.items():
+            if backend != framework:
+                found.append(
+                    CrossBackend(model, precision, batch, device[1], backend, framework, median, by_backend[framework])
+                )
+    return found
