@@ -12,6 +12,7 @@ quantizations and says so. The run calls it for every INT8 variant that fails ac
 from __future__ import annotations
 
 import contextlib
+import math
 import tempfile
 import time
 from collections.abc import Callable
@@ -236,6 +237,9 @@ def backend_speedup(plan: ModelPlan, config: Config, backend: Backend) -> Callab
                 result = ab_test(lambda: a.run(feeds), lambda: b.run(feeds), time_budget_s=budget, min_rounds=4)
         except BackendError:
             return None
-        return [1.0 / result.ratio, 1.0 / result.high, 1.0 / result.low]
+        if not result.ratio > 0:
+            return None
+        # A bound of 0 (the A/B could not bound the ratio from below) is an unbounded speedup, not a division error.
+        return [1.0 / result.ratio, *(1.0 / bound if bound > 0 else math.inf for bound in (result.high, result.low))]
 
     return measure
