@@ -3,9 +3,10 @@
 Models are MLPs built with onnx.helper (MatMul + Relu layers of fixed random weights, fixed batch):
 
 - fast: 48 layers 128 wide at batch 8, a fraction of a millisecond a call: rounds must batch calls to time well;
-- slow: 6 layers 1024 wide at batch 256, tens of milliseconds a call: one call a round.
+- slow: 6 layers 1024 wide at batch 128, about ten milliseconds a call: one or two calls a round.
 
-B is A with extra layers, as many as make it about 10% slower from a short measurement of one layer's cost;
+B is A with extra layers, as many as make it about 10% slower from a short measurement of one layer's cost (at least
+a tenth more layers);
 B's true cost over A is then measured separately (A and B alternating in 30 A B B A blocks, the median of the
 blocks' ratios). A/A compares two files of the same model; A/B compares A and B. Each comparison is
 `trtci ab --model-a A --model-b B --budget <budget> --min-effect <min effect>` run as a user runs it; a claim is a
@@ -41,7 +42,7 @@ class Shape:
 
 
 FAST = Shape("fast", 48, 128, 8)
-SLOW = Shape("slow", 6, 1024, 256)
+SLOW = Shape("slow", 6, 1024, 128)
 
 
 def mlp(shape: Shape, layers: int) -> bytes:
@@ -95,8 +96,10 @@ def block_ratios(call_a: Callable[[], object], call_b: Callable[[], object], blo
 def make_models(shape: Shape, directory: Path) -> tuple[Path, Path, Path, float, float]:
     """(A, a copy of A, B, B's true cost over A, A's median call in ms): B has layers for about TARGET_SLOWDOWN."""
     base = mlp(shape, shape.layers)
-    double = float(np.median(block_ratios(call_of(base, shape), call_of(mlp(shape, 2 * shape.layers), shape), 8)))
-    extra = max(1, round(TARGET_SLOWDOWN * shape.layers / max(double - 1.0, 1e-3)))
+    double = float(np.median(block_ratios(call_of(base, shape), call_of(mlp(shape, 2 * shape.layers), shape), 16)))
+    # the layers' share of a call, from twice as many layers; at least a tenth more layers whatever it measured
+    wanted = TARGET_SLOWDOWN * shape.layers
+    extra = max(math.ceil(wanted), round(wanted / max(double - 1.0, 0.1)))
     paths = [directory / f"{shape.name}-{n}.onnx" for n in ("a", "a-copy", "b")]
     for path, model in zip(paths, (base, base, mlp(shape, shape.layers + extra))):
         path.write_bytes(model)

@@ -13,9 +13,10 @@ short rounds, so the ratio of each round's times cancels it. Four choices make t
   an estimated spread is what let a 16-round A/A test claim an 8.6% change.
 - A planned size and few looks: after a pilot of `min_rounds` the spread of the pilot plans how many pairs make
   the interval narrower than `min_effect`; the interval is looked at only when that many are timed (or the
-  budget is spent), and rounds stop at the first look whose interval is narrow enough or already decides the
-  verdict at `threshold` (a clear regression needs no more precision than that; with a threshold the pairs at
-  most double between looks, so a decision is seen soon after it is there). Look j spends
+  budget is spent), and rounds stop at the first look whose interval is narrow enough or already settles the
+  verdict at `threshold` (wholly beyond the change that matters, or wholly within the threshold: no more
+  precision can change it; with a threshold the pairs at most double between looks, so a settled verdict is
+  seen soon after it is there). Look j spends
   alpha * 6 / (pi^2 (j + 1)^2) of the error rate, a sum that stays below alpha however many looks there are
   (Bonferroni), so stopping at the first look that is narrow enough or decides keeps the error rate within
   1 - `confidence`. An interval still too wide plans again and goes on while the budget lasts: no round ceiling
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from trtci.verdict.stats import MAD_TO_SIGMA, classify, normal_quantile
+from trtci.verdict.stats import MAD_TO_SIGMA, normal_quantile
 
 ROUND_S = 0.005  # seconds a block of calls should last: long against the timer and a scheduler tick's jitter
 LOOK_GROWTH = 1.25  # pairs grow at least this much between two looks
@@ -50,7 +51,7 @@ class ABResult:
     rounds: int  # rounds timed: each is a block of A and a block of B; two rounds make a pair
     elapsed_s: float
     resolution: float  # half the interval's relative width: changes above it would have been seen
-    converged: bool  # the interval got narrower than min_effect, or decided, before the budget ran out
+    converged: bool  # the interval got narrower than min_effect, or settled the verdict, before the budget ran out
     confidence: float = 0.95  # of [low, high], after the correction for the looks taken
     round_ratios: list[float] = field(default_factory=list)  # per round: block of B / block of A
     calls_per_round: int = 1  # calls of each side in one round's block
@@ -72,8 +73,8 @@ def ab_test(
     clock: Callable[[], float] = time.perf_counter,
 ) -> ABResult:
     """Time A and B in alternating rounds until the ratio's interval is narrower than `min_effect` (total
-    relative width), or decides under `threshold` (where given: trtci.verdict.stats.classify says regression,
-    improvement or unchanged), or `time_budget_s` is spent, or `max_rounds` (no limit by default) are timed.
+    relative width), or settles the verdict at `threshold` (where given: `settled`), or `time_budget_s` is spent,
+    or `max_rounds` (no limit by default) are timed.
 
     `round_iterations` fixes the calls per round; by default a warm-up chooses them so a block lasts `round_s`.
     At least `min_rounds` rounds are timed (rounded up to whole pairs); they are the pilot that plans the rest.
@@ -99,8 +100,8 @@ def ab_test(
         level = 1.0 - alpha * 6.0 / (math.pi**2 * (looks + 1) ** 2)
         looks += 1
         ratio, low, high = median_interval(pairs, level)
-        decided = threshold is not None and classify(ratio, low, high, threshold) != "inconclusive"
-        converged = low > 0 and (high / low - 1.0 < min_effect or decided)
+        narrow = low > 0 and high / low - 1.0 < min_effect
+        converged = narrow or (threshold is not None and low > 0 and settled(low, high, threshold))
         out_of_time = clock() - started >= time_budget_s or (limit is not None and len(pairs) >= limit)
         if converged or out_of_time:
             return ABResult(
@@ -121,6 +122,16 @@ def ab_test(
         if threshold is not None:
             planned = min(planned, 2 * len(pairs))
         target = max(math.ceil(len(pairs) * LOOK_GROWTH), planned)
+
+
+def settled(low: float, high: float, threshold: float) -> bool:
+    """Whether the interval alone settles the verdict at `threshold`, so more rounds cannot change it: wholly above
+    1 + threshold / 2 or below its inverse (a change that matters, wherever the median falls), or wholly within
+    [1 / (1 + threshold), 1 + threshold] (unchanged). An interval that merely clears 1 does not: its median is
+    still too uncertain to tell a change that matters from one that does not (and two sessions of one file can
+    differ by a few percent: memory placement), so rounds go on until the interval is narrow."""
+    floor, bound = 1.0 + threshold / 2.0, 1.0 + threshold
+    return low > floor or high < 1.0 / floor or (low >= 1.0 / bound and high <= bound)
 
 
 def _calls_per_round(
