@@ -230,6 +230,7 @@ def test_merge_ends_like_run_step_outputs_job_summary_and_the_gates_exit_code(tm
         "regressions=2",
         "accuracy-failures=4",
         "accuracy-regressions=1",  # the second leg is built without accuracy changes
+        "pr-number=42",  # the pull request both legs name: a claim `trtci comment --pr` checks with GitHub
         "missing-legs=a100",
         "verdict=fail",
         "pr-number=42",  # the pull request both legs name, for the fork-safe commenter to verify

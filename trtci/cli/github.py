@@ -204,9 +204,9 @@ def merge(
         extra={"legs": merged.leg_rows()},
         json_fields=merged.json_fields(),
         outputs={
+            **_pr_number_output(merged.legs),
             "missing-legs": ",".join(m.name for m in merged.missing),
             "verdict": "error" if merged.problems else "pass" if verdict else "fail",
-            **_pr_number_output(merged.legs),
         },
         where=[f"merged {len(merged.legs)} legs ({recorded if db else 'no --db'})"],
     )
