@@ -71,14 +71,16 @@ def call_of(model: bytes, shape: Shape) -> Callable[[], object]:
     return lambda: session.run(None, feeds)
 
 
-def block_ratios(call_a: Callable[[], object], call_b: Callable[[], object], blocks: int) -> list[float]:
-    """Per A B B A block of about 50 ms a side, the ratio of B's time to A's."""
+def block_ratios(
+    call_a: Callable[[], object], call_b: Callable[[], object], blocks: int, block_s: float = 0.05
+) -> list[float]:
+    """Per A B B A block of about `block_s` a side, the ratio of B's time to A's (a true cost, drift cancelled)."""
     for _ in range(3):
         call_a()
         call_b()
     start = time.perf_counter()
     call_a()
-    calls = max(1, round(0.05 / max(time.perf_counter() - start, 1e-6)))
+    calls = max(1, round(block_s / max(time.perf_counter() - start, 1e-6)))
 
     def timed(fn: Callable[[], object]) -> float:
         t = time.perf_counter()

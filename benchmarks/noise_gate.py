@@ -38,6 +38,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from benchmarks.ab_e2e import block_ratios
+
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "digits"
 FILES = ("model.onnx", "calibration.npz", "validation.npz", "trtci.yml")
@@ -141,30 +143,8 @@ def true_costs(repo: Path, slow: Path) -> dict[str, float]:
                 session = backend.load(load_request(plan, config, prepared, batch, backend))
                 calls.append(lambda s=session, f=feeds: s.run(f))
             label = f"{precision}{f'({quantization})' if quantization else ''} b{batch}"
-            costs[label] = block_ratio(*calls)
+            costs[label] = float(np.median(block_ratios(*calls, blocks=60, block_s=0.02)))
     return costs
-
-
-def block_ratio(run_a, run_b, blocks: int = 60, block_s: float = 0.02) -> float:
-    for _ in range(50):
-        run_a()
-        run_b()
-    start = time.perf_counter()
-    for _ in range(20):
-        run_a()
-    calls = max(1, round(block_s / ((time.perf_counter() - start) / 20)))
-
-    def block(fn) -> float:
-        t = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        return time.perf_counter() - t
-
-    ratios = []
-    for _ in range(blocks):
-        a1, b1, b2, a2 = block(run_a), block(run_b), block(run_b), block(run_a)
-        ratios.append((b1 + b2) / (a1 + a2))
-    return float(np.median(ratios))
 
 
 def main() -> None:
