@@ -5,10 +5,13 @@ Models are MLPs built with onnx.helper (MatMul + Relu layers of fixed random wei
 - fast: 48 layers 128 wide at batch 8, a fraction of a millisecond a call: rounds must batch calls to time well;
 - slow: 6 layers 1024 wide at batch 128, about ten milliseconds a call: one or two calls a round.
 
-B is A with extra layers, as many as make it about 10% slower from a short measurement of one layer's cost (at least
-a tenth more layers);
-B's true cost over A is then measured separately (A and B alternating in 30 A B B A blocks, the median of the
-blocks' ratios). A/A compares two files of the same model; A/B compares A and B. Each comparison is
+B is A plus a side branch of work whose result is added as zeros (x times a width-by-k matrix, times a k-by-width zero
+matrix): the same outputs, and a cost that grows with k in small steps. k starts from a short measurement of one
+layer's cost and is corrected until B's cost over A, measured in 120 alternating A B B A blocks of 50 ms a side,
+is within a point of 10% (at most CALIBRATION_STEPS corrections). B's true cost is then measured separately at length:
+the median of 200 such blocks' ratios (a block's ratio varies by 10-15% on a busy 2-core machine).
+
+A/A compares two files of the same model; A/B compares A and B. Each comparison is
 `trtci ab --model-a A --model-b B --budget <budget> --min-effect <min effect>` run as a user runs it; a claim is a
 verdict of regression or improvement. Used by benchmarks/detection.py (`--e2e`).
 """
@@ -31,6 +34,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET_SLOWDOWN = 0.10
+CALIBRATION_TOLERANCE = 0.01
+CALIBRATION_STEPS = 5
 
 
 @dataclass(frozen=True)
@@ -45,8 +50,10 @@ FAST = Shape("fast", 48, 128, 8)
 SLOW = Shape("slow", 6, 1024, 128)
 
 
-def mlp(shape: Shape, layers: int) -> bytes:
-    """`layers` MatMul+Relu layers of the shape's width with fixed random weights (the first n alike in any size)."""
+def mlp(shape: Shape, layers: int, side: int = 0) -> bytes:
+    """`layers` MatMul+Relu layers of the shape's width with fixed random weights (the first n alike in any size),
+    plus, when `side` > 0, a side branch x @ W (width x side) @ Z (side x width, zeros) added to the output: the same
+    outputs for more work."""
     rng = np.random.default_rng(0)
     nodes, weights, current = [], [], "x"
     for i in range(layers):
@@ -57,7 +64,19 @@ def mlp(shape: Shape, layers: int) -> bytes:
             helper.make_node("Relu", [f"m{i}"], [f"r{i}"]),
         ]
         current = f"r{i}"
-    nodes[-1].output[0] = "y"
+    if side > 0:
+        w = (rng.normal(size=(shape.width, side)) / math.sqrt(shape.width)).astype(np.float32)
+        weights += [
+            numpy_helper.from_array(w, "side_in"),
+            numpy_helper.from_array(np.zeros((side, shape.width), np.float32), "side_out"),
+        ]
+        nodes += [
+            helper.make_node("MatMul", ["x", "side_in"], ["side_hidden"]),
+            helper.make_node("MatMul", ["side_hidden", "side_out"], ["side_zeros"]),
+            helper.make_node("Add", [current, "side_zeros"], ["y"]),
+        ]
+    else:
+        nodes[-1].output[0] = "y"
     value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [shape.batch, shape.width]) for n in ("x", "y")]
     graph = helper.make_graph(nodes, "mlp", value[:1], value[1:], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
@@ -96,17 +115,24 @@ def block_ratios(
 
 
 def make_models(shape: Shape, directory: Path) -> tuple[Path, Path, Path, float, float]:
-    """(A, a copy of A, B, B's true cost over A, A's median call in ms): B has layers for about TARGET_SLOWDOWN."""
+    """(A, a copy of A, B, B's true cost over A, A's median call in ms): B's side branch is sized until its true
+    cost is within CALIBRATION_TOLERANCE of TARGET_SLOWDOWN (or CALIBRATION_STEPS measurements were made)."""
     base = mlp(shape, shape.layers)
-    double = float(np.median(block_ratios(call_of(base, shape), call_of(mlp(shape, 2 * shape.layers), shape), 16)))
-    # the layers' share of a call, from twice as many layers; at least a tenth more layers whatever it measured
-    wanted = TARGET_SLOWDOWN * shape.layers
-    extra = max(math.ceil(wanted), round(wanted / max(double - 1.0, 0.1)))
-    paths = [directory / f"{shape.name}-{n}.onnx" for n in ("a", "a-copy", "b")]
-    for path, model in zip(paths, (base, base, mlp(shape, shape.layers + extra))):
-        path.write_bytes(model)
     call_a = call_of(base, shape)
-    true = float(np.median(block_ratios(call_a, call_of(paths[2].read_bytes(), shape), 30)))
+    double = float(np.median(block_ratios(call_a, call_of(mlp(shape, 2 * shape.layers), shape), 16)))
+    # one layer's share of a call, from twice as many layers; the side branch's two matmuls cost 2 * k / width layers
+    layer_share = max(double - 1.0, 0.05) / shape.layers
+    side = max(1, round(TARGET_SLOWDOWN / layer_share * shape.width / 2))
+    for _ in range(CALIBRATION_STEPS):
+        slower = mlp(shape, shape.layers, side)
+        cost = float(np.median(block_ratios(call_a, call_of(slower, shape), 120)))
+        if abs(cost - 1.0 - TARGET_SLOWDOWN) <= CALIBRATION_TOLERANCE:
+            break
+        side = max(1, round(side * min(max(TARGET_SLOWDOWN / max(cost - 1.0, 0.005), 0.5), 2.0)))
+    true = float(np.median(block_ratios(call_a, call_of(slower, shape), 200)))
+    paths = [directory / f"{shape.name}-{n}.onnx" for n in ("a", "a-copy", "b")]
+    for path, model in zip(paths, (base, base, slower)):
+        path.write_bytes(model)
     start = time.perf_counter()
     for _ in range(5):
         call_a()
