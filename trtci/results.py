@@ -102,6 +102,28 @@ class LatencyStats:
     spread: float | None = None
 
 
+@dataclass(frozen=True)
+class Metric:
+    """A number a series is judged on, and which way is better."""
+
+    name: str  # as users pick it: --metric median
+    column: str  # its column in the benchmarks table, and Comparison.metric
+    field: str  # its LatencyStats attribute
+    unit: str
+    higher_is_better: bool
+
+
+MEDIAN = Metric("median", "latency_median_ms", "median", "ms", higher_is_better=False)
+P99 = Metric("p99", "latency_p99_ms", "p99", "ms", higher_is_better=False)
+THROUGHPUT = Metric("throughput", "throughput", "throughput", "inferences/s", higher_is_better=True)
+METRICS = {m.name: m for m in (MEDIAN, P99, THROUGHPUT)}
+
+
+def metric_of(column: str) -> Metric:
+    """The metric whose column is `column` (Comparison.metric); the median latency for any other."""
+    return next((m for m in METRICS.values() if m.column == column), MEDIAN)
+
+
 @dataclass
 class BenchResult:
     stats: LatencyStats
@@ -216,10 +238,10 @@ class Comparison:
     series_id: str
     label: str
     verdict: str  # one of VERDICTS
-    metric: str  # "latency_median_ms"
+    metric: str  # a Metric's column: "latency_median_ms", "latency_p99_ms" or "throughput"
     current: float | None
     baseline: float | None
-    ratio: float | None  # current / baseline; > 1 is slower for latency
+    ratio: float | None  # current / baseline; > 1 is slower for latency, faster for throughput
     threshold: float  # relative change that counts, e.g. 0.10
     baseline_run: str | None = None  # run id of the baseline
     baseline_commit: str | None = None
@@ -242,6 +264,13 @@ class Comparison:
     rounds: int | None = None  # interleaved A/B: rounds timed (a block of A and one of B each)
     calls_per_round: int | None = None  # interleaved A/B: calls of each side in one round's block
     alert: str = "worse"  # "either": an improvement beyond the threshold is flagged too (compare.alert)
+
+    @property
+    def worse(self) -> bool:
+        """The ratio moved the way that is worse for its metric: slower, or lower throughput."""
+        if self.ratio is None:
+            return False
+        return self.ratio < 1 if metric_of(self.metric).higher_is_better else self.ratio > 1
 
     @property
     def flagged(self) -> bool:

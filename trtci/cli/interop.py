@@ -16,55 +16,11 @@ from typing import Any
 import click
 
 from trtci.cli.exits import TrtciCommand, TrtciGroup
-from trtci.cli.stats import ingest
-from trtci.config import CompareSettings
-from trtci.errors import EXIT_GATE_FAILED, DataError
-from trtci.results import RunResult
+from trtci.cli.stats import ingest, ingest_context, record_ingested, recording_options
+from trtci.errors import DataError
 
 PRECISIONS = click.Choice(["fp32", "fp16", "int8"])
 FILE = click.Path(path_type=Path)
-
-
-def _recording(command: Callable[..., Any]) -> Callable[..., Any]:
-    """The options every ingest shares with `trtci ingest pytest-benchmark`."""
-    for option in reversed([
-        click.option("--db", type=FILE, default=Path("trtci.db"), show_default=True, help="SQLite results database."),
-        click.option("--branch", help="Branch of this run; defaults to git's or GitHub's."),
-        click.option("--base-branch", help="Branch to compare with; defaults to the pull request's target."),
-        click.option("--commit", help="Commit of this run; defaults to git's or GitHub's."),
-        click.option("--threshold", type=float, default=CompareSettings().threshold, show_default=True,
-                     help="Smallest relative change of the median that counts."),
-        click.option("--min-history", type=click.IntRange(1), default=CompareSettings().min_history,
-                     show_default=True, help="Base runs needed before a change is judged."),
-    ]):  # fmt: skip
-        command = option(command)
-    return command
-
-
-def _context(options: dict[str, Any]):
-    from trtci.context.run import run_context
-
-    return run_context(overrides={k: options[k] for k in ("branch", "base_branch", "commit")})
-
-
-def _record(run: RunResult, options: dict[str, Any], what: str) -> None:
-    """Compare with the base branch, record, print one line per series; exit 1 when the gate fails."""
-    from trtci.store.database import Store
-    from trtci.verdict.gate import judge
-    from trtci.verdict.latency import compare
-
-    settings = CompareSettings(threshold=options["threshold"], min_history=options["min_history"])
-    with Store(options["db"]) as store:
-        run.comparisons = compare(run, store, settings)
-        store.record_run(run)
-    for c in run.comparisons:
-        change = f"{(c.ratio - 1) * 100:+.1f}%" if c.ratio is not None else "—"
-        click.echo(f"{c.verdict:<12} {change:>8}  {c.label}: {c.reason}")
-    for warning in run.warnings:
-        click.echo(f"warning: {warning}")
-    click.echo(f"{len(run.series)} {what} recorded in {options['db']} (run {run.context.run_id})")
-    if not judge(run):
-        raise SystemExit(EXIT_GATE_FAILED)
 
 
 @click.command("trtexec", cls=TrtciCommand)
@@ -85,7 +41,7 @@ def _record(run: RunResult, options: dict[str, Any], what: str) -> None:
 @click.option("--base", type=FILE, multiple=True, help="Base engine's exports: print and keep a per-layer diff.")
 @click.option("--report", type=FILE, help="Write the per-layer diff as markdown (the _layers.md.j2 partial).")
 @click.option("--template-dir", type=FILE, help="Directory whose templates override the defaults.")
-@_recording
+@recording_options
 def ingest_trtexec(paths: tuple[Path, ...], **options: Any) -> None:
     """Record trtexec results as series: the files in PATHS (files or directories; one engine's files share a
     name such as resnet.onnx.engine.timing.json) and those given by kind.
@@ -112,7 +68,7 @@ def ingest_trtexec(paths: tuple[Path, ...], **options: Any) -> None:
             target.files[kind] = path
     claims = Claims(**{k: options[k] for k in Claims.__dataclass_fields__})
     exports = [read_export(export) for export in sets]
-    run = trtexec_run(exports, _context(options), claims)
+    run = trtexec_run(exports, ingest_context(options), claims)
     if options["base"]:
         diffs = diff_exports([read_export(e) for e in find_sets(list(options["base"]))], exports)
         for diff in diffs:
@@ -122,7 +78,7 @@ def ingest_trtexec(paths: tuple[Path, ...], **options: Any) -> None:
         if options["report"] is not None:
             options["report"].write_text(render_layer_diffs(run, diffs, options["template_dir"]))
             click.echo(f"layer diff written to {options['report']}")
-    _record(run, options, "trtexec engines")
+    record_ingested(run, options, "trtexec engines")
 
 
 _KINDS = ("times", "profile", "layer-info", "build-metadata", "profile-metadata", "device-metadata")
@@ -135,7 +91,7 @@ _KINDS = ("times", "profile", "layer-info", "build-metadata", "profile-metadata"
 @click.option("--precision", default="n/a", show_default=True, help="Precision of the deployed model.")
 @click.option("--batch", type=click.IntRange(1), default=1, show_default=True, help="perf_analyzer's -b.")
 @click.option("--gpu", default="", help="GPU the server ran on, e.g. 'NVIDIA L4'.")
-@_recording
+@recording_options
 def ingest_perf_analyzer(results: Path, **options: Any) -> None:
     """Record RESULTS (perf_analyzer -f, with or without --verbose-csv) as one series per concurrency or request
     rate, judged against the same model's at the same load on the base branch.
@@ -145,10 +101,10 @@ def ingest_perf_analyzer(results: Path, **options: Any) -> None:
     from trtci.pipeline.ingest_perf_analyzer import perf_analyzer_run
 
     run = perf_analyzer_run(
-        results, _context(options), model=options["model"], version=options["model_version"],
+        results, ingest_context(options), model=options["model"], version=options["model_version"],
         precision=options["precision"], batch=options["batch"], gpu=options["gpu"],
     )  # fmt: skip
-    _record(run, options, "load levels")
+    record_ingested(run, options, "load levels")
 
 
 @click.group("diff", cls=TrtciGroup)

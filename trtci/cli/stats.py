@@ -1,4 +1,5 @@
-"""Statistics commands for the `trtci` group: `trtci ingest pytest-benchmark FILE` and `trtci ab`.
+"""Statistics commands for the `trtci` group: `trtci ingest pytest-benchmark FILE` and `trtci ab`, and the options
+and recording every `trtci ingest` command shares (trtci.cli.interop adds the trtexec and perf_analyzer ones).
 
 Parses flags and calls trtci.pipeline.ingest, trtci.verdict.latency and the store; exit 1 on a regression. Typed
 errors end as every command's do (trtci.cli.exits: one line, the documented exit code). `register(group)` adds them.
@@ -6,7 +7,9 @@ errors end as every command's do (trtci.cli.exits: one line, the documented exit
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -16,6 +19,7 @@ from trtci.context.run import run_context
 from trtci.errors import EXIT_GATE_FAILED, StoreError
 from trtci.pipeline.ab import ab_onnx
 from trtci.pipeline.ingest import benchmark_run
+from trtci.results import MEDIAN, METRICS, RunContext, RunResult
 from trtci.store.database import Store
 from trtci.verdict.gate import judge
 from trtci.verdict.latency import compare, decide_ab
@@ -26,46 +30,71 @@ def ingest() -> None:
     """Record results of other benchmark tools as trtci series, judged like engines."""
 
 
+def recording_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every ingest shares: where to record, what to compare with, and how to judge."""
+    for option in reversed([
+        click.option("--db", type=click.Path(path_type=Path), default=Path("trtci.db"), show_default=True,
+                     help="SQLite results database."),
+        click.option("--branch", help="Branch of this run; defaults to git's or GitHub's."),
+        click.option("--base-branch", help="Branch to compare with; defaults to the pull request's target."),
+        click.option("--commit", help="Commit of this run; defaults to git's or GitHub's."),
+        click.option("--metric", type=click.Choice(list(METRICS)), default=MEDIAN.name, show_default=True,
+                     help="What each series is judged on: median or p99 latency (lower is better) or throughput "
+                          "(higher is better)."),
+        click.option("--threshold", type=float, default=CompareSettings().threshold, show_default=True,
+                     help="Smallest relative change of the metric that counts."),
+        click.option("--alert", type=click.Choice(["worse", "either"]), default=CompareSettings().alert,
+                     show_default=True, help="'either' also fails on a change for the better beyond the threshold."),
+        click.option("--min-history", type=click.IntRange(1), default=CompareSettings().min_history,
+                     show_default=True,
+                     help="Base runs needed before a change is judged (1: judge on the two runs alone)."),
+    ]):  # fmt: skip
+        command = option(command)
+    return command
+
+
+def ingest_context(options: dict[str, Any]) -> RunContext:
+    """The run context of an ingest: git's or GitHub's, with --branch, --base-branch and --commit applied."""
+    return run_context(overrides={k: options[k] for k in ("branch", "base_branch", "commit")})
+
+
+def record_ingested(run: RunResult, options: dict[str, Any], what: str) -> None:
+    """Compare with the base branch on --metric, record, print one line per series; exit 1 when the gate fails.
+    A database that cannot take the run (locked, read-only) keeps it as a run file beside it and says where.
+
+    Ingested series are judged against history, not attributed: their keys name the model (a file's name, a Triton
+    model and version) but cannot see what the numbers depend on (the engine's bytes, the server's configuration,
+    the benchmarked code), so "nothing changed" could not be told from an unseen change."""
+    settings = CompareSettings(
+        threshold=options["threshold"], min_history=options["min_history"], alert=options["alert"], attribute=False
+    )
+    with Store(options["db"]) as store:
+        try:
+            store.check_writable()
+            run.comparisons = compare(run, store, settings, metric=METRICS[options["metric"]])
+            store.record_run(run)
+        except StoreError as e:
+            raise StoreError(store.keep_unrecorded(run, e)) from e
+    for c in run.comparisons:
+        change = f"{(c.ratio - 1) * 100:+.1f}%" if c.ratio is not None else "—"
+        click.echo(f"{c.verdict:<12} {change:>8}  {c.label}: {c.reason}")
+    for warning in run.warnings:
+        click.echo(f"warning: {warning}")
+    click.echo(f"{len(run.series)} {what} recorded in {options['db']} (run {run.context.run_id})")
+    if not judge(run):
+        raise SystemExit(EXIT_GATE_FAILED)
+
+
 @ingest.command("pytest-benchmark")
 @click.argument("results", type=click.Path(path_type=Path))
-@click.option("--db", type=click.Path(path_type=Path), default=Path("trtci.db"), show_default=True,
-              help="SQLite results database.")  # fmt: skip
-@click.option("--branch", help="Branch of this run; defaults to git's or GitHub's.")
-@click.option("--base-branch", help="Branch to compare with; defaults to the pull request's target.")
-@click.option("--commit", help="Commit of this run; defaults to git's or GitHub's.")
-@click.option("--threshold", type=float, default=CompareSettings().threshold, show_default=True,
-              help="Smallest relative change of the median that counts.")  # fmt: skip
-@click.option("--min-history", type=click.IntRange(1), default=CompareSettings().min_history, show_default=True,
-              help="Base runs needed before a change is judged (1: judge on the two runs' samples alone).")  # fmt: skip
-def pytest_benchmark(
-    results: Path,
-    db: Path,
-    branch: str | None,
-    base_branch: str | None,
-    commit: str | None,
-    threshold: float,
-    min_history: int,
-) -> None:
+@recording_options
+def pytest_benchmark(results: Path, **options: Any) -> None:
     """Record RESULTS (pytest --benchmark-json, best with --benchmark-save-data) and compare with the base branch.
 
     Times in the file are seconds; trtci stores milliseconds. Exits 1 on a regression, 2 on a bad file or a
     database that cannot take the run (then kept as a run file beside it, for `trtci db import`).
     """
-    context = run_context(overrides={"branch": branch, "base_branch": base_branch, "commit": commit})
-    run = benchmark_run(results, context)
-    with Store(db) as store:
-        try:
-            store.check_writable()
-            run.comparisons = compare(run, store, CompareSettings(threshold=threshold, min_history=min_history))
-            store.record_run(run)
-        except StoreError as e:  # locked for too long, read-only: the results are kept, and the line says where
-            raise StoreError(store.keep_unrecorded(run, e)) from e
-    for c in run.comparisons:
-        change = f"{(c.ratio - 1) * 100:+.1f}%" if c.ratio is not None else "—"
-        click.echo(f"{c.verdict:<12} {change:>8}  {c.label}: {c.reason}")
-    click.echo(f"{len(run.series)} benchmarks recorded in {db} (run {run.context.run_id})")
-    if not judge(run):
-        raise SystemExit(EXIT_GATE_FAILED)
+    record_ingested(benchmark_run(results, ingest_context(options)), options, "benchmarks")
 
 
 @click.command("ab", cls=TrtciCommand)

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from trtci.results import AccuracyResult, Canary, DeviceInfo, SeriesKey
+from trtci.results import MEDIAN, METRICS, AccuracyResult, Canary, DeviceInfo, Metric, SeriesKey
 from trtci.store.database import Store
 from trtci.store.samples import SAMPLES_FLOAT32, decode_stored_samples
 
@@ -35,7 +35,7 @@ class HistoryPoint:
     run_id: str
     commit: str | None
     started_at: str
-    median_ms: float
+    value: float  # the judged metric's value in that run (its median latency unless another metric is judged)
     samples: list[float] | None = None  # given when already decoded; else decoded from `blob` on first use
     blob: bytes | None = field(default=None, repr=False)
     encoding: str = SAMPLES_FLOAT32
@@ -66,12 +66,21 @@ def cutoff(store: Store, branch: str, merge_base: str | None) -> Cutoff:
 
 
 def history(
-    store: Store, series_id: str, branch: str, *, until: Cutoff, exclude_run: str | None, window: int
+    store: Store,
+    series_id: str,
+    branch: str,
+    *,
+    until: Cutoff,
+    exclude_run: str | None,
+    window: int,
+    metric: Metric = MEDIAN,
 ) -> list[HistoryPoint]:
-    """Up to `window` runs on `branch` that benchmarked `series_id`, at or before `until`, newest first."""
+    """Up to `window` runs on `branch` that benchmarked `series_id` and measured `metric`, at or before `until`,
+    newest first."""
     limit_sql, limit_args = _until_sql(until)
+    assert metric in METRICS.values()  # its column goes into the SQL
     rows = store.db.execute(
-        f"""SELECT runs.id, runs."commit", runs.started_at, b.latency_median_ms, b.samples_ms, b.samples_encoding,
+        f"""SELECT runs.id, runs."commit", runs.started_at, b.{metric.column}, b.samples_ms, b.samples_encoding,
                    b.samples_kept
             FROM runs JOIN benchmarks AS b ON b.run_id = runs.id
             WHERE b.series_id = ? AND runs.branch = ? AND runs.id IS NOT ? {limit_sql}
@@ -80,9 +89,9 @@ def history(
         [series_id, branch, exclude_run, *limit_args, window],
     ).fetchall()
     return [
-        HistoryPoint(run_id, commit, started_at, float(median), blob=blob, encoding=encoding, kept=kept)
-        for run_id, commit, started_at, median, blob, encoding, kept in rows
-        if median is not None
+        HistoryPoint(run_id, commit, started_at, float(value), blob=blob, encoding=encoding, kept=kept)
+        for run_id, commit, started_at, value, blob, encoding, kept in rows
+        if value is not None
     ]
 
 

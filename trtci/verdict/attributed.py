@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from trtci import __version__
-from trtci.results import Canary, Comparison, DeviceInfo, RunResult, SeriesKey
+from trtci.results import MEDIAN, Canary, Comparison, DeviceInfo, Metric, RunResult, SeriesKey
 from trtci.store.database import Store
 from trtci.store.queries import Cutoff, HistoryPoint, canary_history, devices_by_id, run_version
 from trtci.verdict.attribution import Attribution, attribute, provenance
@@ -78,7 +78,7 @@ def identical(comparison: Comparison, branch: str | None) -> None:
     text = f"nothing this series depends on changed since {branch or 'the base'} (model, build settings, backend "
     text += "and its version, device, trtci): it cannot have changed"
     if comparison.machine_drift and comparison.ratio is not None:
-        direction = "slower" if comparison.ratio > 1 else "faster"
+        direction = "slower" if comparison.worse else "faster"
         text += (
             f"; machine drift: this runner measured it {abs(comparison.ratio - 1) * 100:.0f}% {direction} than the "
             "base's history for identical inputs"
@@ -93,9 +93,11 @@ def environment_points(
     points: list[HistoryPoint],
     branch: str,
     until: Cutoff,
+    metric: Metric = MEDIAN,
 ) -> tuple[list[HistoryPoint], float | None]:
     """`points` (the base series' history) scaled to this run's machine speed, and the machine index: each run's
-    latencies times this run's canary over that run's canary (ratio of ratios). Unscaled where a side lacks one."""
+    latencies times this run's canary over that run's canary (ratio of ratios), a throughput divided by it.
+    Unscaled where a side lacks one."""
     canary, device = facts.canary(key), facts.device(key.device_id)
     if canary is None or device is None:
         return points, None
@@ -103,12 +105,13 @@ def environment_points(
         store, canary, device, branch, until=until, exclude_run=facts.run.context.run_id, window=CANARY_RUNS
     )
     index, factor = machine_index(canary, medians, [p.run_id for p in points])
+    slower = (lambda run_id: 1.0 / factor(run_id)) if metric.higher_is_better else factor
     scaled = [
         HistoryPoint(
             p.run_id,
             p.commit,
             p.started_at,
-            p.median_ms * factor(p.run_id),
+            p.value * slower(p.run_id),
             samples=[s * factor(p.run_id) for s in p.samples_ms],
         )
         for p in points
@@ -163,7 +166,7 @@ def hold_history_verdicts(comparisons: Sequence[Comparison], reasons: list[str])
 
 
 def _judged_by_history(comparison: Comparison) -> bool:
-    return comparison.method.startswith(("bootstrap", "medians"))
+    return comparison.method.startswith(("bootstrap", "medians", "values"))
 
 
 def _same_model(a: DeviceInfo | None, b: DeviceInfo) -> bool:

@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from trtci.config import CompareSettings
-from trtci.results import Comparison, RunResult, SeriesKey, SeriesResult
+from trtci.results import MEDIAN, Comparison, Metric, RunResult, SeriesKey, SeriesResult
 from trtci.store.database import Store
 from trtci.store.queries import (
     Cutoff,
@@ -57,14 +57,20 @@ from trtci.verdict.machine import judge_canary
 from trtci.verdict.policy import acknowledge, policy_for, settings_for
 from trtci.verdict.stats import Interval, classify, mann_whitney, median_ratio_interval, normal_quantile, run_noise
 
-METRIC = "latency_median_ms"
 NOISE_RUNS = 3  # base runs stats.run_noise needs to estimate run-to-run noise
 
 
 def compare(
-    run: RunResult, store: Store, settings: CompareSettings, *, base_branch: str | None = None
+    run: RunResult,
+    store: Store,
+    settings: CompareSettings,
+    *,
+    base_branch: str | None = None,
+    metric: Metric = MEDIAN,
 ) -> list[Comparison]:
     """One Comparison per series benchmarked or failed, in run order, then one per base series not measured.
+    Each is judged on `metric` (the median latency unless an ingest asks for another), the right way up: lower
+    is better for a latency, higher for a throughput.
 
     The baseline branch is `base_branch`, else the run's base branch (a pull request's target), else the
     run's own branch; the run itself is never its own baseline. Each series is first attributed (what changed
@@ -85,7 +91,7 @@ def compare(
         if series.error is None and series.bench is None:
             continue
         own = settings_for(series.key, settings)
-        comparison, kind = _compare_one(series, facts, store, settings, branch, until)
+        comparison, kind = _compare_one(series, facts, store, settings, branch, until, metric)
         comparison.policy = policy_for(kind, post_merge, settings)
         if branch is not None and not post_merge:
             found = base_verdicts(store, series.key.label, branch, until=until, exclude_run=exclude, window=own.window)
@@ -98,12 +104,18 @@ def compare(
     noisy = noisy_reasons(run.canaries, comparisons)
     if noisy:
         hold_history_verdicts(comparisons, noisy)
-    comparisons.extend(_missing(run, base_run, base_keys, settings.threshold))
+    comparisons.extend(_missing(run, base_run, base_keys, settings.threshold, metric))
     return comparisons
 
 
 def _compare_one(
-    series: SeriesResult, facts: BaseFacts, store: Store, settings: CompareSettings, branch: str | None, until: Cutoff
+    series: SeriesResult,
+    facts: BaseFacts,
+    store: Store,
+    settings: CompareSettings,
+    branch: str | None,
+    until: Cutoff,
+    metric: Metric,
 ) -> tuple[Comparison, str | None]:
     """One series against the base and the kind of its change (None: not attributed): attributed, then judged
     the way its kind of change is (trtci.verdict.attribution)."""
@@ -114,15 +126,16 @@ def _compare_one(
     attribution = facts.attribute(series.key, base_key) if judge and base_key is not None else None
     history_key = base_key if attribution is not None and attribution.kind == ENVIRONMENT else series.key
     assert history_key is not None
+    run_id = facts.run.context.run_id
     points = (
-        history(store, history_key.id, branch, until=until, exclude_run=facts.run.context.run_id, window=own.window)
+        history(store, history_key.id, branch, until=until, exclude_run=run_id, window=own.window, metric=metric)
         if branch is not None
         else []
     )
     index = None
     if attribution is not None and attribution.kind == ENVIRONMENT and branch is not None:
-        points, index = environment_points(store, facts, series.key, points, branch, until)
-    comparison = compare_series(series, points, branch, own, other)
+        points, index = environment_points(store, facts, series.key, points, branch, until, metric)
+    comparison = compare_series(series, points, branch, own, other, metric)
     if attribution is None:
         return comparison, None
     comparison.changed = list(attribution.changes)
@@ -181,17 +194,23 @@ def compare_series(
     branch: str | None,
     settings: CompareSettings,
     other: SeriesKey | None = None,
+    metric: Metric = MEDIAN,
 ) -> Comparison:
-    """One series against its base history (newest first): the verdict with its numbers and a reason."""
-    medians = [p.median_ms for p in points]
-    baseline = float(np.median(medians)) if medians else None
+    """One series against its base history (newest first): the verdict with its numbers and a reason.
+
+    The numbers (current, baseline, ratio, interval) are the metric's own; the verdict is reached on its cost (the
+    metric, or its reciprocal where higher is better), so a ratio of costs above 1 is always the worse way. Only
+    the median has a within-run interval (a bootstrap of the raw samples); another metric is one value per run,
+    judged against the history's noise."""
+    values = [p.value for p in points]
+    baseline = float(np.median(values)) if values else None
     latest = points[0] if points else None
     comparison = Comparison(
         series_id=series.key.id,
         label=series.key.label,
         verdict="new",
-        metric=METRIC,
-        current=series.bench.stats.median if series.bench is not None else None,
+        metric=metric.column,
+        current=getattr(series.bench.stats, metric.field) if series.bench is not None else None,
         baseline=baseline,
         ratio=None,
         threshold=settings.threshold,
@@ -205,28 +224,35 @@ def compare_series(
         return comparison
     current = comparison.current
     assert current is not None and series.bench is not None  # only benchmarked series get here
-    if baseline is None or latest is None:
-        comparison.reason = f"median {_ms(current)} ms; " + _no_baseline_reason(branch, series.key, other)
-        return comparison
-    if not (baseline > 0 and math.isfinite(current) and current > 0):
+    if not math.isfinite(current):  # e.g. a percentile of a file without raw samples
         comparison.verdict = "inconclusive"
-        comparison.reason = f"median {_ms(current)} ms vs {_ms(baseline)} ms: cannot form a ratio"
+        comparison.reason = f"this result records no {metric.name}: judge it on another metric"
+        return comparison
+    if baseline is None or latest is None:
+        comparison.reason = f"{_value(metric, current)}; " + _no_baseline_reason(branch, series.key, other)
+        return comparison
+    if not (baseline > 0 and current > 0):
+        comparison.verdict = "inconclusive"
+        comparison.reason = f"{_value(metric, current)} vs {_value(metric, baseline, named=False)}: cannot form a ratio"
         return comparison
     ratio = current / baseline
-    within = _within_run(series.bench.samples_ms, latest.samples_ms, settings)
-    noise = run_noise(medians[::-1])  # None below NOISE_RUNS base runs
-    verdict, interval, resolution = decide(ratio, within, noise, len(points), settings)
+    within = _within_run(series.bench.samples_ms, latest.samples_ms, settings) if metric == MEDIAN else None
+    noise = run_noise(values[::-1])  # None below NOISE_RUNS base runs
+    cost = 1.0 / ratio if metric.higher_is_better else ratio
+    verdict, interval, resolution = decide(cost, within, noise, len(points), settings)
+    if metric.higher_is_better:
+        interval = [1.0 / interval[1], 1.0 / interval[0]]
     if len(points) < settings.min_history and verdict in ("regression", "improvement"):
         # A within-run interval says nothing about drift between runs, which on a shared runner is often larger
         # than the change (seen here: one model's median 22, 35 and 15 us in three runs of the same code).
         verdict = "inconclusive"
     comparison.ratio, comparison.verdict, comparison.interval = ratio, verdict, interval
     comparison.noise, comparison.resolution = noise, resolution
-    comparison.method = "bootstrap" if within is not None else "medians"
+    comparison.method = "bootstrap" if within is not None else "medians" if metric == MEDIAN else "values"
     comparison.method += "+history" if noise is not None else ""
     if within is not None:
         comparison.p_value = mann_whitney(series.bench.samples_ms, latest.samples_ms).p_value
-    comparison.reason = _reason(comparison, branch, latest, settings)
+    comparison.reason = _reason(comparison, branch, latest, settings, metric)
     return comparison
 
 
@@ -240,7 +266,9 @@ def _within_run(current: list[float], base: list[float], settings: CompareSettin
         return None
 
 
-def _reason(comparison: Comparison, branch: str | None, latest: HistoryPoint, settings: CompareSettings) -> str:
+def _reason(
+    comparison: Comparison, branch: str | None, latest: HistoryPoint, settings: CompareSettings, metric: Metric
+) -> str:
     assert comparison.ratio is not None and comparison.interval is not None and comparison.current is not None
     assert comparison.baseline is not None and comparison.resolution is not None
     origin = f"{branch}@{latest.commit[:7]}" if latest.commit else f"{branch} (run {latest.run_id[:8]})"
@@ -248,7 +276,7 @@ def _reason(comparison: Comparison, branch: str | None, latest: HistoryPoint, se
     over = f" (median of {runs} runs)" if runs > 1 else ""
     low, high = comparison.interval
     text = (
-        f"median {_ms(comparison.current)} ms vs {_ms(comparison.baseline)} ms on {origin}{over} "
+        f"{_value(metric, comparison.current)} vs {_value(metric, comparison.baseline, named=False)} on {origin}{over} "
         f"({(comparison.ratio - 1) * 100:+.1f}%, interval {(low - 1) * 100:+.1f}%..{(high - 1) * 100:+.1f}%, "
         f"threshold {settings.threshold * 100:g}%)"
     )
@@ -281,7 +309,9 @@ def _no_baseline_reason(branch: str | None, key: SeriesKey, other: SeriesKey | N
     return f"baseline on {branch} measured with another {'/'.join(differs)}: not compared"
 
 
-def _missing(run: RunResult, base_run: str | None, base_keys: list[SeriesKey], threshold: float) -> list[Comparison]:
+def _missing(
+    run: RunResult, base_run: str | None, base_keys: list[SeriesKey], threshold: float, metric: Metric
+) -> list[Comparison]:
     """Base series on this run's devices that this run neither measured nor replaced by another provenance."""
     measured = {provenance(s.key) for s in run.series}
     devices = {s.key.device_id for s in run.series}
@@ -294,7 +324,7 @@ def _missing(run: RunResult, base_run: str | None, base_keys: list[SeriesKey], t
                 series_id=key.id,
                 label=key.label,
                 verdict="missing",
-                metric=METRIC,
+                metric=metric.column,
                 current=None,
                 baseline=None,
                 ratio=None,
@@ -304,6 +334,11 @@ def _missing(run: RunResult, base_run: str | None, base_keys: list[SeriesKey], t
             )
         )
     return missing
+
+
+def _value(metric: Metric, value: float, *, named: bool = True) -> str:
+    """'median 1.23 ms', 'throughput 812 inferences/s'; without the name: '1.23 ms'."""
+    return f"{metric.name} {_ms(value)} {metric.unit}" if named else f"{_ms(value)} {metric.unit}"
 
 
 def _ms(value: float) -> str:
