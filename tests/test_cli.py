@@ -145,6 +145,7 @@ def test_a_bare_model_runs_the_precisions_it_can_without_calibration_data(model_
     [
         (["--label-output", "logits"], "--label-output names the class-score output for --validation-data"),
         (["--calibration-method", "entropy"], "--calibration-method needs --calibration-data"),
+        (["--calibration-method", "auto"], "--calibration-method needs --calibration-data"),
     ],
 )
 def test_flags_that_would_be_ignored_are_refused(model_dir, monkeypatch, capsys, args, message):

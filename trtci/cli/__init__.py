@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import get_args
 
 import click
 
@@ -22,7 +23,7 @@ from trtci.cli.github import register as register_github_commands
 from trtci.cli.history import register as register_history_commands
 from trtci.cli.interop import register as register_interop_commands
 from trtci.cli.stats import register as register_stats_commands
-from trtci.config import MAX_DIM
+from trtci.config import MAX_DIM, CalibrationChoice
 from trtci.errors import ConfigError
 from trtci.verdict.gate import FAIL_ON
 
@@ -79,7 +80,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--precision", callback=_csv(str, "fp32,fp16"), help="Comma-separated precisions: fp32,fp16,int8.")
 @click.option("--batch-size", callback=_csv(int, "1,8"), help="Comma-separated batch sizes, e.g. 1,8.")
 @click.option("--calibration-data", help="INT8 calibration data: .npz, a folder of .npy, or module:function.")
-@click.option("--calibration-method", type=click.Choice(["minmax", "entropy", "percentile", "distribution"]))
+@click.option(
+    "--calibration-method",
+    type=click.Choice(get_args(CalibrationChoice)),
+    help="INT8 calibration: minmax, entropy, percentile, distribution, or auto (the best that passes).",
+)
 @click.option("--validation-data", help="Validation data (.npz with optional 'labels'), against FP32.")
 @click.option("--label-output", help="Output holding class scores, for labels (default: the first [N, C] one).")
 @click.option(
