@@ -432,7 +432,7 @@ def commenter_run(tmp_path: Path, head_sha: str) -> Path:
 
 def run_commenter(github, env: dict[str, str], event: Path, uploaded: Path, tmp_path: Path, tmp: Path) -> dict:
     """The commenter workflow's job, as the runner would run it: the artifact downloaded where the job says,
-    then every `run:` step in order (the PyPI install left out: trtci is already on PATH)."""
+    then every `run:` step in order (the install left out: trtci is already on PATH; see the next test)."""
     job = load(EXAMPLES / "fork-safe-comment.yml")["jobs"]["comment"]
     download = next(s for s in job["steps"] if "download-artifact" in s.get("uses", ""))
     assert download["with"]["name"] == "trtci-results"
@@ -450,13 +450,37 @@ def run_commenter(github, env: dict[str, str], event: Path, uploaded: Path, tmp_
         "RUNNER_TEMP": commenter["temp"],
     }
     steps = [s for s in job["steps"] if "run" in s]
-    assert any('pip install --no-cache-dir "trtci==' in s["run"] for s in steps)  # from PyPI, never from the PR
     for i, step in enumerate(s for s in steps if "pip install" not in s["run"]):
         code = run_bash(step, step.get("id", f"step-{i}"), commenter, commenter_env, tmp, cwd=workspace)
         commenter["exit"] = code
         if code != 0:
             break
     return commenter
+
+
+@pytest.mark.slow
+def test_the_commenter_installs_trtci_from_its_pinned_checkout_with_hashes(tmp_path):
+    """The commenter's real install step: trtci's own repository checked out where the job says (here: this
+    tree), hash-pinned requirements, a venv under RUNNER_TEMP put on PATH; no pull request file anywhere."""
+    job = load(EXAMPLES / "fork-safe-comment.yml")["jobs"]["comment"]
+    checkout = next(s for s in job["steps"] if "actions/checkout" in s.get("uses", ""))
+    assert checkout["with"]["persist-credentials"] is False and re.fullmatch(r"[0-9a-f]{40}", checkout["with"]["ref"])
+    [install] = [s for s in job["steps"] if "pip install" in s.get("run", "")]
+    assert "--require-hashes" in install["run"] and "trtci==" not in install["run"]  # nothing unpinned from PyPI
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    (workspace / checkout["with"]["path"]).symlink_to(ROOT)
+    temp, github_path = tmp_path / "runner-temp", tmp_path / "github-path"
+    temp.mkdir()
+    github_path.touch()
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GITHUB_WORKSPACE": str(workspace)}
+    env.update(RUNNER_TEMP=str(temp), GITHUB_PATH=str(github_path), PIP_QUIET="1")
+    context = {"inputs": {}, "steps": {}, "temp": str(temp), "token": "unused", "log": ""}
+    assert run_bash(install, "install", context, env, tmp_path, cwd=workspace) == 0, context["log"]
+    [bin_dir] = github_path.read_text().split()
+    assert Path(bin_dir) == temp / "trtci-venv" / "bin"
+    version = subprocess.run([str(Path(bin_dir) / "trtci"), "--version"], capture_output=True, text=True)
+    assert version.returncode == 0 and "trtci, version" in version.stdout, version.stderr
 
 
 def test_fork_safe_pair_uploads_a_run_file_that_the_commenter_merges_and_posts(runner, github, tmp_path):
