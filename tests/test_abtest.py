@@ -89,6 +89,25 @@ def test_ab_command_fails_when_b_is_slower_on_real_sessions(tmp_path, cli):
     assert swapped.exit_code == 0 and "verdict      improvement" in swapped.output
 
 
+def test_interleaved_onnxruntime_sessions_do_not_spin_and_benchmark_sessions_do(tmp_path):
+    """An A/B alternates two sessions: one's spinning workers would take the cores the other's next call needs.
+    Checked on the real sessions' options; a benchmark's session keeps ONNX Runtime's default."""
+    from trtci.backends.base import LoadRequest
+    from trtci.backends.onnxruntime import OnnxRuntimeBackend
+
+    mlp_classifier(tmp_path / "a.onnx")
+    backend = OnnxRuntimeBackend()
+    request = LoadRequest(model_path=tmp_path / "a.onnx", precision="fp32", batch=1, shapes={"input": (1, 16)})
+    interleaved = backend.load(LoadRequest(**{**vars(request), "options": {"interleaved": True}}))
+    plain = backend.load(request)
+    assert interleaved is not plain
+
+    def spinning(session) -> str:
+        return session._session.get_session_options().get_session_config_entry("session.intra_op.allow_spinning")
+
+    assert (spinning(interleaved), spinning(plain)) == ("0", "1")
+
+
 def test_ab_command_bad_model_is_bad_input(tmp_path, cli):
     mlp_classifier(tmp_path / "a.onnx")
     result = CliRunner().invoke(cli, ["ab", "--model-a", str(tmp_path / "a.onnx"), "--model-b", "missing.onnx"])

@@ -34,7 +34,9 @@ class LoadRequest:
     shapes: dict[str, tuple[int, ...]]  # concrete input shapes for this batch (the "opt" shape)
     shape_ranges: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     cache_dir: Path | None = None  # where a backend may keep engines, timing caches, optimized graphs
-    options: dict[str, Any] = field(default_factory=dict)  # "threads" and the backend's own `load_options`
+    # "threads", "interleaved" (the session alternates with another in an A/B; a backend may tune for that) and the
+    # backend's own `load_options`
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class Session(Protocol):
