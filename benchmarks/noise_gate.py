@@ -6,8 +6,9 @@ trtci.yml` in a new process each time, on one results database, as CI with a per
 1. `--runs` runs on `main`, one commit: every gate failure is a false failure;
 2. `--prs` pull requests that change nothing the series depend on (each adds a Markdown file), each run on its
    own branch against `main` (`--base-branch main`): every gate failure is a false failure;
-3. `--tries` pull requests that make the model slower: the same outputs, more work (zero-padded hidden units and
-   no-op additions, `slower_model`). A try is caught when the gate fails with a regression. The true cost of the
+3. `--tries` pull requests that make the model slower: the same outputs, more work (a side branch from the input
+   whose result, times a zero matrix, is added to the output; sized until the FP32 model at the largest batch is
+   about 10% slower: `slower_model`). A try is caught when the gate fails with a regression. The true cost of the
    slower model is measured separately, per series: the base's and the slower model's prepared variants (as
    trtci prepares them) timed in 60 alternating A B B A blocks of about 20 ms each side, the median of the
    blocks' ratios.
@@ -43,32 +44,57 @@ from benchmarks.ab_e2e import block_ratios
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "digits"
 FILES = ("model.onnx", "calibration.npz", "validation.npz", "trtci.yml")
-PAD_UNITS = 16  # zero hidden units added to the first layer: more multiply-adds, the same outputs
-NO_OP_ADDS = 1  # "+ 0" nodes after the logits: a fixed cost per call, which is what a batch-1 call mostly is
+TARGET_SLOWDOWN = 0.10  # of the slower model at the largest batch, calibrated (slower_model)
+CALIBRATION_STEPS = 5
 
 
-def slower_model(source: Path, target: Path, pad: int = PAD_UNITS, adds: int = NO_OP_ADDS) -> None:
-    """The digits model with the same outputs and more work: `pad` zero units in the first hidden layer (zero
-    weights in and out, so they add nothing) and `adds` additions of zero to the logits."""
+def side_branch(source: Path, target: Path, width: int) -> None:
+    """The model with the same outputs and more work: its first input times a (features x width) matrix, times a
+    (width x outputs) zero matrix, added to its first output. The input and output must be [batch, n] floats."""
     model = onnx.load(str(source))
-    weights = {w.name: w for w in model.graph.initializer}
-    w0, b0, w1 = (numpy_helper.to_array(weights[n]) for n in ("fc0.weight", "fc0.bias", "fc1.weight"))
-    padded = {
-        "fc0.weight": np.concatenate([w0, np.zeros((w0.shape[0], pad), np.float32)], axis=1),
-        "fc0.bias": np.concatenate([b0, np.zeros(pad, np.float32)]),
-        "fc1.weight": np.concatenate([w1, np.zeros((pad, w1.shape[1]), np.float32)], axis=0),
-    }
-    for name, array in padded.items():
-        weights[name].CopyFrom(numpy_helper.from_array(array, name))
-    output = model.graph.output[0].name
-    for node in model.graph.node:
-        node.output[:] = ["pre0" if name == output else name for name in node.output]
-    model.graph.initializer.append(numpy_helper.from_array(np.zeros((10,), np.float32), "zeros"))
-    for i in range(adds):
-        after = output if i == adds - 1 else f"pre{i + 1}"
-        model.graph.node.append(helper.make_node("Add", [f"pre{i}", "zeros"], [after], name=f"no_op_{i}"))
+    graph = model.graph
+    dims = [[d.dim_value for d in t.type.tensor_type.shape.dim] for t in (graph.input[0], graph.output[0])]
+    if any(len(shape) != 2 or not shape[1] for shape in dims):
+        raise SystemExit(f"{source}: the side branch needs a [batch, n] first input and output, not {dims}")
+    (_, features), (_, outputs) = dims
+    rng = np.random.default_rng(0)
+    side_in = (rng.standard_normal((features, width)) / np.sqrt(features)).astype(np.float32)
+    graph.initializer.extend([
+        numpy_helper.from_array(side_in, "side_in"),
+        numpy_helper.from_array(np.zeros((width, outputs), np.float32), "side_out"),
+    ])  # fmt: skip
+    output = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = ["before_side" if name == output else name for name in node.output]
+    graph.node.extend([
+        helper.make_node("MatMul", [graph.input[0].name, "side_in"], ["side_hidden"], name="side_in"),
+        helper.make_node("MatMul", ["side_hidden", "side_out"], ["side_zeros"], name="side_out"),
+        helper.make_node("Add", ["before_side", "side_zeros"], [output], name="side_add"),
+    ])  # fmt: skip
     onnx.checker.check_model(model)
     onnx.save(model, str(target))
+
+
+def slower_model(source: Path, target: Path, batch: int) -> float:
+    """Write a slower `source` to `target`, its side branch sized until its cost over the model at `batch` (FP32,
+    60 A B B A blocks of 20 ms a side) is within a point and a half of TARGET_SLOWDOWN; return that cost."""
+    import onnxruntime as ort
+
+    features = onnx.load(str(source)).graph.input[0].type.tensor_type.shape.dim[1].dim_value
+    feeds = {onnx.load(str(source)).graph.input[0].name: np.ones((batch, features), np.float32)}
+
+    def call(path: Path):
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return lambda: session.run(None, feeds)
+
+    base, width, cost = call(source), 64, 1.0
+    for _ in range(CALIBRATION_STEPS):
+        side_branch(source, target, width)
+        cost = float(np.median(block_ratios(base, call(target), blocks=60, block_s=0.02)))
+        if abs(cost - 1.0 - TARGET_SLOWDOWN) <= 0.015:
+            break
+        width = max(1, round(width * min(max(TARGET_SLOWDOWN / max(cost - 1.0, 0.005), 0.5), 4.0)))
+    return cost
 
 
 def make_repo(directory: Path) -> Path:
@@ -115,6 +141,13 @@ def describe(code: int, summary: dict, seconds: float) -> str:
     canaries = ", ".join(f"canary x{c['ratio']:.2f}" for c in summary["canaries"] if c.get("ratio"))
     words = ", ".join(f"{n} {v}" for v, n in sorted(verdicts.items()))
     return f"exit {code} ({seconds:.0f} s): {words}; machine drift on {drift}; {canaries or 'no canary history'}"
+
+
+def load_batches(repo: Path) -> list[int]:
+    sys.path.insert(0, str(ROOT))
+    from trtci.config import load_config
+
+    return list(load_config(repo / "trtci.yml").models[0].batch_sizes)
 
 
 def true_costs(repo: Path, slow: Path) -> dict[str, float]:
@@ -170,7 +203,9 @@ def main() -> None:
             print(f"docs PR {i + 1}: {describe(code, summary, seconds)}", flush=True)
             git(repo, "checkout", "-q", "main")
         slow = Path(tmp) / "slower.onnx"
-        slower_model(repo / "model.onnx", slow)
+        largest = max(load_batches(repo))
+        cost = slower_model(repo / "model.onnx", slow, largest)
+        print(f"slower model: a zero-output side branch, {cost:.3f}x the model in FP32 at batch {largest}", flush=True)
         for i in range(args.tries):
             git(repo, "checkout", "-q", "-b", f"slower-{i}", "main")
             shutil.copy(slow, repo / "model.onnx")
