@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from trtci.backends.base import Backend, Session
+from trtci.backends.base import Backend, LoadRequest
 from trtci.config import CompareSettings, Config
 from trtci.context.git import file_at
 from trtci.errors import BackendError, ConfigError, DataError, ModelError
@@ -122,7 +122,7 @@ def merge_base_side(
 
 def ab_against_merge_base(
     series: SeriesResult,
-    head: Session,
+    head: LoadRequest,
     feeds: dict[str, np.ndarray],
     base: MergeBase,
     plan: ModelPlan,
@@ -132,8 +132,10 @@ def ab_against_merge_base(
     warnings: list[str],
     progress: Progress,
 ) -> MergeBaseAB | None:
-    """Time `head` (the PR's build of `series`, fed `feeds`) against the merge-base's build of the same variant,
-    in alternating rounds. None when the PR changed nothing of this series (its history judges it) or the
+    """Time `head` (the PR's build of `series`, loaded as `head` asks, fed `feeds`) against the merge-base's build
+    of the same variant, in alternating rounds. Both sides are loaded for interleaving (LoadRequest.options
+    "interleaved": ONNX Runtime's idle workers then do not spin and take the cores the other side's next call
+    needs). None when the PR changed nothing of this series (its history judges it) or the
     merge-base's build cannot be made or run here (a line in `warnings` says why)."""
     changed = base.changed(series.key, backend, plan, config)
     if not changed:
@@ -149,11 +151,14 @@ def ab_against_merge_base(
     request = load_request(base.plan, base.config, old.prepared, series.key.batch, backend)
     base_feeds = own_feeds(base.plan, series.key.batch)  # the input shapes may be what the PR changed
     try:
-        with contextlib.closing(backend.load(request)) as a:
+        with (
+            contextlib.closing(backend.load(interleaved(request))) as a,
+            contextlib.closing(backend.load(interleaved(head))) as b,
+        ):
             with progress.task(f"{series.key.label}: A/B against the merge-base's {' and '.join(changed)}"):
                 result = ab_test(
                     lambda: a.run(base_feeds),
-                    lambda: head.run(feeds),
+                    lambda: b.run(feeds),
                     time_budget_s=config.compare.ab_budget_s,
                     min_effect=threshold,
                     confidence=config.compare.confidence,
@@ -163,6 +168,10 @@ def ab_against_merge_base(
         warnings.append(f"{series.key.label}: no A/B against the merge-base: {e}")
         return None
     return MergeBaseAB(result, changed, base.origin)
+
+
+def interleaved(request: LoadRequest) -> LoadRequest:
+    return replace(request, options={**request.options, "interleaved": True})
 
 
 def ab_comparison(first: Comparison, done: MergeBaseAB, run: RunResult, settings: CompareSettings) -> Comparison:

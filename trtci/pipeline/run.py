@@ -235,7 +235,7 @@ def _measure(
                 series.bench = session.benchmark(feeds, settings, batch, update)
             if base is not None:
                 done = ab_against_merge_base(
-                    series, session, feeds, base, plan, config, backend, variant, state.warnings, progress
+                    series, request, feeds, base, plan, config, backend, variant, state.warnings, progress
                 )
                 if done is not None:
                     state.ab[series.key.id] = done
