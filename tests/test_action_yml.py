@@ -432,11 +432,15 @@ def commenter_run(tmp_path: Path, head_sha: str) -> Path:
 
 def run_commenter(github, env: dict[str, str], event: Path, uploaded: Path, tmp_path: Path, tmp: Path) -> dict:
     """The commenter workflow's job, as the runner would run it: the artifact downloaded where the job says,
-    then every `run:` step in order (the install left out: trtci is already on PATH; see the next test)."""
+    then every `run:` step in order (the install left out: the venv it makes links to the installed trtci; see
+    the next test)."""
     job = load(EXAMPLES / "fork-safe-comment.yml")["jobs"]["comment"]
     download = next(s for s in job["steps"] if "download-artifact" in s.get("uses", ""))
     assert download["with"]["name"] == "trtci-results"
     commenter = {"inputs": {}, "steps": {}, "temp": str(tmp_path / "commenter-temp"), "token": github.token, "log": ""}
+    venv_bin = Path(commenter["temp"]) / "trtci-venv" / "bin"
+    venv_bin.mkdir(parents=True)
+    (venv_bin / "trtci").symlink_to(shutil.which("trtci", path=env["PATH"]))
     shutil.copytree(uploaded, evaluate(download["with"]["path"], commenter))  # the artifact, as downloaded
     workspace = tmp_path / "workspace"
     workspace.mkdir(exist_ok=True)
@@ -461,7 +465,8 @@ def run_commenter(github, env: dict[str, str], event: Path, uploaded: Path, tmp_
 @pytest.mark.slow
 def test_the_commenter_installs_trtci_from_its_pinned_checkout_with_hashes(tmp_path):
     """The commenter's real install step: trtci's own repository checked out where the job says (here: this
-    tree), hash-pinned requirements, a venv under RUNNER_TEMP put on PATH; no pull request file anywhere."""
+    tree), hash-pinned requirements, a venv under RUNNER_TEMP that the later steps run; no pull request file
+    anywhere, and no write to GITHUB_PATH (zizmor's github-env)."""
     job = load(EXAMPLES / "fork-safe-comment.yml")["jobs"]["comment"]
     checkout = next(s for s in job["steps"] if "actions/checkout" in s.get("uses", ""))
     assert checkout["with"]["persist-credentials"] is False and re.fullmatch(r"[0-9a-f]{40}", checkout["with"]["ref"])
@@ -470,16 +475,15 @@ def test_the_commenter_installs_trtci_from_its_pinned_checkout_with_hashes(tmp_p
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     (workspace / checkout["with"]["path"]).symlink_to(ROOT)
-    temp, github_path = tmp_path / "runner-temp", tmp_path / "github-path"
+    temp = tmp_path / "runner-temp"
     temp.mkdir()
-    github_path.touch()
     env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GITHUB_WORKSPACE": str(workspace)}
-    env.update(RUNNER_TEMP=str(temp), GITHUB_PATH=str(github_path), PIP_QUIET="1")
+    env.update(RUNNER_TEMP=str(temp), PIP_QUIET="1")
     context = {"inputs": {}, "steps": {}, "temp": str(temp), "token": "unused", "log": ""}
     assert run_bash(install, "install", context, env, tmp_path, cwd=workspace) == 0, context["log"]
-    [bin_dir] = github_path.read_text().split()
-    assert Path(bin_dir) == temp / "trtci-venv" / "bin"
-    version = subprocess.run([str(Path(bin_dir) / "trtci"), "--version"], capture_output=True, text=True)
+    later = [s["run"] for s in job["steps"] if "run" in s and s is not install]
+    assert all("$RUNNER_TEMP/trtci-venv/bin/trtci" in run for run in later)  # the steps after run what it installed
+    version = subprocess.run([str(temp / "trtci-venv" / "bin" / "trtci"), "--version"], capture_output=True, text=True)
     assert version.returncode == 0 and "trtci, version" in version.stdout, version.stderr
 
 
