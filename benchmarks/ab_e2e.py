@@ -5,11 +5,12 @@ Models are MLPs built with onnx.helper (MatMul + Relu layers of fixed random wei
 - fast: 48 layers 128 wide at batch 8, a fraction of a millisecond a call: rounds must batch calls to time well;
 - slow: 6 layers 1024 wide at batch 128, about ten milliseconds a call: one or two calls a round.
 
-B is A plus a side branch of work whose result is added as zeros (x times a width-by-k matrix, times a k-by-width zero
-matrix): the same outputs, and a cost that grows with k in small steps. k starts from a short measurement of one
-layer's cost and is corrected until B's cost over A, measured in 120 alternating A B B A blocks of 50 ms a side,
-is within a point of 10% (at most CALIBRATION_STEPS corrections). B's true cost is then measured separately at length:
-the median of 200 such blocks' ratios (a block's ratio varies by 10-15% on a busy 2-core machine).
+B is A plus a side branch of work whose result is added as zeros (`side_branch`: x times a width-by-k matrix, times a
+k-by-width zero matrix): the same outputs, and a cost that grows with k in small steps. k starts from a short
+measurement of one layer's cost and is corrected until B's cost over A, measured in 120 alternating A B B A blocks of
+50 ms a side, is within a point of 10% (at most CALIBRATION_STEPS corrections). B's true cost is then measured
+separately at length: the median of 200 such blocks' ratios (a block's ratio varies by 10-15% on a busy 2-core
+machine).
 
 A/A compares two files of the same model; A/B compares A and B. Each comparison is
 `trtci ab --model-a A --model-b B --budget <budget> --min-effect <min effect>` run as a user runs it; a claim is a
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
@@ -52,8 +54,7 @@ SLOW = Shape("slow", 6, 1024, 128)
 
 def mlp(shape: Shape, layers: int, side: int = 0) -> bytes:
     """`layers` MatMul+Relu layers of the shape's width with fixed random weights (the first n alike in any size),
-    plus, when `side` > 0, a side branch x @ W (width x side) @ Z (side x width, zeros) added to the output: the same
-    outputs for more work."""
+    plus, when `side` > 0, a side branch of that width (`side_branch`): the same outputs for more work."""
     rng = np.random.default_rng(0)
     nodes, weights, current = [], [], "x"
     for i in range(layers):
@@ -64,24 +65,38 @@ def mlp(shape: Shape, layers: int, side: int = 0) -> bytes:
             helper.make_node("Relu", [f"m{i}"], [f"r{i}"]),
         ]
         current = f"r{i}"
-    if side > 0:
-        w = (rng.normal(size=(shape.width, side)) / math.sqrt(shape.width)).astype(np.float32)
-        weights += [
-            numpy_helper.from_array(w, "side_in"),
-            numpy_helper.from_array(np.zeros((side, shape.width), np.float32), "side_out"),
-        ]
-        nodes += [
-            helper.make_node("MatMul", ["x", "side_in"], ["side_hidden"]),
-            helper.make_node("MatMul", ["side_hidden", "side_out"], ["side_zeros"]),
-            helper.make_node("Add", [current, "side_zeros"], ["y"]),
-        ]
-    else:
-        nodes[-1].output[0] = "y"
+    nodes[-1].output[0] = "y"
     value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [shape.batch, shape.width]) for n in ("x", "y")]
     graph = helper.make_graph(nodes, "mlp", value[:1], value[1:], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
-    return model.SerializeToString()
+    return (side_branch(model, side) if side > 0 else model).SerializeToString()
+
+
+def side_branch(model: onnx.ModelProto, width: int) -> onnx.ModelProto:
+    """`model` with the same outputs and more work: its first input times a (features x width) matrix, times a
+    (width x outputs) zero matrix, added to its first output. The input and output must be [batch, n] floats."""
+    graph = model.graph
+    dims = [[d.dim_value for d in t.type.tensor_type.shape.dim] for t in (graph.input[0], graph.output[0])]
+    if any(len(shape) != 2 or not shape[1] for shape in dims):
+        raise SystemExit(f"the side branch needs a [batch, n] first input and output, not {dims}")
+    (_, features), (_, outputs) = dims
+    rng = np.random.default_rng(0)
+    side_in = (rng.standard_normal((features, width)) / np.sqrt(features)).astype(np.float32)
+    graph.initializer.extend([
+        numpy_helper.from_array(side_in, "side_in"),
+        numpy_helper.from_array(np.zeros((width, outputs), np.float32), "side_out"),
+    ])  # fmt: skip
+    output = graph.output[0].name
+    for node in graph.node:
+        node.output[:] = ["before_side" if name == output else name for name in node.output]
+    graph.node.extend([
+        helper.make_node("MatMul", [graph.input[0].name, "side_in"], ["side_hidden"], name="side_in"),
+        helper.make_node("MatMul", ["side_hidden", "side_out"], ["side_zeros"], name="side_out"),
+        helper.make_node("Add", ["before_side", "side_zeros"], [output], name="side_add"),
+    ])  # fmt: skip
+    onnx.checker.check_model(model)
+    return model
 
 
 def call_of(model: bytes, shape: Shape) -> Callable[[], object]:

@@ -54,7 +54,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from onnx import TensorProto, helper, numpy_helper
 
 from benchmarks import ab_e2e
 from trtci.backends.measure import latency_stats
@@ -85,21 +84,8 @@ AB_BUDGET_S = 60.0
 
 
 def mlp(layers: int) -> bytes:
-    """`layers` MatMul+Relu layers of WIDTH x WIDTH with fixed random weights (the first `n` alike in any size)."""
-    rng = np.random.default_rng(0)
-    nodes, weights, current = [], [], "x"
-    for i in range(layers):
-        w = (rng.normal(size=(WIDTH, WIDTH)) / math.sqrt(WIDTH)).astype(np.float32)
-        weights.append(numpy_helper.from_array(w, f"w{i}"))
-        nodes += [
-            helper.make_node("MatMul", [current, f"w{i}"], [f"m{i}"]),
-            helper.make_node("Relu", [f"m{i}"], [f"r{i}"]),
-        ]
-        current = f"r{i}"
-    nodes[-1].output[0] = "y"
-    value = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [BATCH, WIDTH]) for n in ("x", "y")]
-    graph = helper.make_graph(nodes, "mlp", value[:1], value[1:], weights)
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    """`layers` MatMul+Relu layers of WIDTH x WIDTH at BATCH (benchmarks/ab_e2e.py's MLP)."""
+    return ab_e2e.mlp(ab_e2e.Shape("detection", layers, WIDTH, BATCH), layers)
 
 
 def session_call(model: bytes) -> Callable[[], object]:

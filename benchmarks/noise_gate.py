@@ -37,9 +37,8 @@ from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import helper, numpy_helper
 
-from benchmarks.ab_e2e import block_ratios
+from benchmarks.ab_e2e import block_ratios, side_branch
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "examples" / "digits"
@@ -48,55 +47,34 @@ TARGET_SLOWDOWN = 0.10  # of the slower model at the largest batch, calibrated (
 CALIBRATION_STEPS = 5
 
 
-def side_branch(source: Path, target: Path, width: int) -> None:
-    """The model with the same outputs and more work: its first input times a (features x width) matrix, times a
-    (width x outputs) zero matrix, added to its first output. The input and output must be [batch, n] floats."""
-    model = onnx.load(str(source))
-    graph = model.graph
-    dims = [[d.dim_value for d in t.type.tensor_type.shape.dim] for t in (graph.input[0], graph.output[0])]
-    if any(len(shape) != 2 or not shape[1] for shape in dims):
-        raise SystemExit(f"{source}: the side branch needs a [batch, n] first input and output, not {dims}")
-    (_, features), (_, outputs) = dims
-    rng = np.random.default_rng(0)
-    side_in = (rng.standard_normal((features, width)) / np.sqrt(features)).astype(np.float32)
-    graph.initializer.extend([
-        numpy_helper.from_array(side_in, "side_in"),
-        numpy_helper.from_array(np.zeros((width, outputs), np.float32), "side_out"),
-    ])  # fmt: skip
-    output = graph.output[0].name
-    for node in graph.node:
-        node.output[:] = ["before_side" if name == output else name for name in node.output]
-    graph.node.extend([
-        helper.make_node("MatMul", [graph.input[0].name, "side_in"], ["side_hidden"], name="side_in"),
-        helper.make_node("MatMul", ["side_hidden", "side_out"], ["side_zeros"], name="side_out"),
-        helper.make_node("Add", ["before_side", "side_zeros"], [output], name="side_add"),
-    ])  # fmt: skip
-    onnx.checker.check_model(model)
-    onnx.save(model, str(target))
-
-
 def slower_model(source: Path, target: Path, batch: int) -> float:
     """Write a slower `source` to `target`, its side branch sized until its cost over the model at `batch` (FP32,
     120 A B B A blocks of 20 ms a side) is within a point and a half of TARGET_SLOWDOWN, or the closest of
     CALIBRATION_STEPS sizes; return that cost."""
     import onnxruntime as ort
 
-    features = onnx.load(str(source)).graph.input[0].type.tensor_type.shape.dim[1].dim_value
-    feeds = {onnx.load(str(source)).graph.input[0].name: np.ones((batch, features), np.float32)}
+    model = onnx.load(str(source))
+    first = model.graph.input[0]
+    feeds = {first.name: np.ones((batch, first.type.tensor_type.shape.dim[1].dim_value), np.float32)}
 
     def call(path: Path):
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         return lambda: session.run(None, feeds)
 
+    def write(width: int) -> None:
+        extended = onnx.ModelProto()
+        extended.CopyFrom(model)
+        onnx.save(side_branch(extended, width), str(target))
+
     base, width, tried = call(source), 256, {}
     for _ in range(CALIBRATION_STEPS):
-        side_branch(source, target, width)
+        write(width)
         tried[width] = float(np.median(block_ratios(base, call(target), blocks=120, block_s=0.02)))
         if abs(tried[width] - 1.0 - TARGET_SLOWDOWN) <= 0.015:
             break
         width = max(1, round(width * min(max(TARGET_SLOWDOWN / max(tried[width] - 1.0, 0.005), 0.5), 2.0)))
     best = min(tried, key=lambda w: abs(tried[w] - 1.0 - TARGET_SLOWDOWN))
-    side_branch(source, target, best)
+    write(best)
     return tried[best]
 
 
