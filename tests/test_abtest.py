@@ -98,7 +98,7 @@ def test_interleaved_onnxruntime_sessions_do_not_spin_and_benchmark_sessions_do(
     mlp_classifier(tmp_path / "a.onnx")
     backend = OnnxRuntimeBackend()
     request = LoadRequest(model_path=tmp_path / "a.onnx", precision="fp32", batch=1, shapes={"input": (1, 16)})
-    interleaved = backend.load(LoadRequest(**{**vars(request), "options": {"interleaved": True}}))
+    interleaved = backend.load(request.interleaved())
     plain = backend.load(request)
     assert interleaved is not plain
 

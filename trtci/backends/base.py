@@ -11,7 +11,7 @@ The pipeline never asks a backend its name to decide what to do: it reads the ca
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -34,9 +34,13 @@ class LoadRequest:
     shapes: dict[str, tuple[int, ...]]  # concrete input shapes for this batch (the "opt" shape)
     shape_ranges: dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]] = field(default_factory=dict)
     cache_dir: Path | None = None  # where a backend may keep engines, timing caches, optimized graphs
-    # "threads", "interleaved" (the session alternates with another in an A/B; a backend may tune for that) and the
-    # backend's own `load_options`
+    # "threads", "interleaved" (`interleaved()`) and the backend's own `load_options`
     options: dict[str, Any] = field(default_factory=dict)
+
+    def interleaved(self) -> LoadRequest:
+        """This request for a session that alternates with another in an A/B: a backend may tune for that (ONNX
+        Runtime's idle workers then do not spin, taking the cores the other session's next call needs)."""
+        return replace(self, options={**self.options, "interleaved": True})
 
 
 class Session(Protocol):

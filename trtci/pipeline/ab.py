@@ -46,13 +46,8 @@ def ab_onnx(
         for path in (model_a, model_b):
             plan = plan_model(ModelConfig(path=path, precisions=["fp32"], batch_sizes=[batch], validation=validation))
             feeds = feeds or bench_feeds(plan, batch)
-            request = LoadRequest(
-                model_path=Path(path),
-                precision="fp32",
-                batch=batch,
-                shapes=plan.shapes[batch],
-                options={"interleaved": True},  # the two sessions alternate: idle workers must not spin
-            )
+            shapes = plan.shapes[batch]
+            request = LoadRequest(model_path=Path(path), precision="fp32", batch=batch, shapes=shapes).interleaved()
             session = sessions.enter_context(contextlib.closing(backend.load(request)))
             session.run(feeds)  # a model that cannot take these inputs fails here, before any timing
             calls.append(partial(session.run, feeds))

@@ -133,10 +133,9 @@ def ab_against_merge_base(
     progress: Progress,
 ) -> MergeBaseAB | None:
     """Time `head` (the PR's build of `series`, loaded as `head` asks, fed `feeds`) against the merge-base's build
-    of the same variant, in alternating rounds. Both sides are loaded for interleaving (LoadRequest.options
-    "interleaved": ONNX Runtime's idle workers then do not spin and take the cores the other side's next call
-    needs). None when the PR changed nothing of this series (its history judges it) or the
-    merge-base's build cannot be made or run here (a line in `warnings` says why)."""
+    of the same variant, in alternating rounds; both sides are loaded for interleaving (LoadRequest.interleaved).
+    None when the PR changed nothing of this series (its history judges it) or the merge-base's build cannot be
+    made or run here (a line in `warnings` says why)."""
     changed = base.changed(series.key, backend, plan, config)
     if not changed:
         return None
@@ -152,8 +151,8 @@ def ab_against_merge_base(
     base_feeds = own_feeds(base.plan, series.key.batch)  # the input shapes may be what the PR changed
     try:
         with (
-            contextlib.closing(backend.load(interleaved(request))) as a,
-            contextlib.closing(backend.load(interleaved(head))) as b,
+            contextlib.closing(backend.load(request.interleaved())) as a,
+            contextlib.closing(backend.load(head.interleaved())) as b,
         ):
             with progress.task(f"{series.key.label}: A/B against the merge-base's {' and '.join(changed)}"):
                 result = ab_test(
@@ -168,10 +167,6 @@ def ab_against_merge_base(
         warnings.append(f"{series.key.label}: no A/B against the merge-base: {e}")
         return None
     return MergeBaseAB(result, changed, base.origin)
-
-
-def interleaved(request: LoadRequest) -> LoadRequest:
-    return replace(request, options={**request.options, "interleaved": True})
 
 
 def ab_comparison(first: Comparison, done: MergeBaseAB, run: RunResult, settings: CompareSettings) -> Comparison:
