@@ -18,7 +18,8 @@ def _initializer(rng: np.random.Generator, name: str, shape: tuple[int, ...], sc
     return numpy_helper.from_array(rng.normal(0.0, scale, size=shape).astype(np.float32), name)
 
 
-def _save(graph: onnx.GraphProto, path: Path) -> Path:
+def save_graph(graph: onnx.GraphProto, path: Path) -> Path:
+    """`graph` as a checked opset-17 model file at `path` (its folder made)."""
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="trtci-tests")
     model.ir_version = 8
     onnx.checker.check_model(model)
@@ -52,7 +53,7 @@ def mlp_classifier(
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [batch, classes])],
         initializers,
     )
-    return _save(graph, path)
+    return save_graph(graph, path)
 
 
 def small_cnn(path: Path, seed: int = 0) -> Path:
@@ -81,4 +82,4 @@ def small_cnn(path: Path, seed: int = 0) -> Path:
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 10])],
         initializers,
     )
-    return _save(graph, path)
+    return save_graph(graph, path)

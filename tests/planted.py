@@ -15,19 +15,14 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from tests.models import save_graph
+
 OUTLIER = 1000.0
 
 
 def _save(nodes, inputs, outputs, weights: dict[str, np.ndarray], path: Path) -> Path:
     initializers = [numpy_helper.from_array(value.astype(np.float32), name) for name, value in weights.items()]
-    graph = helper.make_graph(nodes, "planted", inputs, outputs, initializers)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="trtci-tests")
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save_model(model, str(path))
-    return path
+    return save_graph(helper.make_graph(nodes, "planted", inputs, outputs, initializers), path)
 
 
 def planted_mlp(path: Path, faulty: str | tuple[str, ...] = "fc2", channel: int = 3, seed: int = 0) -> Path:
